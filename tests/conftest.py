@@ -1,0 +1,129 @@
+"""Shared fixtures: the demo fleet, and WebSocket clients for robots and dashboards."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, AsyncIterator, Callable
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from webapp.fleet.services.demo import DemoFleet, demo_seed
+from webapp.fleet.services.users import api_token_issue
+
+ORIGIN = (b"origin", b"http://localhost:8000")
+
+
+@pytest.fixture
+def fleet(db: Any) -> DemoFleet:
+    return demo_seed(robots=3, password="foreman-test")
+
+
+@pytest.fixture
+def users(fleet: DemoFleet) -> dict[str, Any]:
+    from django.contrib.auth import get_user_model
+
+    return {u.username: u for u in get_user_model().objects.all()}
+
+
+def hello(**overrides: Any) -> dict[str, Any]:
+    message = {
+        "type": "hello", "protocol": 1, "agent_version": "test", "cameras": ["head"],
+        "capabilities": ["teleop"], "policy_version": "bc-sim-v1", "mode": "autonomous",
+        "estopped": False, "lease_id": None,
+    }
+    message.update(overrides)
+    return message
+
+
+def telemetry(**overrides: Any) -> dict[str, Any]:
+    message = {
+        "type": "telemetry", "t": 1.0, "mode": "autonomous", "phase": "pick_left", "progress": 0.1,
+        "cycle_index": 1, "confidence": 0.9, "takt_elapsed_s": 5.0, "takt_s": 76.0,
+    }
+    message.update(overrides)
+    return message
+
+
+class Socket:
+    """A WebsocketCommunicator with JSON helpers and bounded waits."""
+
+    def __init__(self, communicator: WebsocketCommunicator) -> None:
+        self.c = communicator
+
+    async def send(self, message: dict[str, Any] | str) -> None:
+        await self.c.send_to(text_data=message if isinstance(message, str) else json.dumps(message))
+
+    async def recv(self, timeout: float = 3.0) -> dict[str, Any]:
+        return json.loads(await self.c.receive_from(timeout=timeout))
+
+    async def recv_until(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0) -> dict[str, Any]:
+        """Skip messages until one matches (telemetry batches and status pushes interleave)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError("no matching message before the timeout")
+            message = await self.recv(timeout=remaining)
+            if predicate(message):
+                return message
+
+    async def nothing(self, timeout: float = 0.3) -> bool:
+        return await self.c.receive_nothing(timeout=timeout)
+
+    async def close(self) -> None:
+        await self.c.disconnect()
+
+
+def application() -> Any:
+    from webapp.asgi import application as app
+
+    return app
+
+
+async def robot_socket(token: str, greet: bool = True, **hello_overrides: Any) -> tuple[Socket, dict[str, Any] | None]:
+    communicator = WebsocketCommunicator(application(), "/ws/robot/", headers=[(b"authorization", f"Bearer {token}".encode())])
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected
+    socket = Socket(communicator)
+    if not greet:
+        return socket, None
+    await socket.send(hello(**hello_overrides))
+    welcome = await socket.recv_until(lambda m: m["type"] == "welcome")
+    return socket, welcome
+
+
+async def fleet_socket(user: Any, origin: tuple[bytes, bytes] | None = ORIGIN) -> tuple[Socket, dict[str, Any]]:
+    token = await database_sync_to_async(api_token_issue)(user=user)
+    headers = [(b"authorization", f"Bearer {token}".encode())]
+    if origin:
+        headers.append(origin)
+    communicator = WebsocketCommunicator(application(), "/ws/fleet/", headers=headers)
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected
+    socket = Socket(communicator)
+    snapshot = await socket.recv()
+    return socket, snapshot
+
+
+@pytest.fixture
+async def cleanup() -> AsyncIterator[list[Socket]]:
+    sockets: list[Socket] = []
+    yield sockets
+    for socket in sockets:
+        try:
+            await socket.close()
+        except Exception:
+            pass
+
+
+@pytest.fixture(autouse=True)
+async def close_db_connections_after_async_test() -> AsyncIterator[None]:
+    """database_sync_to_async keeps a connection in its worker thread; close it so Postgres can drop the test DB."""
+    yield
+    from django.db import connections
+
+    await database_sync_to_async(connections.close_all)()

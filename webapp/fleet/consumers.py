@@ -1,0 +1,449 @@
+"""WebSocket consumers: /ws/robot/ (agents) and /ws/fleet/ (dashboards). Thin: services do the work.
+
+Every frame is validated against foreman_protocol; a bad frame gets an `error` back and changes
+nothing. Telemetry is coalesced per process and flushed to dashboards every 100 ms; alerts,
+custody changes and e-stops are sent at once, never behind telemetry (shared/channels-capacity.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from datetime import datetime
+from typing import Any, Awaitable, Callable
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.core.cache import cache
+from django.http.request import split_domain_port, validate_host
+from django.utils import timezone
+
+from foreman_protocol import PROTOCOL_VERSION, ProtocolError, parse_browser_message, parse_robot_message
+from webapp.fleet import realtime
+from webapp.fleet.models import ApiToken
+from webapp.fleet.roles import user_can
+from webapp.fleet.selectors import TELEMETRY_CACHE_KEY, fleet_snapshot, iso, lease_dict
+from webapp.fleet.services import custody, interventions, robots
+from webapp.fleet.services.audit import audit_record
+from webapp.fleet.services.errors import NotFound, ServiceError
+from webapp.fleet.tokens import USER_TOKEN_PREFIX, bearer_from_headers, hash_token
+
+log = logging.getLogger(__name__)
+
+CLOSE_AUTH_FAILED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_BAD_PROTOCOL = 4400
+CLOSE_REPLACED = 4409
+
+
+class TelemetryBatcher:
+    """Latest telemetry per robot in this process, flushed to the fleet group every interval."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.pending: dict[str, dict[str, Any]] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    def put(self, robot: str, body: dict[str, Any]) -> None:
+        self.pending[robot] = body
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        from channels.layers import get_channel_layer
+
+        layer = get_channel_layer()
+        idle_rounds = 0
+        while idle_rounds < 50:  # stop after 5 s of silence; the next put restarts it
+            await asyncio.sleep(self.interval_s)
+            if not self.pending:
+                idle_rounds += 1
+                continue
+            idle_rounds = 0
+            batch, self.pending = self.pending, {}
+            try:
+                await layer.group_send(realtime.FLEET_GROUP, {"type": "fleet.telemetry", "robots": batch})
+                await cache.aset_many({TELEMETRY_CACHE_KEY.format(name): body for name, body in batch.items()}, timeout=600)
+            except Exception:  # a Redis hiccup must not kill the flusher for good
+                log.exception("telemetry flush failed")
+
+
+_batchers: dict[int, TelemetryBatcher] = {}
+
+
+def telemetry_batcher() -> TelemetryBatcher:
+    loop = asyncio.get_running_loop()
+    batcher = _batchers.get(id(loop))
+    if batcher is None or (batcher.task is not None and batcher.task.get_loop() is not loop):
+        batcher = _batchers[id(loop)] = TelemetryBatcher(settings.FOREMAN_TELEMETRY_FLUSH_S)
+    return batcher
+
+
+def client_source(scope: dict[str, Any]) -> str:
+    client = scope.get("client") or ("?", 0)
+    return f"ws {client[0]}"
+
+
+class ProtocolConsumer(AsyncWebsocketConsumer):
+    """JSON framing, validation and error replies shared by both endpoints."""
+
+    parse: Callable[[str | bytes], Any]
+    rejected = 0
+
+    async def send_json(self, payload: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(payload, separators=(",", ":")))
+
+    async def send_error(self, code: str, message: str, ref: str | None = None, **data: Any) -> None:
+        await self.send_json({"type": "error", "code": code, "message": message, "ref": ref, **data})
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            self.rejected += 1
+            await self.send_error("binary_not_supported", "binary frames are not part of the protocol")
+            return
+        try:
+            message = type(self).parse(text_data)
+        except ProtocolError as error:
+            self.rejected += 1
+            await self.send_json(error.as_message())
+            return
+        ref = getattr(message, "id", None)
+        try:
+            await self.handle(message)
+        except ServiceError as error:
+            self.rejected += 1
+            await self.send_error(error.code, error.message, ref, **error.data)
+        except ProtocolError as error:
+            self.rejected += 1
+            await self.send_error(error.code, error.message, ref)
+        except Exception:
+            # Never let one message kill the socket; say so and carry on.
+            log.exception("error handling %s message", getattr(message, "type", "?"))
+            await self.send_error("internal", "the server failed to handle this message", ref)
+
+    async def handle(self, message: Any) -> None:
+        raise NotImplementedError
+
+
+class RobotConsumer(ProtocolConsumer):
+    parse = staticmethod(parse_robot_message)
+
+    robot_name: str = ""
+    greeted = False
+
+    async def connect(self) -> None:
+        token = bearer_from_headers(self.scope.get("headers", []))
+        robot = await database_sync_to_async(robots.robot_authenticate)(token)
+        await self.accept()
+        if robot is None:
+            await self.close(code=CLOSE_AUTH_FAILED)
+            return
+        self.robot_name = robot.name
+        self.peers: dict[str, str] = {}  # peer id -> the viewer's channel
+        self.last_mode: str | None = None
+        self.lease_id: str | None = None
+        self.lease_holder_channel = ""
+        self.lease_timer: asyncio.TimerHandle | None = None
+        self.last_telemetry_at = 0.0
+
+    async def disconnect(self, code: int) -> None:
+        if not self.robot_name:
+            return
+        if self.lease_timer is not None:
+            self.lease_timer.cancel()
+        await self.channel_layer.group_discard(realtime.robot_group(self.robot_name), self.channel_name)
+        for peer, viewer in self.peers.items():
+            await self.channel_layer.send(viewer, {"type": "fleet.direct", "payload": {"type": "signal", "robot": self.robot_name, "peer": peer, "kind": "bye"}})
+        if self.greeted:
+            await database_sync_to_async(robots.robot_disconnected)(robot_name=self.robot_name, channel=self.channel_name)
+
+    async def handle(self, message: Any) -> None:
+        if message.type == "hello":
+            await self.on_hello(message)
+            return
+        if not self.greeted:
+            raise ProtocolError("bad_message", "the first message must be hello")
+        handler: Callable[[Any], Awaitable[None]] = getattr(self, f"on_{message.type}")
+        await handler(message)
+
+    async def on_hello(self, hello: Any) -> None:
+        if hello.protocol != PROTOCOL_VERSION:
+            await self.send_error("unsupported_protocol", f"server speaks protocol {PROTOCOL_VERSION}, agent {hello.protocol}")
+            await self.close(code=CLOSE_BAD_PROTOCOL)
+            return
+        welcome, previous = await database_sync_to_async(robots.robot_connected)(
+            robot=await database_sync_to_async(lambda: robots.Robot.objects.get(name=self.robot_name))(),
+            hello=hello,
+            channel=self.channel_name,
+            source=client_source(self.scope),
+        )
+        if previous:
+            await self.channel_layer.send(previous, {"type": "robot.replaced"})
+        await self.channel_layer.group_add(realtime.robot_group(self.robot_name), self.channel_name)
+        self.greeted = True
+        self.last_mode = hello.mode
+        await self.send_json(welcome)
+        lease = welcome["lease"]
+        self.track_lease(lease)
+        if welcome["estopped"]:
+            await self.send_json({"type": "command", "id": "estop-latched", "command": "estop", "by": "server", "reason": "e-stop is latched"})
+
+    async def on_telemetry(self, message: Any) -> None:
+        body = message.model_dump(exclude={"type"})
+        body["received_at"] = iso(timezone.now())
+        telemetry_batcher().put(self.robot_name, body)
+        if message.mode != self.last_mode:
+            self.last_mode = message.mode
+            await database_sync_to_async(robots.robot_set_mode)(robot_name=self.robot_name, mode=message.mode)
+            if message.mode == "estopped":
+                await database_sync_to_async(custody.robot_estop)(robot_name=self.robot_name, actor=None, reason="reported by robot", source=client_source(self.scope))
+
+    async def on_cycle_started(self, message: Any) -> None:
+        await database_sync_to_async(robots.episode_started)(robot_name=self.robot_name, message=message)
+
+    async def on_cycle_ended(self, message: Any) -> None:
+        await database_sync_to_async(robots.episode_ended)(robot_name=self.robot_name, message=message)
+
+    async def on_intervention_raised(self, message: Any) -> None:
+        await database_sync_to_async(interventions.intervention_raise)(
+            robot_name=self.robot_name,
+            intervention_id=message.intervention,
+            trigger=message.trigger,
+            severity=message.severity,
+            detail=message.detail,
+            episode_id=message.episode,
+        )
+
+    async def on_fault(self, message: Any) -> None:
+        await database_sync_to_async(self._audit)("fault", code=message.code, detail=message.detail)
+
+    async def on_warning(self, message: Any) -> None:
+        log.info("robot %s warning %s: %s", self.robot_name, message.kind, message.detail)
+
+    async def on_command_ack(self, message: Any) -> None:
+        if not message.ok:
+            await database_sync_to_async(self._audit)("command_refused", command=message.command, error=message.error)
+
+    async def on_signal(self, message: Any) -> None:
+        viewer = self.peers.get(message.peer)
+        if viewer is None:
+            raise ProtocolError("bad_message", f"no viewer with peer id {message.peer!r}")
+        payload = {"robot": self.robot_name, **message.model_dump(exclude_none=True)}
+        await self.channel_layer.send(viewer, {"type": "fleet.direct", "payload": payload})
+        if message.kind == "bye":
+            self.peers.pop(message.peer, None)
+
+    async def on_teleop_state(self, message: Any) -> None:
+        if self.lease_holder_channel and message.lease_id == self.lease_id:
+            payload = {"robot": self.robot_name, **message.model_dump()}
+            await self.channel_layer.send(self.lease_holder_channel, {"type": "fleet.direct", "payload": payload})
+
+    def _audit(self, action: str, **detail: Any) -> None:
+        robot = robots.Robot.objects.filter(name=self.robot_name).first()
+        audit_record(actor=f"robot:{self.robot_name}", action=action, robot=robot, source=client_source(self.scope), **detail)
+
+    # -- lease timer: the robot's socket notices expiry at once, without polling the database
+
+    def track_lease(self, lease: dict[str, Any] | None) -> None:
+        if self.lease_timer is not None:
+            self.lease_timer.cancel()
+            self.lease_timer = None
+        self.lease_id = lease["id"] if lease else None
+        if lease is None:
+            return
+        expires = datetime.fromisoformat(lease["expires_at"].replace("Z", "+00:00"))
+        delay = max(0.0, (expires - timezone.now()).total_seconds()) + 0.05
+        lease_id = lease["id"]
+        self.lease_timer = asyncio.get_running_loop().call_later(delay, lambda: asyncio.ensure_future(self.expire_lease(lease_id)))
+
+    async def expire_lease(self, lease_id: str) -> None:
+        try:
+            await database_sync_to_async(custody.lease_expire_if_stale)(lease_id)
+        except Exception:
+            log.exception("lease expiry check failed for %s", lease_id)
+
+    # -- channel-layer events
+
+    async def robot_send(self, event: dict[str, Any]) -> None:
+        await self.send_json(event["payload"])
+
+    async def robot_lease(self, event: dict[str, Any]) -> None:
+        payload = event["payload"]
+        self.track_lease(payload["lease"])
+        self.lease_holder_channel = event.get("holder_channel", "") if payload["lease"] else ""
+        await self.send_json(payload)
+
+    async def robot_signal(self, event: dict[str, Any]) -> None:
+        payload, viewer = event["payload"], event["viewer"]
+        owner = self.peers.get(payload["peer"])
+        if owner is not None and owner != viewer:
+            return  # another viewer's peer id: never let one viewer talk over another's connection
+        if payload["kind"] == "bye":
+            self.peers.pop(payload["peer"], None)
+        else:
+            self.peers[payload["peer"]] = viewer
+        await self.send_json(payload)
+
+    async def robot_replaced(self, event: dict[str, Any]) -> None:
+        self.greeted = False  # the new connection owns the robot's status now
+        await self.close(code=CLOSE_REPLACED)
+
+
+def _origin_allowed(scope: dict[str, Any]) -> bool:
+    origin = ""
+    for name, value in scope.get("headers", []):
+        if name == b"origin":
+            origin = value.decode("latin-1")
+    if not origin:
+        return False
+    host = origin.split("://", 1)[-1].split("/", 1)[0]
+    domain, _port = split_domain_port(host)
+    return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
+
+
+def _user_from_token(token: str | None) -> Any:
+    if not token or not token.startswith(USER_TOKEN_PREFIX):
+        return None
+    record = ApiToken.objects.select_related("user").filter(token_hash=hash_token(token), revoked_at__isnull=True).first()
+    if record is None or not record.user.is_active:
+        return None
+    return record.user
+
+
+class FleetConsumer(ProtocolConsumer):
+    parse = staticmethod(parse_browser_message)
+
+    user: Any = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            user = await database_sync_to_async(_user_from_token)(bearer_from_headers(self.scope.get("headers", [])))
+        await self.accept()
+        if user is None:
+            await self.close(code=CLOSE_AUTH_FAILED)
+            return
+        if not _origin_allowed(self.scope) or not await database_sync_to_async(user_can)(user, "view"):
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        self.user = user
+        self.subscribed: set[str] | None = None  # None = every robot
+        self.viewer_peers: dict[str, str] = {}  # peer id -> robot, to say bye when this page goes
+        self.leases: dict[str, str] = {}  # robot -> lease id this connection holds
+        await self.channel_layer.group_add(realtime.FLEET_GROUP, self.channel_name)
+        await self.send_json(await database_sync_to_async(fleet_snapshot)(user))
+
+    async def disconnect(self, code: int) -> None:
+        if self.user is None:
+            return
+        await self.channel_layer.group_discard(realtime.FLEET_GROUP, self.channel_name)
+        for peer, robot in self.viewer_peers.items():
+            await self.channel_layer.group_send(
+                realtime.robot_group(robot),
+                {"type": "robot.signal", "viewer": self.channel_name, "payload": {"type": "signal", "peer": peer, "kind": "bye"}},
+            )
+        # The operator is gone: leases held through this socket end and their robots hold.
+        await database_sync_to_async(custody.leases_end_for_channel)(self.channel_name, client_source(self.scope))
+
+    async def handle(self, message: Any) -> None:
+        handler: Callable[[Any], Awaitable[dict[str, Any] | None]] = getattr(self, f"on_{message.type}")
+        data = await handler(message)
+        if getattr(message, "id", None) is not None and message.type not in {"teleop", "signal"}:
+            await self.send_json({"type": "result", "ref": message.id, "ok": True, "data": data or {}})
+
+    def service(self, function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+        return database_sync_to_async(function)
+
+    @property
+    def source(self) -> str:
+        return client_source(self.scope)
+
+    async def on_subscribe(self, message: Any) -> dict[str, Any]:
+        self.subscribed = None if "*" in message.robots else set(message.robots)
+        return {"robots": sorted(self.subscribed) if self.subscribed is not None else ["*"]}
+
+    async def on_ping(self, message: Any) -> None:
+        await self.send_json({"type": "pong", "id": message.id, "sent_ms": message.sent_ms, "server_ms": time.time() * 1000})
+
+    async def on_ack(self, message: Any) -> dict[str, Any]:
+        item = await self.service(interventions.intervention_acknowledge)(intervention_id=message.intervention, user=self.user, source=self.source)
+        return {"intervention": str(item.id), "state": item.state}
+
+    async def on_claim(self, message: Any) -> dict[str, Any]:
+        lease = await self.service(custody.robot_claim_control)(
+            robot_name=message.robot, user=self.user, mode=message.mode, takeover=message.takeover,
+            holder_channel=self.channel_name, source=self.source,
+        )
+        self.leases[message.robot] = str(lease.id)
+        return {"lease": await self.service(lease_dict)(lease)}
+
+    async def on_heartbeat(self, message: Any) -> dict[str, Any]:
+        lease = await self.service(custody.lease_heartbeat)(robot_name=message.robot, lease_id=message.lease_id, user=self.user, source=self.source)
+        return {"lease": await self.service(lease_dict)(lease)}
+
+    async def on_release(self, message: Any) -> dict[str, Any]:
+        await self.service(custody.lease_release)(robot_name=message.robot, lease_id=message.lease_id, user=self.user, source=self.source)
+        self.leases.pop(message.robot, None)
+        return {"released": message.lease_id}
+
+    async def on_pause(self, message: Any) -> dict[str, Any]:
+        command = await self.service(custody.robot_command)(robot_name=message.robot, user=self.user, command="pause", source=self.source)
+        return {"command": command}
+
+    async def on_resume(self, message: Any) -> dict[str, Any]:
+        command = await self.service(custody.robot_command)(robot_name=message.robot, user=self.user, command="resume", source=self.source)
+        return {"command": command}
+
+    async def on_estop(self, message: Any) -> dict[str, Any]:
+        await self.service(custody.robot_estop)(robot_name=message.robot, actor=self.user, reason=message.reason or "", source=self.source)
+        return {"estopped": True}
+
+    async def on_clear_estop(self, message: Any) -> dict[str, Any]:
+        await self.service(custody.robot_clear_estop)(robot_name=message.robot, user=self.user, source=self.source)
+        return {"estopped": False}
+
+    async def on_teleop(self, message: Any) -> None:
+        # Fast path: this socket must hold the lease it names; the agent checks the lease again.
+        if self.leases.get(message.robot) != message.lease_id:
+            await self.service(custody.lease_holder_check)(robot_name=message.robot, lease_id=message.lease_id, user=self.user)
+        payload = message.model_dump(exclude={"id", "robot"})
+        await self.channel_layer.group_send(realtime.robot_group(message.robot), {"type": "robot.send", "payload": payload})
+
+    async def on_signal(self, message: Any) -> None:
+        if message.kind == "offer":
+            robot = await self.service(lambda: robots.Robot.objects.filter(name=message.robot).values_list("online", flat=True).first())()
+            if robot is None:
+                raise NotFound(f"no robot named {message.robot!r}")
+            if not robot:
+                await self.send_error("robot_offline", f"{message.robot} is offline", message.id)
+                return
+            self.viewer_peers[message.peer] = message.robot
+        payload = message.model_dump(exclude={"id", "robot"}, exclude_none=True)
+        await self.channel_layer.group_send(realtime.robot_group(message.robot), {"type": "robot.signal", "viewer": self.channel_name, "payload": payload})
+        if message.kind == "bye":
+            self.viewer_peers.pop(message.peer, None)
+
+    # -- channel-layer events
+
+    async def fleet_send(self, event: dict[str, Any]) -> None:
+        payload = event["payload"]
+        if payload.get("type") == "robot":
+            status = payload["robot"]
+            lease = status.get("lease")
+            if self.leases.get(status["name"]) and (lease is None or lease["id"] != self.leases[status["name"]]):
+                self.leases.pop(status["name"], None)  # our lease ended elsewhere (expiry, takeover)
+        await self.send_json(payload)
+
+    async def fleet_telemetry(self, event: dict[str, Any]) -> None:
+        robots_batch = event["robots"]
+        if self.subscribed is not None:
+            robots_batch = {name: body for name, body in robots_batch.items() if name in self.subscribed}
+        if robots_batch:
+            await self.send_json({"type": "telemetry_batch", "robots": robots_batch})
+
+    async def fleet_direct(self, event: dict[str, Any]) -> None:
+        await self.send_json(event["payload"])
+

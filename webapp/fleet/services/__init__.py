@@ -1,0 +1,1 @@
+"""Business logic of the fleet, as typed functions. Views, consumers and tasks call these."""

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """A refused action; `code` is a protocol error code (docs/protocol.md)."""
+
+    code = "conflict"
+    http_status = 409
+
+    def __init__(self, message: str, **data: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+
+class Forbidden(ServiceError):
+    code = "forbidden"
+    http_status = 403
+
+
+class NotFound(ServiceError):
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(ServiceError):
+    code = "conflict"
+    http_status = 409
+
+
+class StaleLease(ServiceError):
+    code = "stale_lease"
+    http_status = 409
+
+
+class Estopped(ServiceError):
+    code = "estopped"
+    http_status = 409
+
+
+class RobotOffline(ServiceError):
+    code = "robot_offline"
+    http_status = 409

@@ -1,0 +1,132 @@
+"""Robot lifecycle: tokens, connections, reported state and episodes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from webapp.fleet import realtime
+from webapp.fleet.models import ControlSession, Episode, Robot, Station
+from webapp.fleet.selectors import iso, lease_dict
+from webapp.fleet.services.audit import audit_record
+from webapp.fleet.services.custody import robot_estop
+from webapp.fleet.services.errors import NotFound
+from webapp.fleet.services.ice import ice_servers_for
+from webapp.fleet.tokens import ROBOT_TOKEN_PREFIX, hash_token, new_token
+
+
+def robot_create(*, name: str, station: Station | None, cameras: list[str] | None = None) -> Robot:
+    return Robot.objects.create(name=name, station=station, cameras=cameras or [])
+
+
+def robot_issue_token(*, robot_name: str, actor: str = "admin") -> str:
+    """Make a new token for the robot (the old one stops working) and return it: it is shown once."""
+    robot = Robot.objects.filter(name=robot_name).first()
+    if robot is None:
+        raise NotFound(f"no robot named {robot_name!r}")
+    token = new_token(ROBOT_TOKEN_PREFIX)
+    robot.token_hash = hash_token(token)
+    robot.token_prefix = token[:8]
+    robot.save(update_fields=["token_hash", "token_prefix"])
+    audit_record(actor=actor, action="robot_token_issued", robot=robot, prefix=robot.token_prefix)
+    return token
+
+
+def robot_authenticate(token: str | None) -> Robot | None:
+    if not token or not token.startswith(ROBOT_TOKEN_PREFIX) or len(token) > 200:
+        return None
+    return Robot.objects.select_related("station").filter(token_hash=hash_token(token)).first()
+
+
+def robot_connected(*, robot: Robot, hello: Any, channel: str, source: str = "") -> tuple[dict[str, Any], str]:
+    """Record a robot's `hello`; return the `welcome` message and the channel of a replaced connection."""
+    with transaction.atomic():
+        robot = Robot.objects.select_for_update(of=("self",)).select_related("station").get(pk=robot.pk)
+        previous = robot.connection if robot.online and robot.connection != channel else ""
+        robot.online = True
+        robot.connection = channel
+        robot.cameras = list(hello.cameras)
+        robot.capabilities = list(hello.capabilities)
+        robot.policy_version = hello.policy_version or ""
+        robot.mode = hello.mode
+        robot.last_seen = timezone.now()
+        robot.save()
+        audit_record(actor=f"robot:{robot.name}", action="robot_connected", robot=robot, source=source, policy_version=robot.policy_version)
+        lease = ControlSession.objects.select_related("user").filter(robot=robot, ended_at__isnull=True).first()
+        if lease is not None and lease.expires_at <= timezone.now():
+            lease = None  # the lease timer ends it; never hand a dead lease to the robot
+        welcome = {
+            "type": "welcome",
+            "robot": robot.name,
+            "protocol": 1,
+            "server_time": iso(timezone.now()),
+            "ice_servers": ice_servers_for(f"robot:{robot.name}"),
+            "estopped": robot.estopped or hello.estopped,
+            "lease": lease_dict(lease),
+            "lease_ttl_s": settings.FOREMAN_LEASE_TTL_S,
+            "station": {"name": robot.station.name, "takt_s": robot.station.takt_s} if robot.station else None,
+        }
+        realtime.broadcast_robot(robot.name)
+    if hello.estopped and not robot.estopped:
+        # The robot's own latch is set (e.g. its e-stop button): the server latches too.
+        robot_estop(robot_name=robot.name, actor=None, reason="reported by robot", source=source)
+    return welcome, previous
+
+
+def robot_disconnected(*, robot_name: str, channel: str) -> None:
+    with transaction.atomic():
+        robot = Robot.objects.select_for_update().filter(name=robot_name).first()
+        if robot is None or robot.connection != channel:
+            return  # a newer connection already replaced this one
+        robot.online = False
+        robot.connection = ""
+        robot.last_seen = timezone.now()
+        robot.save(update_fields=["online", "connection", "last_seen"])
+        audit_record(actor=f"robot:{robot.name}", action="robot_disconnected", robot=robot)
+        realtime.broadcast_robot(robot.name)
+
+
+def robot_set_mode(*, robot_name: str, mode: str) -> None:
+    updated = Robot.objects.filter(name=robot_name).exclude(mode=mode).update(mode=mode)
+    if updated:
+        realtime.broadcast_robot(robot_name)
+
+
+def episode_started(*, robot_name: str, message: Any) -> Episode:
+    robot = Robot.objects.select_related("station").get(name=robot_name)
+    episode, _ = Episode.objects.get_or_create(
+        id=uuid.UUID(message.episode),
+        defaults={
+            "robot": robot,
+            "station": robot.station,
+            "policy_version": message.policy_version or robot.policy_version,
+            "cycle_index": message.cycle_index,
+            "seed": message.seed,
+            "started_at": timezone.now(),
+        },
+    )
+    return episode
+
+
+def episode_ended(*, robot_name: str, message: Any) -> Episode:
+    robot = Robot.objects.select_related("station").get(name=robot_name)
+    now = timezone.now()
+    episode, created = Episode.objects.get_or_create(
+        id=uuid.UUID(message.episode),
+        defaults={"robot": robot, "station": robot.station, "policy_version": robot.policy_version,
+                  "started_at": now - timedelta(seconds=message.duration_s)},
+    )
+    if episode.robot_id != robot.pk:
+        raise NotFound(f"episode {message.episode} belongs to another robot")
+    episode.ended_at = now
+    episode.duration_s = message.duration_s
+    episode.outcome = message.outcome
+    episode.failure_mode = message.failure_mode or ""
+    episode.intervened = message.intervened or episode.intervened
+    episode.save()
+    return episode
