@@ -1,0 +1,211 @@
+"""Cameras: a small Camera interface (LeRobot style), a capture hub that grabs each camera once
+for every consumer (live video, recording), and the capture-time bar code used by benchmarks.
+
+Sim cameras render the station (in a worker thread; a slow render lowers the frame rate, frames
+are never queued). Real cameras are aiortc `MediaPlayer` sources: a V4L2 device path, a video
+file or an rtsp:// URL, given as `--camera NAME=SOURCE`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+WIDTH, HEIGHT = 640, 480
+STAMP_BITS = 48  # Unix epoch milliseconds, most significant bit first
+STAMP_ROWS = 16
+
+
+class CameraError(Exception):
+    """A camera source cannot be used (unknown, missing, unreadable): a one-line startup error."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    capture_ms: float  # Unix epoch milliseconds when the frame was captured
+    capture_monotonic: float  # time.monotonic() at capture, for RTP timestamps
+    index: int
+
+
+class Camera(ABC):
+    name: str
+
+    async def start(self) -> None:
+        """Open the device (may raise CameraError)."""
+
+    @abstractmethod
+    async def read(self) -> np.ndarray:
+        """The next image, (H, W, 3) uint8 RGB."""
+
+    async def stop(self) -> None:
+        pass
+
+
+class RenderedCamera(Camera):
+    """A camera drawn by a renderer (the simulator), off the event loop."""
+
+    def __init__(self, name: str, render: Callable[[str, tuple[int, int]], np.ndarray], size: tuple[int, int] = (WIDTH, HEIGHT)) -> None:
+        self.name = name
+        self.render = render
+        self.size = size
+
+    async def read(self) -> np.ndarray:
+        return await asyncio.get_running_loop().run_in_executor(None, self.render, self.name, self.size)
+
+
+class PlayerCamera(Camera):
+    """Any source ffmpeg can open through aiortc's MediaPlayer: /dev/videoN, a file, rtsp://…"""
+
+    def __init__(self, name: str, source: str, size: tuple[int, int] = (WIDTH, HEIGHT)) -> None:
+        self.name = name
+        self.source = source
+        self.size = size
+        self.player = None
+        self.track = None
+
+    async def start(self) -> None:
+        from aiortc.contrib.media import MediaPlayer
+
+        check_camera_source(self.source)
+        options: dict[str, str] = {}
+        fmt = None
+        if self.source.startswith("/dev/video"):
+            fmt, options = "v4l2", {"video_size": f"{self.size[0]}x{self.size[1]}", "framerate": "30"}
+        try:
+            self.player = MediaPlayer(self.source, format=fmt, options=options, loop=Path(self.source).is_file())
+        except Exception as error:  # av raises many kinds; all mean "cannot open"
+            raise CameraError(f"camera {self.name}: cannot open {self.source!r}: {error}") from None
+        if self.player.video is None:
+            raise CameraError(f"camera {self.name}: {self.source!r} has no video stream")
+        self.track = self.player.video
+
+    async def read(self) -> np.ndarray:
+        assert self.track is not None, "start() first"
+        frame = await self.track.recv()
+        if (frame.width, frame.height) != self.size:
+            frame = frame.reformat(width=self.size[0], height=self.size[1])
+        return frame.to_ndarray(format="rgb24")
+
+    async def stop(self) -> None:
+        if self.track is not None:
+            self.track.stop()
+
+
+def check_camera_source(source: str) -> None:
+    """Refuse sources that are neither an existing device/file nor a stream URL."""
+    if source.startswith(("rtsp://", "rtsps://", "http://", "https://")):
+        return
+    if not Path(source).exists():
+        raise CameraError(f"unknown camera source {source!r}: not a device, file or rtsp:// URL")
+
+
+class CameraHub:
+    """One capture loop per camera, shared by every consumer. Runs at the live-video rate while
+    somebody watches and at the recording rate otherwise; a capture that overruns its period is
+    not made up (frames are dropped, never queued)."""
+
+    def __init__(self, cameras: list[Camera], *, video_fps: float = 30.0, idle_fps: float = 10.0) -> None:
+        self.cameras = {camera.name: camera for camera in cameras}
+        self.video_fps = video_fps
+        self.idle_fps = idle_fps
+        self.viewers = 0
+        self.latest: dict[str, Frame] = {}
+        self.captured: dict[str, int] = {name: 0 for name in self.cameras}
+        self._new_frame = {name: asyncio.Condition() for name in self.cameras}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.cameras)
+
+    async def start(self) -> None:
+        for camera in self.cameras.values():
+            await camera.start()
+        self._tasks = [asyncio.create_task(self._capture(camera), name=f"camera-{camera.name}") for camera in self.cameras.values()]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for camera in self.cameras.values():
+            await camera.stop()
+
+    async def _capture(self, camera: Camera) -> None:
+        index = 0
+        failures = 0
+        next_at = time.monotonic()
+        while True:
+            period = 1.0 / (self.video_fps if self.viewers > 0 else self.idle_fps)
+            try:
+                image = await camera.read()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - a flaky camera must not end the agent
+                failures += 1
+                if failures in (1, 10) or failures % 100 == 0:
+                    log.warning("camera %s: capture failed (%d in a row): %s", camera.name, failures, error)
+                await asyncio.sleep(min(2.0, 0.1 * failures))
+                continue
+            now = time.monotonic()
+            frame = Frame(image=image, capture_ms=time.time() * 1000.0, capture_monotonic=now, index=index)
+            index += 1
+            self.latest[camera.name] = frame
+            self.captured[camera.name] = index
+            condition = self._new_frame[camera.name]
+            async with condition:
+                condition.notify_all()
+            next_at = max(next_at + period, now)  # behind schedule → start again from now
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    async def next_frame(self, name: str, after_index: int, timeout: float = 1.0) -> Frame | None:
+        """Wait (bounded) for a frame newer than `after_index`."""
+        frame = self.latest.get(name)
+        if frame is not None and frame.index > after_index:
+            return frame
+        condition = self._new_frame[name]
+        try:
+            async with asyncio.timeout(timeout):
+                async with condition:
+                    await condition.wait_for(lambda: name in self.latest and self.latest[name].index > after_index)
+        except TimeoutError:
+            return None
+        return self.latest[name]
+
+
+# ---------------------------------------------------------------- capture-time bar code
+
+
+def stamp_frame(image: np.ndarray, capture_ms: float) -> np.ndarray:
+    """Return a copy whose top STAMP_ROWS rows encode int(capture_ms) as STAMP_BITS black/white
+    blocks (white = 1, MSB first, each block width // STAMP_BITS pixels wide)."""
+    out = image.copy()
+    value = int(capture_ms)
+    block = out.shape[1] // STAMP_BITS
+    out[:STAMP_ROWS, :, :] = 0
+    for bit in range(STAMP_BITS):
+        if (value >> (STAMP_BITS - 1 - bit)) & 1:
+            out[:STAMP_ROWS, bit * block : (bit + 1) * block, :] = 255
+    return out
+
+
+def read_stamp(image: np.ndarray) -> int:
+    """Decode stamp_frame's bar code (from an RGB or a single-channel luma image)."""
+    luma = image if image.ndim == 2 else image.mean(axis=2)
+    block = luma.shape[1] // STAMP_BITS
+    rows = luma[2 : STAMP_ROWS - 2]
+    value = 0
+    for bit in range(STAMP_BITS):
+        centre = rows[:, bit * block + block // 4 : (bit + 1) * block - block // 4]
+        value = (value << 1) | int(centre.mean() > 127)
+    return value

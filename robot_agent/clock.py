@@ -1,0 +1,49 @@
+"""Clocks: the control loop asks a Clock for time and sleeps on it, so tests can use a fake one."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+
+
+class Clock(ABC):
+    """Robot time in seconds (monotonic). `time_scale` > 1 makes robot time run faster than wall time."""
+
+    @abstractmethod
+    def now(self) -> float: ...
+
+    @abstractmethod
+    async def sleep_until(self, t: float) -> None: ...
+
+
+class MonotonicClock(Clock):
+    def __init__(self, time_scale: float = 1.0) -> None:
+        if time_scale <= 0:
+            raise ValueError("time_scale must be > 0")
+        self.time_scale = time_scale
+        self._origin = time.monotonic()
+
+    def now(self) -> float:
+        return (time.monotonic() - self._origin) * self.time_scale
+
+    async def sleep_until(self, t: float) -> None:
+        delay = (t - self.now()) / self.time_scale
+        await asyncio.sleep(max(0.0, delay))
+
+
+class FakeClock(Clock):
+    """Advances only when told to (or when something sleeps on it)."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.t = start
+
+    def now(self) -> float:
+        return self.t
+
+    def advance(self, dt: float) -> None:
+        self.t += dt
+
+    async def sleep_until(self, t: float) -> None:
+        self.t = max(self.t, t)
+        await asyncio.sleep(0)

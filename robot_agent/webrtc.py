@@ -1,0 +1,280 @@
+"""Live video and the teleop data channel over WebRTC (aiortc).
+
+One `CameraTrack` per camera reads the CameraHub; `MediaRelay` shares it between viewers; one
+RTCPeerConnection per viewer. The browser sends an `offer` through the server's signal relay, the
+agent answers with complete ICE (aiortc gathers during setLocalDescription). Video m-lines in the
+offer get the agent's cameras in `hello.cameras` order. Data channels:
+- `teleop` (opened by the viewer, unordered, maxRetransmits 0): TeleopCommand and ping → pong;
+- `clock` (opened by the agent): `frame_clock` once a second per video track, mapping RTP
+  timestamps to capture time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import aioice.ice
+import av
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamError, VideoStreamTrack
+from aiortc.sdp import candidate_from_sdp
+
+from foreman_protocol import ProtocolError, parse_datachannel_message
+from robot_agent.cameras import CameraHub, stamp_frame
+
+log = logging.getLogger(__name__)
+
+VIDEO_CLOCK_RATE = 90_000
+LOOPBACK_HOSTS = ("127.0.0.1", "::1")
+MAX_VIEWERS = 8
+NEGOTIATION_TIMEOUT_S = 10.0
+PREFERRED_CODECS = ("video/VP8", "video/H264")  # VP8: lowest sender CPU and display latency here
+
+
+def use_loopback_ice() -> None:
+    """Offer only 127.0.0.1 host candidates (aioice looks this function up at call time)."""
+    aioice.ice.get_host_addresses = lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"]
+
+
+def keep_loopback_candidates(sdp: str) -> str:
+    """Drop remote a=candidate lines that are not loopback (also mDNS .local names, so aioice never
+    opens its mDNS socket)."""
+    lines = []
+    for line in sdp.splitlines():
+        if line.startswith("a=candidate:"):
+            parts = line.split()
+            if len(parts) < 5 or parts[4] not in LOOPBACK_HOSTS:
+                continue
+        lines.append(line)
+    return "\r\n".join(lines) + "\r\n"
+
+
+class CameraTrack(VideoStreamTrack):
+    """The latest frame of one camera, timestamped with its capture time (90 kHz since start)."""
+
+    def __init__(self, hub: CameraHub, camera: str, *, stamp: bool = False) -> None:
+        super().__init__()
+        self.hub = hub
+        self.camera = camera
+        self.stamp = stamp
+        self.last_index = -1
+        self.origin = time.monotonic()
+        self.sent = 0
+        self.capture_ms_by_pts: dict[int, float] = {}
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        while True:
+            frame = await self.hub.next_frame(self.camera, self.last_index, timeout=1.0)
+            if frame is not None:
+                break
+            if self.readyState != "live":
+                raise MediaStreamError
+        self.last_index = frame.index
+        image = stamp_frame(frame.image, frame.capture_ms) if self.stamp else frame.image
+        video = av.VideoFrame.from_ndarray(image, format="rgb24")
+        video.pts = int((frame.capture_monotonic - self.origin) * VIDEO_CLOCK_RATE)
+        video.time_base = fractions.Fraction(1, VIDEO_CLOCK_RATE)
+        self.sent += 1
+        self.latest_pts = video.pts
+        self.latest_capture_ms = frame.capture_ms
+        return video
+
+
+def rtp_timestamp_origin(sender: RTCRtpSender) -> int | None:
+    """aiortc 1.16 keeps the random RTP timestamp origin in a local of the sender's RTP task;
+    read it so frame_clock can name real RTP timestamps. None if it is not (yet) there."""
+    task = getattr(sender, "_RTCRtpSender__rtp_task", None)
+    coro = task.get_coro() if task is not None and hasattr(task, "get_coro") else None
+    frame = getattr(coro, "cr_frame", None)
+    if frame is None:
+        return None
+    value = frame.f_locals.get("timestamp_origin")
+    return value if isinstance(value, int) else None
+
+
+@dataclass
+class Viewer:
+    peer: str
+    pc: RTCPeerConnection
+    senders: list[tuple[str, RTCRtpSender]]
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    clock_channel: Any = None
+
+
+class WebRtcGateway:
+    def __init__(
+        self,
+        hub: CameraHub,
+        *,
+        send_signal: Callable[[dict[str, Any]], Awaitable[Any]],
+        on_teleop: Callable[[Any], str | None],
+        ice_loopback: bool,
+        stamp_frames: bool = False,
+    ) -> None:
+        self.hub = hub
+        self.send_signal = send_signal
+        self.on_teleop = on_teleop
+        self.ice_loopback = ice_loopback
+        self.ice_servers: list[dict[str, Any]] = []
+        self.relay = MediaRelay()
+        self.tracks = {name: CameraTrack(hub, name, stamp=stamp_frames) for name in hub.names}
+        self.viewers: dict[str, Viewer] = {}
+        self.counters: Counter[str] = Counter()
+        if ice_loopback:
+            use_loopback_ice()
+
+    def _configuration(self) -> RTCConfiguration:
+        if self.ice_loopback:
+            return RTCConfiguration(iceServers=[])
+        servers = []
+        for item in self.ice_servers:
+            try:
+                servers.append(RTCIceServer(urls=item["urls"], username=item.get("username"), credential=item.get("credential")))
+            except (KeyError, TypeError):
+                log.warning("ignoring a malformed ICE server entry from the server")
+        return RTCConfiguration(iceServers=servers)
+
+    async def handle_signal(self, message: Any) -> None:
+        if message.kind == "offer":
+            await self._offer(message.peer, message.sdp or "")
+        elif message.kind == "ice":
+            await self._remote_candidate(message.peer, message.candidate)
+        elif message.kind == "bye":
+            await self.close_viewer(message.peer)
+
+    async def _offer(self, peer: str, sdp: str) -> None:
+        await self.close_viewer(peer)  # a new offer from the same peer restarts its connection
+        if len(self.viewers) >= MAX_VIEWERS:
+            self.counters["viewers_refused"] += 1
+            await self.send_signal({"type": "signal", "peer": peer, "kind": "bye"})
+            return
+        if self.ice_loopback:
+            sdp = keep_loopback_candidates(sdp)
+        pc = RTCPeerConnection(self._configuration())
+        viewer = Viewer(peer=peer, pc=pc, senders=[])
+        self.viewers[peer] = viewer
+        self.hub.viewers += 1
+        try:
+            async with asyncio.timeout(NEGOTIATION_TIMEOUT_S):
+                await self._negotiate(viewer, sdp)
+        except Exception as error:  # noqa: BLE001 - a bad offer ends that viewer only
+            self.counters["negotiation_failed"] += 1
+            log.warning("viewer %s: negotiation failed: %s", peer, error or type(error).__name__)
+            await self.close_viewer(peer, say_bye=True)
+
+    async def _negotiate(self, viewer: Viewer, sdp: str) -> None:
+        pc = viewer.pc
+        video_lines = sum(1 for line in sdp.splitlines() if line.startswith("m=video"))
+        capabilities = RTCRtpSender.getCapabilities("video").codecs
+        preferred = [c for name in PREFERRED_CODECS for c in capabilities if c.mimeType == name]
+        # Transceivers first, codec preferences next, then the offer (preferences set after
+        # setRemoteDescription are ignored by aiortc).
+        for camera in self.hub.names[:video_lines]:
+            transceiver = pc.addTransceiver(self.relay.subscribe(self.tracks[camera], buffered=False), direction="sendonly")
+            transceiver.setCodecPreferences(preferred)
+            viewer.senders.append((camera, transceiver.sender))
+
+        @pc.on("datachannel")
+        def on_datachannel(channel: Any) -> None:
+            if channel.label == "teleop":
+                channel.on("message", lambda raw: self._on_datachannel_message(channel, raw))
+            else:
+                self.counters["unknown_channel"] += 1
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await self.close_viewer(viewer.peer)
+
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        if "m=application" in sdp:
+            viewer.clock_channel = pc.createDataChannel("clock", ordered=False, maxRetransmits=0)
+            viewer.tasks.append(asyncio.create_task(self._frame_clock(viewer)))
+        await pc.setLocalDescription(await pc.createAnswer())
+        await self.send_signal({"type": "signal", "peer": viewer.peer, "kind": "answer", "sdp": pc.localDescription.sdp})
+
+    async def _remote_candidate(self, peer: str, candidate: Any) -> None:
+        viewer = self.viewers.get(peer)
+        if viewer is None or candidate is None or not candidate.candidate:
+            return
+        try:
+            parsed = candidate_from_sdp(candidate.candidate.split(":", 1)[1] if candidate.candidate.startswith("candidate:") else candidate.candidate)
+        except (ValueError, IndexError):
+            self.counters["bad_candidate"] += 1
+            return
+        if self.ice_loopback and parsed.ip not in LOOPBACK_HOSTS:
+            self.counters["non_loopback_candidate"] += 1
+            return
+        parsed.sdpMid = candidate.sdpMid
+        parsed.sdpMLineIndex = candidate.sdpMLineIndex
+        await viewer.pc.addIceCandidate(parsed)
+
+    def _on_datachannel_message(self, channel: Any, raw: str | bytes) -> None:
+        try:
+            message = parse_datachannel_message(raw)
+        except ProtocolError as error:
+            self.counters[f"malformed_{error.code}"] += 1
+            log.info("dropped a malformed data-channel message (%s): %s", error.code, error.message)
+            return
+        if message.type == "ping":
+            reply = {"type": "pong", "sent_ms": message.sent_ms, "robot_ms": time.time() * 1000.0}
+            if message.id is not None:
+                reply["id"] = message.id
+            channel.send(json.dumps(reply))
+            return
+        self.counters["teleop_received"] += 1
+        self.on_teleop(message)
+
+    async def _frame_clock(self, viewer: Viewer) -> None:
+        """Once a second per track: which RTP timestamp carries which capture time."""
+        while True:
+            await asyncio.sleep(1.0)
+            channel = viewer.clock_channel
+            if channel is None or channel.readyState != "open":
+                continue
+            for index, (camera, sender) in enumerate(viewer.senders):
+                track = self.tracks[camera]
+                origin = rtp_timestamp_origin(sender)
+                pts = getattr(track, "latest_pts", None)
+                if origin is None or pts is None:
+                    continue
+                channel.send(json.dumps({
+                    "type": "frame_clock", "camera": camera, "mid": sender.transport and _mid_of(viewer.pc, sender),
+                    "rtp_ts": (origin + pts) & 0xFFFFFFFF, "capture_ms": track.latest_capture_ms,
+                }))
+
+    async def close_viewer(self, peer: str, say_bye: bool = False) -> None:
+        viewer = self.viewers.pop(peer, None)
+        if viewer is None:
+            return
+        self.hub.viewers = max(0, self.hub.viewers - 1)
+        for task in viewer.tasks:
+            task.cancel()
+        try:
+            async with asyncio.timeout(5):
+                await viewer.pc.close()
+        except Exception:  # noqa: BLE001 - closing is best effort
+            log.debug("closing viewer %s failed", peer, exc_info=True)
+        if say_bye:
+            await self.send_signal({"type": "signal", "peer": peer, "kind": "bye"})
+
+    async def close_all(self) -> None:
+        for peer in list(self.viewers):
+            await self.close_viewer(peer)
+
+
+def _mid_of(pc: RTCPeerConnection, sender: RTCRtpSender) -> str | None:
+    for transceiver in pc.getTransceivers():
+        if transceiver.sender is sender:
+            return transceiver.mid
+    return None
