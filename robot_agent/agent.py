@@ -1,0 +1,288 @@
+"""The agent: wires the robot, policy, control loop, link, cameras, WebRTC, recording and uploads
+together on one asyncio event loop. Inference, rendering and video encoding run in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+import numpy as np
+
+from foreman_protocol import PROTOCOL_VERSION
+from robot_agent import __version__
+from robot_agent.cameras import Camera, CameraHub, PlayerCamera, RenderedCamera
+from robot_agent.chunking import ChunkExecutor, PolicyOutput, thread_submit
+from robot_agent.clock import Clock, MonotonicClock
+from robot_agent.config import AgentConfig, http_base_url
+from robot_agent.control import ControlLoop, LoopSettings
+from robot_agent.link import Link
+from robot_agent.modes import ModeController
+from robot_agent.recording import EpisodeRecorder
+from robot_agent.robot import Robot
+from robot_agent.safety import EstopLatch, VelocityLimits
+from robot_agent.upload import Uploader
+from robot_agent.webrtc import WebRtcGateway
+
+log = logging.getLogger(__name__)
+
+
+def policy_output(result: Any) -> PolicyOutput:
+    """Accept what policies return: PolicyOutput-like objects, (actions, confidence) or bare actions."""
+    if isinstance(result, PolicyOutput):
+        return result
+    if hasattr(result, "actions"):
+        confidence = getattr(result, "confidence", None)
+        return PolicyOutput(np.asarray(result.actions), float(confidence) if confidence is not None else None)
+    if isinstance(result, tuple) and len(result) == 2:
+        actions, confidence = result
+        return PolicyOutput(np.asarray(actions), float(confidence) if confidence is not None else None)
+    return PolicyOutput(np.asarray(result), None)
+
+
+def policy_version_of(policy: Any, fallback: str) -> str:
+    for attribute in ("version", "policy_version", "name"):
+        value = getattr(policy, attribute, None)
+        if isinstance(value, str) and value:
+            return value[:500]
+    return fallback
+
+
+class Agent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        robot: Robot,
+        policy: Any | None,
+        *,
+        cameras: list[Camera] | None = None,
+        clock: Clock | None = None,
+        load_policy: Callable[[str], Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.robot = robot
+        self.policy = policy
+        self.load_policy = load_policy
+        self.version = policy_version_of(policy, config.policy or "none") if policy is not None else "none"
+        self.state_dir = config.resolved_state_dir
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.clock = clock or MonotonicClock(config.time_scale)
+        self.latch = EstopLatch(self.state_dir)
+        # Custody and the deadman run on unscaled time: 200 ms is 200 ms of the operator's time.
+        self.modes = ModeController(MonotonicClock(1.0), self.latch, VelocityLimits(config.max_speed, config.max_spin))
+        self.inference_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self.executor = self._make_executor(policy) if policy is not None else None
+        camera_list = cameras if cameras is not None else default_cameras(robot, config)
+        self.hub = CameraHub(camera_list, video_fps=config.video_fps, idle_fps=config.record_fps)
+        self.recorder = EpisodeRecorder(self.state_dir, self.hub.names, record_fps=config.record_fps, control_hz=config.control_hz)
+        self.outgoing: asyncio.Queue[tuple[dict[str, Any], bool]] = asyncio.Queue()
+        self.uploader = Uploader(http_base_url(config.server), config.token, self.recorder.spool_dir)
+        self.loop = ControlLoop(
+            robot, self.modes, self.executor, self.clock, self.emit,
+            settings=LoopSettings(
+                control_hz=config.control_hz, warning_confidence=config.warning_confidence,
+                intervention_confidence=config.intervention_confidence, takt_warning_fraction=config.takt_warning_fraction,
+                seed=config.seed, max_cycles=config.max_cycles, offline_policy=config.offline_policy,
+            ),
+            recorder=self.recorder, policy_version=lambda: self.version,
+            on_cycle_end=lambda result, kept: self._cycle_ended(kept),
+        )
+        self.loop.online = False  # until the first welcome (offline policy applies)
+        self.link = Link(config.websocket_url, config.token, hello=self.hello, on_welcome=self.on_welcome,
+                         on_message=self.on_message, on_disconnect=self.on_disconnect)
+        self.gateway = WebRtcGateway(self.hub, send_signal=lambda m: self.link.send(m), on_teleop=self.on_teleop,
+                                     ice_loopback=config.ice_loopback, stamp_frames=config.stamp_frames)
+        self.teleop_counters: dict[str, int] = {}
+        self._last_teleop_state = 0.0
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stopping = False
+
+    def _make_executor(self, policy: Any) -> ChunkExecutor:
+        def infer(observation: Any, prefix: np.ndarray | None) -> PolicyOutput:
+            if prefix is not None and getattr(self.policy, "supports_prefix", False):
+                return policy_output(self.policy.infer(observation, prefix=prefix))
+            return policy_output(self.policy.infer(observation))
+
+        return ChunkExecutor(
+            infer, thread_submit(self.inference_pool), refill_below=self.config.refill_below,
+            prefix_length=self.config.prefix_length, synchronous=self.config.sync_inference,
+            supports_prefix=bool(getattr(policy, "supports_prefix", False)), action_dim=self.robot.action_dim or None,
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        """Run until stopped; raises FatalLinkError if the server refuses the robot."""
+        await self.hub.start()
+        self._tasks = [
+            asyncio.create_task(self._send_loop(), name="sender"),
+            asyncio.create_task(self.loop.run(stop=lambda: self._stopping), name="control"),
+            asyncio.create_task(self._record_frames(), name="record-frames"),
+            asyncio.create_task(self.uploader.run(), name="uploader"),
+        ]
+        link_task = asyncio.create_task(self.link.run(), name="link")
+        try:
+            done, _ = await asyncio.wait([link_task, self._tasks[1]], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # re-raise FatalLinkError or a crash of the control loop
+        finally:
+            link_task.cancel()
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        self._stopping = True
+        self.loop.abort_cycle()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.gateway.close_all()
+        await self.hub.stop()
+        await asyncio.get_running_loop().run_in_executor(None, self.recorder.close)
+        self.inference_pool.shutdown(wait=False, cancel_futures=True)
+        self.robot.close()
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    # ------------------------------------------------------------------ outbound
+
+    def emit(self, message: dict[str, Any], reliable: bool) -> None:
+        self.outgoing.put_nowait((message, reliable))
+
+    async def _send_loop(self) -> None:
+        while True:
+            message, reliable = await self.outgoing.get()
+            await self.link.send(message, queue_if_offline=reliable)
+
+    def hello(self) -> dict[str, Any]:
+        return {
+            "type": "hello", "protocol": PROTOCOL_VERSION, "agent_version": __version__, "cameras": self.hub.names,
+            "capabilities": ["teleop", "shared", "webrtc", "datachannel"], "policy_version": self.version,
+            "mode": self.modes.mode, "estopped": self.latch.estopped,
+            "lease_id": self.modes.lease.id if self.modes.lease else None,
+        }
+
+    # ------------------------------------------------------------------ inbound
+
+    async def on_welcome(self, welcome: Any) -> None:
+        log.info("connected to the server as %s", welcome.robot)
+        if welcome.station is not None:
+            self.loop.settings.takt_s = welcome.station.takt_s
+        self.gateway.ice_servers = list(welcome.ice_servers)
+        if welcome.estopped and not self.latch.estopped:
+            self.modes.command("estop", "latched at the server")
+        self.modes.welcome_lease(welcome.lease)
+        self.loop.online = True
+        for message in list(self.loop.open_interventions.values()):
+            await self.link.send(message)  # idempotent per id at the server
+
+    async def on_disconnect(self) -> None:
+        log.warning("lost the server; offline policy: %s", self.config.offline_policy)
+        self.loop.online = False
+
+    async def on_message(self, message: Any) -> None:
+        kind = message.type
+        if kind == "command":
+            ok, error = self.modes.command(message.command, message.reason)
+            if ok and message.command == "resume":
+                self.loop.person_acted()
+            await self.link.send({"type": "command_ack", "command": message.id, "ok": ok, "mode": self.modes.mode, "error": error}, queue_if_offline=True)
+        elif kind == "lease":
+            if message.lease is not None:
+                self.modes.lease_granted(message.lease)
+                self.loop.person_acted()
+            else:
+                self.modes.lease_ended(message.ended, message.reason or "revoked")
+        elif kind == "teleop":
+            self.on_teleop(message)
+        elif kind == "signal":
+            asyncio.create_task(self.gateway.handle_signal(message))
+        elif kind == "policy_rollout":
+            asyncio.create_task(self.rollout(message))
+        elif kind == "welcome":
+            await self.on_welcome(message)
+
+    def on_teleop(self, command: Any) -> str | None:
+        reason = self.modes.teleop(command)
+        if reason is not None:
+            self.teleop_counters[reason] = self.teleop_counters.get(reason, 0) + 1
+            return reason
+        now = time.monotonic()
+        if now - self._last_teleop_state >= 0.1:
+            self._last_teleop_state = now
+            self.emit({"type": "teleop_state", "lease_id": command.lease_id, "seq": command.seq, "applied_t": round(self.clock.now(), 4)}, False)
+        return None
+
+    # ------------------------------------------------------------------ policy rollout
+
+    async def rollout(self, message: Any) -> None:
+        ok, error = True, None
+        try:
+            if self.load_policy is None:
+                raise RuntimeError("this agent cannot load policy checkpoints")
+            url = message.url if message.url.startswith("http") else http_base_url(self.config.server) + message.url
+            async with httpx.AsyncClient(timeout=60, trust_env=False) as client:
+                response = await client.get(url, headers={"Authorization": f"Bearer {self.config.token}"})
+            response.raise_for_status()
+            digest = hashlib.sha256(response.content).hexdigest()
+            if digest != message.sha256:
+                raise RuntimeError(f"checkpoint sha256 {digest[:12]}… does not match the rollout's {message.sha256[:12]}…")
+            directory = self.state_dir / "policies"
+            directory.mkdir(parents=True, exist_ok=True)
+            path = directory / f"{hashlib.sha256(message.policy_version.encode()).hexdigest()[:16]}.ckpt"
+            path.write_bytes(response.content)
+            policy = await asyncio.get_running_loop().run_in_executor(None, self.load_policy, str(path))
+            version = message.policy_version
+
+            def swap() -> None:
+                self.policy = policy
+                self.version = version
+                log.info("policy %s is live", version)
+
+            self.loop.pending_swap = swap  # between cycles, never mid-cycle
+        except Exception as exc:  # noqa: BLE001 - a failed rollout keeps the current policy
+            ok, error = False, f"{type(exc).__name__}: {exc}"[:500]
+            log.error("policy rollout %s failed: %s", message.policy_version, error)
+        await self.link.send({"type": "command_ack", "command": message.id, "ok": ok, "mode": self.modes.mode, "error": error}, queue_if_offline=True)
+
+    # ------------------------------------------------------------------ recording
+
+    async def _record_frames(self) -> None:
+        period = 1.0 / self.config.record_fps
+        last_index: dict[str, int] = {}
+        while True:
+            await asyncio.sleep(period)
+            if self.loop.cycle is None:
+                continue
+            for name in self.hub.names:
+                frame = self.hub.latest.get(name)
+                if frame is not None and frame.index != last_index.get(name):
+                    last_index[name] = frame.index
+                    self.recorder.add_frame(name, frame.image)
+
+    def _cycle_ended(self, kept: bool) -> None:
+        if kept:
+            # The spool write runs in the recorder's worker; wake the uploader after it.
+            loop = asyncio.get_running_loop()
+            self.recorder.worker.submit(lambda: loop.call_soon_threadsafe(self.uploader.wake.set))
+
+
+def default_cameras(robot: Robot, config: AgentConfig) -> list[Camera]:
+    """The robot's own (rendered) cameras, with --camera NAME=SOURCE replacing or adding cameras."""
+    cameras: dict[str, Camera] = {}
+    if config.sim:
+        for name in robot.cameras:
+            cameras[name] = RenderedCamera(name, robot.render)
+    for name, source in config.camera.items():
+        cameras[name] = PlayerCamera(name, source)
+    return list(cameras.values())
+
+
+def spool_dir(state_dir: Path) -> Path:
+    return state_dir / "spool"

@@ -1,0 +1,336 @@
+"""The control loop: a fixed-rate tick (30 Hz of robot time by default) that decides who drives
+(policy, person, nobody), applies one action, watches the intervention triggers, runs cycles
+(episodes) and records every step.
+
+Triggers, each → protective hold + `intervention_raised`, then wait for a person:
+- policy uncertainty: confidence < warning level → `warning`; < intervention level → intervention;
+- station faults reported by the robot (torque out of range, nut missing) and inference failures;
+- the cycle is about to overrun its takt (takt_warning_fraction of the takt used, not done).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from robot_agent.chunking import ChunkExecutor, InferenceError
+from robot_agent.clock import Clock
+from robot_agent.modes import ModeController
+from robot_agent.recording import EpisodeInfo, EpisodeRecorder, EpisodeResult, StepRecord, utc_iso
+from robot_agent.robot import Robot, StationStatus
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[dict[str, Any], bool], None]  # (message, reliable): reliable ones wait out outages
+
+
+@dataclass
+class LoopSettings:
+    control_hz: float = 30.0
+    takt_s: float = 76.0
+    warning_confidence: float = 0.7
+    intervention_confidence: float = 0.5
+    takt_warning_fraction: float = 0.95
+    telemetry_hz: float = 10.0
+    seed: int = 1000
+    max_cycles: int | None = None
+    offline_policy: str = "finish"
+
+
+@dataclass
+class Cycle:
+    episode: str
+    index: int
+    seed: int
+    started_t: float
+    intervened: bool = False
+    takt_triggered: bool = False
+    steps: int = 0
+
+
+@dataclass
+class LoopStats:
+    ticks: int = 0
+    overruns: int = 0
+    jitter_ms: float = 0.0
+    faults: int = 0
+    interventions: int = 0
+    cycles_started: int = 0
+    cycles_ended: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+class ControlLoop:
+    def __init__(
+        self,
+        robot: Robot,
+        modes: ModeController,
+        executor: ChunkExecutor | None,
+        clock: Clock,
+        emit: Emit,
+        *,
+        settings: LoopSettings = LoopSettings(),
+        recorder: EpisodeRecorder | None = None,
+        policy_version: Callable[[], str] = lambda: "",
+        on_cycle_end: Callable[[EpisodeResult, bool], None] | None = None,
+        wall_time: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.robot = robot
+        self.modes = modes
+        self.executor = executor
+        self.clock = clock
+        self.emit = emit
+        self.settings = settings
+        self.recorder = recorder
+        self.policy_version = policy_version
+        self.on_cycle_end = on_cycle_end
+        self.wall_time = wall_time
+        self.dt = 1.0 / settings.control_hz
+        self.cycle: Cycle | None = None
+        self.cycle_count = 0
+        self.status = StationStatus()
+        self.warning: str | None = None
+        self.online = True
+        self.open_interventions: dict[str, dict[str, Any]] = {}
+        self.stats = LoopStats()
+        self.last_confidence: float | None = None
+        self._last_telemetry = -1e9
+        self._last_mode = modes.mode
+        self.next_tick_t: float | None = None
+        self.pending_swap: Callable[[], None] | None = None  # e.g. a rolled-out policy, applied between cycles
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, stop: Callable[[], bool] = lambda: False) -> None:
+        self.next_tick_t = self.clock.now()
+        while not stop():
+            self.tick()
+            self.next_tick_t += self.dt
+            now = self.clock.now()
+            lateness = now - self.next_tick_t
+            if lateness > self.dt:  # more than a tick behind: skip ahead, never burst to catch up
+                self.stats.overruns += 1
+                self.next_tick_t = now
+            await self.clock.sleep_until(self.next_tick_t)
+            self.stats.jitter_ms = max(0.0, (self.clock.now() - self.next_tick_t) * 1000.0)
+            if self.settings.max_cycles is not None and self.cycle is None and self.cycle_count >= self.settings.max_cycles:
+                break
+
+    def tick(self) -> None:
+        self.stats.ticks += 1
+        self.modes.tick()
+        self._apply_offline_policy()
+        mode = self.modes.mode
+        if mode != self._last_mode:
+            self._mode_changed(self._last_mode, mode)
+            self._last_mode = mode
+        if self.cycle is None:
+            self._maybe_start_cycle()
+
+        action: np.ndarray | None = None
+        action_mode = "robot"
+        confidence = None
+        if self.cycle is not None and mode in ("autonomous", "shared") and self.executor is not None:
+            try:
+                action = self.executor.next_action(self.robot.observation())
+            except InferenceError as error:
+                self._fault("inference_failed", str(error))
+                action = None
+            confidence = self.executor.confidence
+            self.last_confidence = confidence
+            if action is not None and mode == "shared":
+                action = self.robot.shared_action(action, self.modes.teleop_velocity())
+                action_mode = "shared"
+        elif self.cycle is not None and mode == "teleop":
+            command = self.modes.teleop_velocity()  # None: no command yet or deadman tripped → hold
+            if command is not None:
+                action = self.robot.teleop_action(command)
+            action_mode = "human"
+
+        try:
+            self.status = self.robot.step(action) if action is not None else self.robot.hold()
+        except Exception as error:  # noqa: BLE001 - a robot error faults and holds, never kills the agent
+            log.exception("robot step failed")
+            self._fault("robot_error", f"{type(error).__name__}: {error}")
+            self.status = StationStatus(phase=self.status.phase, progress=self.status.progress)
+
+        if self.cycle is not None:
+            self.cycle.steps += 1
+            if self.recorder is not None:
+                self._record(action, action_mode if action is not None or mode != "autonomous" else "robot", confidence)
+            self._check_triggers(confidence)
+            if self.status.done:
+                self._end_cycle()
+        self._telemetry()
+
+    # ------------------------------------------------------------------ cycles
+
+    def _maybe_start_cycle(self) -> None:
+        if self.modes.mode != "autonomous" or not self.online:
+            return
+        if self.settings.max_cycles is not None and self.cycle_count >= self.settings.max_cycles:
+            return
+        if self.pending_swap is not None:
+            swap, self.pending_swap = self.pending_swap, None
+            swap()
+        index = self.cycle_count
+        seed = self.settings.seed + index
+        self.status = self.robot.reset(seed)
+        if self.executor is not None:
+            self.executor.reset()
+        now = self.clock.now()
+        self.cycle = Cycle(episode=str(uuid.uuid4()), index=index, seed=seed, started_t=now)
+        self.cycle_count += 1
+        self.stats.cycles_started += 1
+        self.warning = None
+        if self.recorder is not None:
+            self.recorder.begin(EpisodeInfo(self.cycle.episode, index, self.policy_version(), seed, utc_iso(time.time()), now))
+        self.emit({"type": "cycle_started", "episode": self.cycle.episode, "cycle_index": index,
+                   "policy_version": self.policy_version() or None, "seed": seed, "started_t": now}, True)
+
+    def _end_cycle(self, outcome: str | None = None, failure_mode: str | None = None) -> None:
+        cycle, self.cycle = self.cycle, None
+        if cycle is None:
+            return
+        if outcome is None:
+            outcome = "success" if self.status.success else "failure"
+            failure_mode = None if self.status.success else (self.status.failure_mode or "other")
+        duration = max(0.0, self.clock.now() - cycle.started_t)
+        result = EpisodeResult(outcome=outcome, failure_mode=failure_mode, duration_s=duration, intervened=cycle.intervened)  # type: ignore[arg-type]
+        self.stats.cycles_ended += 1
+        self.stats.outcomes[outcome] = self.stats.outcomes.get(outcome, 0) + 1
+        self.emit({"type": "cycle_ended", "episode": cycle.episode, "outcome": outcome, "failure_mode": failure_mode,
+                   "duration_s": round(duration, 3), "intervened": cycle.intervened}, True)
+        keep = outcome != "success" or cycle.intervened
+        if self.recorder is not None:
+            self.recorder.finish(result, keep=keep)
+        if self.on_cycle_end is not None:
+            self.on_cycle_end(result, keep)
+        if self.executor is not None:
+            self.executor.reset()
+        log.info("cycle %d ended: %s%s%s in %.1f s", cycle.index, outcome, f" ({failure_mode})" if failure_mode else "",
+                 " after intervention" if cycle.intervened else "", duration)
+
+    def abort_cycle(self) -> None:
+        if self.cycle is not None:
+            self._end_cycle("aborted", None)
+
+    # ------------------------------------------------------------------ safety
+
+    def _mode_changed(self, previous: str, mode: str) -> None:
+        if mode not in ("autonomous", "shared") and self.executor is not None:
+            self.executor.reset()  # never resume on a chunk computed before a person stepped in
+        if mode == "estopped" and self.recorder is not None and self.cycle is not None:
+            self.cycle.intervened = True
+        if mode in ("teleop", "shared") and self.cycle is not None:
+            self.cycle.intervened = True
+            if self.recorder is not None:
+                self.recorder.mark_intervention(self.clock.now())
+
+    def _apply_offline_policy(self) -> None:
+        if self.online:
+            if self.modes.mode == "hold" and self.modes.hold_reason == "server unreachable":
+                self.modes.command("resume")
+            return
+        if self.settings.offline_policy == "hold" and self.modes.mode == "autonomous":
+            self.modes.protective_hold("server unreachable")
+
+    def _check_triggers(self, confidence: float | None) -> None:
+        if not self.modes.policy_drives:
+            return
+        status = self.status
+        if status.fault:
+            self.stats.faults += 1
+            self.emit({"type": "fault", "code": status.fault, "detail": status.fault_detail[:500]}, True)
+            self.raise_intervention("fault", "high", f"{status.fault}: {status.fault_detail}"[:500])
+            return
+        if confidence is not None:
+            if confidence < self.settings.intervention_confidence:
+                severity = "high" if confidence < self.settings.intervention_confidence * 0.7 else "medium"
+                self.raise_intervention("policy_uncertainty", severity, f"confidence {confidence:.2f} < {self.settings.intervention_confidence:.2f}")
+                return
+            if confidence < self.settings.warning_confidence:
+                if self.warning is None:
+                    self.warning = f"low confidence {confidence:.2f}"
+                    self.emit({"type": "warning", "kind": "low_confidence", "detail": f"confidence {confidence:.2f} < {self.settings.warning_confidence:.2f}"}, False)
+            elif self.warning is not None and self.warning.startswith("low confidence"):
+                self.warning = None
+        cycle = self.cycle
+        if cycle is not None and not cycle.takt_triggered and not status.done:
+            elapsed = self.clock.now() - cycle.started_t
+            if elapsed >= self.settings.takt_warning_fraction * self.settings.takt_s:
+                cycle.takt_triggered = True
+                self.raise_intervention("takt_overrun", "medium", f"{elapsed:.0f} s of the {self.settings.takt_s:.0f} s takt used, cycle not done")
+
+    def _fault(self, code: str, detail: str) -> None:
+        self.stats.faults += 1
+        self.emit({"type": "fault", "code": code, "detail": detail[:500]}, True)
+        if self.modes.mode not in ("estopped", "hold"):
+            self.raise_intervention("fault", "high", f"{code}: {detail}"[:500])
+
+    def raise_intervention(self, trigger: str, severity: str, detail: str) -> str:
+        """Protective hold and ask for a person. Re-sent after reconnects until a person acts."""
+        self.modes.protective_hold(f"intervention: {trigger}")
+        if self.executor is not None:
+            self.executor.reset()
+        intervention = str(uuid.uuid4())
+        message = {"type": "intervention_raised", "intervention": intervention, "trigger": trigger, "severity": severity,
+                   "detail": detail[:500], "episode": self.cycle.episode if self.cycle else None}
+        self.open_interventions[intervention] = message
+        self.stats.interventions += 1
+        if self.cycle is not None:
+            self.cycle.intervened = True
+            if self.recorder is not None:
+                self.recorder.mark_intervention(self.clock.now())
+        log.warning("intervention %s: %s (%s)", trigger, detail, severity)
+        self.emit(message, True)
+        return intervention
+
+    def person_acted(self) -> None:
+        """A lease or a resume settled the open interventions: stop re-sending them."""
+        self.open_interventions.clear()
+
+    # ------------------------------------------------------------------ recording and telemetry
+
+    def _record(self, action: np.ndarray | None, action_mode: str, confidence: float | None) -> None:
+        assert self.recorder is not None and self.cycle is not None
+        state = self.robot.state()
+        self.recorder.add_step(StepRecord(
+            t=self.clock.now() - self.cycle.started_t, phase=self.status.phase, mode=self.modes.mode,
+            action_mode=action_mode,  # type: ignore[arg-type]
+            progress=float(self.status.progress), confidence=confidence, torque_nm=self.status.torque_nm,
+            state=[float(x) for x in state],
+            action=[float(x) for x in action] if action is not None else [0.0] * self.robot.action_dim,
+        ))
+
+    def _telemetry(self) -> None:
+        wall = self.wall_time()
+        if wall - self._last_telemetry < 1.0 / self.settings.telemetry_hz:
+            return
+        self._last_telemetry = wall
+        message = self.telemetry()
+        self.emit(message, False)
+
+    def telemetry(self) -> dict[str, Any]:
+        cycle = self.cycle
+        elapsed = max(0.0, self.clock.now() - cycle.started_t) if cycle else 0.0
+        warning = self.warning
+        if self.modes.deadman_active and self.modes.mode == "teleop":
+            warning = "deadman: no teleop command for 200 ms"
+        confidence = self.last_confidence if self.modes.policy_drives else None
+        inference_ms = self.executor.inference_ms if self.executor is not None else None
+        torque = self.status.torque_nm
+        return {
+            "type": "telemetry", "t": round(self.clock.now(), 4), "mode": self.modes.mode, "phase": self.status.phase[:64],
+            "progress": float(min(1.0, max(0.0, self.status.progress))), "cycle_index": cycle.index if cycle else max(0, self.cycle_count - 1),
+            "confidence": float(min(1.0, max(0.0, confidence))) if confidence is not None else None,
+            "takt_elapsed_s": round(elapsed, 3), "takt_s": self.settings.takt_s, "warning": warning,
+            "torque_nm": float(torque) if torque is not None and np.isfinite(torque) else None,
+            "latency": {"inference_ms": round(inference_ms, 2) if inference_ms is not None else None,
+                        "loop_jitter_ms": round(self.stats.jitter_ms, 2), "command_ms": None},
+        }

@@ -1,0 +1,77 @@
+"""The Robot interface the agent drives (small and abstract, LeRobot style).
+
+A Robot steps one control period at a time, reports the station's status (phase, progress, done,
+outcome, torque, station faults), renders or captures its cameras, and maps teleop velocities into
+its own action space. `SimRobot` (robot_agent/sim_robot.py) adapts the simulated nut station.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from robot_agent.modes import TeleopVelocity
+
+
+@dataclass(frozen=True)
+class StationStatus:
+    phase: str = "idle"
+    progress: float = 0.0
+    done: bool = False
+    success: bool | None = None
+    failure_mode: str | None = None
+    torque_nm: float | None = None
+    fault: str | None = None  # a station fault code (torque_out_of_range, nut_missing, ...)
+    fault_detail: str = ""
+
+
+class Robot(ABC):
+    name: str = "robot"
+    cameras: list[str] = []
+    action_dim: int = 0
+
+    @abstractmethod
+    def reset(self, seed: int) -> StationStatus:
+        """Start a new cycle (a new part at the station)."""
+
+    @abstractmethod
+    def observation(self) -> Any:
+        """What the policy takes (a snapshot: later steps must not change it)."""
+
+    @abstractmethod
+    def state(self) -> np.ndarray:
+        """The proprioceptive state vector (recorded every step)."""
+
+    @abstractmethod
+    def step(self, action: np.ndarray) -> StationStatus:
+        """Apply one action for one control period."""
+
+    @abstractmethod
+    def hold(self) -> StationStatus:
+        """One control period without motion (protective stop: brakes on, tools off)."""
+
+    @abstractmethod
+    def render(self, camera: str, size: tuple[int, int]) -> np.ndarray:
+        """(H, W, 3) uint8 RGB image of `camera`. Called from camera threads."""
+
+    @abstractmethod
+    def teleop_action(self, command: TeleopVelocity) -> np.ndarray:
+        """The action that moves as a person asked (velocities already clamped)."""
+
+    def shared_action(self, policy_action: np.ndarray, nudge: TeleopVelocity | None) -> np.ndarray:
+        """Shared control: the policy's action plus the person's nudge."""
+        if nudge is None:
+            return policy_action
+        return policy_action + self.teleop_action(nudge) - self.teleop_action(
+            TeleopVelocity(nudge.lease_id, nudge.seq, nudge.arm, 0.0, 0.0, 0.0, 0.0, None, nudge.received_at)
+        )
+
+    def default_policy(self) -> Any | None:
+        """A policy that comes with the robot (the sim's scripted expert), if any."""
+        return None
+
+    def close(self) -> None:
+        pass
