@@ -213,7 +213,8 @@ class OpenPiPolicy:
         from websockets.sync.client import connect
 
         try:
-            self.ws = connect(self.url, open_timeout=self.timeout_s, max_size=self.max_reply_bytes, compression=None, proxy=None)
+            self.ws = connect(self.url, open_timeout=self.timeout_s, close_timeout=2.0, max_size=self.max_reply_bytes,
+                              compression=None, proxy=None).__enter__()
             first = self.ws.recv(timeout=self.timeout_s)
         except (OSError, TimeoutError, WebSocketException) as error:
             self.close()
@@ -295,3 +296,11 @@ def openpi_from_spec(spec: str, **options: Any) -> OpenPiPolicy:
     if not parts.hostname:
         raise ValueError(f"openpi policy must be ws://HOST:PORT, got {spec!r}")
     return OpenPiPolicy(spec, **options)
+
+
+def register_remote_schemes(**options: Any) -> None:
+    """Make xr0:// and ws:// policies loadable through robot_agent.policy.load_policy."""
+    from robot_agent.policy import register_policy_scheme
+
+    register_policy_scheme("xr0", lambda spec, **kw: xr0_from_spec(spec, **{**options, **kw}))
+    register_policy_scheme("ws", lambda spec, **kw: openpi_from_spec(spec, **{**options, **kw}))

@@ -1,0 +1,91 @@
+"""python -m robot_agent --server URL --token TOKEN [--sim] ... (see --help and docs/agent.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from robot_agent.cameras import CameraError, check_camera_source
+from robot_agent.config import AgentConfig, ConfigError, load_config
+from robot_agent.link import FatalLinkError
+from robot_agent.robot import Robot
+
+log = logging.getLogger("robot_agent")
+
+
+class StartupError(Exception):
+    """Reported as one line on stderr, exit code 2."""
+
+
+def build_robot(config: AgentConfig) -> Robot:
+    if not config.sim:
+        raise StartupError("no hardware driver is configured for this robot: pass --sim for the simulated station")
+    from robot_agent.sim_robot import SimRobot
+
+    return SimRobot(control_hz=config.control_hz)
+
+
+def build_policy(config: AgentConfig, robot: Robot) -> Any | None:
+    from robot_agent.policy_remote import register_remote_schemes
+
+    register_remote_schemes(language=config.language, action_dim=robot.action_dim or None)
+    spec = config.policy
+    if spec is None:
+        return robot.default_policy()
+    if "://" not in spec and not Path(spec).exists():
+        raise StartupError(f"policy file not found: {spec}")
+    from robot_agent.policy import load_policy
+
+    try:
+        return load_policy(spec)
+    except FileNotFoundError:
+        raise StartupError(f"policy file not found: {spec}") from None
+    except Exception as error:  # noqa: BLE001 - any loader failure is a startup error
+        raise StartupError(f"cannot load policy {spec}: {type(error).__name__}: {error}") from None
+
+
+def load_policy_checkpoint(path: str) -> Any:
+    from robot_agent.policy import load_policy
+
+    return load_policy(path)
+
+
+async def run(config: AgentConfig) -> None:
+    from robot_agent.agent import Agent
+
+    robot = build_robot(config)
+    policy = build_policy(config, robot)
+    agent = Agent(config, robot, policy, load_policy=load_policy_checkpoint)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, agent.stop)
+    await agent.run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = load_config(argv)
+        for source in config.camera.values():
+            check_camera_source(source)
+    except (ConfigError, CameraError) as error:
+        print(f"robot_agent: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level.upper(), format=f"%(asctime)s {config.name} %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aioice").setLevel(logging.WARNING)
+    logging.getLogger("aiortc").setLevel(logging.WARNING)
+    try:
+        asyncio.run(run(config))
+    except (StartupError, CameraError, FatalLinkError) as error:
+        print(f"robot_agent: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
