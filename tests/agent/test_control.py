@@ -1,0 +1,182 @@
+"""The control loop with a fake clock: cycles, triggers (uncertainty, faults, takt), failing inference,
+recording labels, shared control and the offline policy."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from foreman_protocol import parse_robot_message
+from foreman_protocol.messages import LeaseInfo, TeleopCommand
+from robot_agent.chunking import ChunkExecutor, PolicyOutput, inline_submit
+from robot_agent.clock import FakeClock
+from robot_agent.control import ControlLoop, LoopSettings
+from robot_agent.modes import ModeController
+from robot_agent.recording import EpisodeRecorder
+from robot_agent.safety import EstopLatch
+from tests.agent.station import ConfidencePolicy, KinematicStation
+
+
+class Harness:
+    def __init__(self, tmp_path: Any, policy: Any, station: KinematicStation | None = None, recorder: bool = False, **settings: Any) -> None:
+        self.clock = FakeClock()
+        self.station = station or KinematicStation()
+        self.modes = ModeController(self.clock, EstopLatch(tmp_path / "state"))
+        infer = lambda observation, prefix: policy(observation) if callable(policy) else policy.infer(observation)  # noqa: E731
+        self.executor = ChunkExecutor(infer, inline_submit, refill_below=10, action_dim=self.station.action_dim)
+        self.sent: list[dict[str, Any]] = []
+        self.recorder = EpisodeRecorder(tmp_path / "state", [], control_hz=30) if recorder else None
+        self.loop = ControlLoop(self.station, self.modes, self.executor, self.clock, self.emit,
+                                settings=LoopSettings(**settings), recorder=self.recorder, wall_time=self.clock.now,
+                                policy_version=lambda: "test-v1")
+
+    def emit(self, message: dict[str, Any], reliable: bool) -> None:
+        parse_robot_message(__import__("json").dumps(message))  # everything the loop sends is valid protocol
+        self.sent.append(message)
+
+    def run(self, ticks: int) -> None:
+        for _ in range(ticks):
+            self.loop.tick()
+            self.clock.advance(1 / 30)
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.sent if m["type"] == kind]
+
+
+def test_cycles_start_end_and_telemetry_at_most_10_hz(tmp_path):
+    h = Harness(tmp_path, ConfidencePolicy(), station=KinematicStation(cycle_steps=30))
+    h.run(90)  # 3 cycles of 30 steps (a cycle starts and steps in the same tick)
+    started, ended = h.of("cycle_started"), h.of("cycle_ended")
+    assert len(started) == 3 and [m["cycle_index"] for m in started] == [0, 1, 2]
+    assert [m["seed"] for m in started] == [1000, 1001, 1002]
+    assert len(ended) == 3 and all(m["outcome"] == "success" and not m["intervened"] for m in ended)
+    assert ended[0]["episode"] == started[0]["episode"]
+    telemetry = h.of("telemetry")
+    gaps = np.diff([m["t"] for m in telemetry])
+    assert 20 <= len(telemetry) <= 31 and gaps.min() >= 0.099  # 3 s of robot time at ≤ 10 Hz
+    assert h.station.moving_steps == 90
+
+
+def test_low_confidence_warns_then_intervenes_and_holds(tmp_path):
+    h = Harness(tmp_path, ConfidencePolicy(confidences=(0.95, 0.6, 0.3)), station=KinematicStation(cycle_steps=500))
+    h.run(24)  # first chunk; second inference (confidence 0.6) arrives once < 10 actions remain
+    assert h.modes.mode == "autonomous"
+    warnings = h.of("warning")
+    assert len(warnings) == 1 and warnings[0]["kind"] == "low_confidence"
+    assert h.loop.telemetry()["warning"].startswith("low confidence")
+    h.run(30)  # third chunk: 0.3 < 0.5
+    assert h.modes.mode == "hold"
+    raised = h.of("intervention_raised")
+    assert len(raised) == 1 and raised[0]["trigger"] == "policy_uncertainty" and raised[0]["severity"] == "high"
+    assert raised[0]["episode"] == h.of("cycle_started")[0]["episode"]
+    moved = h.station.moving_steps
+    h.run(30)
+    assert h.station.moving_steps == moved  # protective hold: nothing moves
+    assert len(h.of("intervention_raised")) == 1  # raised once, not every tick
+    assert raised[0]["intervention"] in h.loop.open_interventions
+
+
+def test_station_fault_raises_fault_and_intervention(tmp_path):
+    h = Harness(tmp_path, ConfidencePolicy(), station=KinematicStation(cycle_steps=500, fault_at_step=12))
+    h.run(20)
+    assert h.modes.mode == "hold"
+    assert h.of("fault")[0]["code"] == "torque_out_of_range"
+    assert h.of("intervention_raised")[0]["trigger"] == "fault"
+
+
+def test_inference_exception_faults_holds_and_keeps_running(tmp_path):
+    def broken(observation: Any) -> PolicyOutput:
+        raise RuntimeError("weights corrupted")
+
+    h = Harness(tmp_path, broken, station=KinematicStation(cycle_steps=500))
+    h.run(10)
+    assert h.modes.mode == "hold"
+    assert h.of("fault")[0]["code"] == "inference_failed" and "weights corrupted" in h.of("fault")[0]["detail"]
+    assert h.of("intervention_raised")[0]["trigger"] == "fault"
+    ticks = h.loop.stats.ticks
+    h.run(5)
+    assert h.loop.stats.ticks == ticks + 5  # the loop is alive
+
+
+def test_takt_overrun_trigger(tmp_path):
+    h = Harness(tmp_path, ConfidencePolicy(), station=KinematicStation(cycle_steps=10_000), takt_s=2.0, takt_warning_fraction=0.9)
+    h.run(50)
+    assert h.of("intervention_raised") == []  # 1.67 s of a 2 s takt
+    h.run(10)
+    raised = h.of("intervention_raised")
+    assert len(raised) == 1 and raised[0]["trigger"] == "takt_overrun"
+    assert h.modes.mode == "hold"
+
+
+def test_teleop_after_intervention_then_hand_back_records_labels(tmp_path):
+    h = Harness(tmp_path, ConfidencePolicy(confidences=(0.95, 0.2, 0.95)), station=KinematicStation(cycle_steps=150, succeed=True), recorder=True)
+    h.run(30)
+    assert h.modes.mode == "hold"
+    expires = (datetime.now(timezone.utc) + timedelta(seconds=5)).isoformat()
+    lease = LeaseInfo(id=str(uuid.uuid4()), holder="operator", mode="teleop", expires_at=expires, ttl_s=5.0)
+    h.modes.lease_granted(lease)
+    x_before = h.station.position[0]
+    for seq in range(1, 16):
+        h.modes.teleop(TeleopCommand(type="teleop", lease_id=lease.id, seq=seq, vx=0.2))
+        h.run(1)
+    assert h.station.position[0] > x_before + 0.08  # the person moved it
+    h.modes.lease_ended(lease.id, "released")
+    h.run(200)
+    ended = h.of("cycle_ended")[0]
+    assert ended["outcome"] == "success" and ended["intervened"] is True
+    path = h.recorder.finish  # noqa: F841 - finish already ran at cycle end
+    h.recorder.worker.shutdown(wait=True)
+    spooled = tmp_path / "state" / "spool" / ended["episode"]
+    table = pq.read_table(spooled / "steps.parquet").to_pydict()
+    modes = table["action_mode"]
+    assert {"robot", "pre_intervention", "human"} <= set(modes)
+    assert modes.index("pre_intervention") < modes.index("human")
+    assert len(table["state"][0]) == 9 and len(table["action"][0]) == 9
+
+
+def test_shared_mode_adds_nudges_to_policy_actions(tmp_path):
+    h = Harness(tmp_path, ConfidencePolicy(), station=KinematicStation(cycle_steps=1000))
+    h.run(3)
+    expires = (datetime.now(timezone.utc) + timedelta(seconds=5)).isoformat()
+    lease = LeaseInfo(id=str(uuid.uuid4()), holder="operator", mode="shared", expires_at=expires, ttl_s=5.0)
+    h.modes.lease_granted(lease)
+    assert h.modes.mode == "shared"
+    y_before = h.station.position[1]
+    x_before = h.station.position[0]
+    for seq in range(1, 6):
+        h.modes.teleop(TeleopCommand(type="teleop", lease_id=lease.id, seq=seq, vy=0.1))
+        h.run(1)
+    assert h.station.position[1] > y_before  # the nudge
+    assert h.station.position[0] > x_before  # the policy kept driving
+
+
+@pytest.mark.parametrize("offline_policy", ["hold", "finish"])
+def test_offline_policy(tmp_path, offline_policy):
+    h = Harness(tmp_path, ConfidencePolicy(), station=KinematicStation(cycle_steps=30), offline_policy=offline_policy)
+    h.run(10)
+    h.loop.online = False
+    h.run(40)
+    if offline_policy == "hold":
+        assert h.modes.mode == "hold" and h.station.steps < 15 and len(h.of("cycle_ended")) == 0
+    else:
+        assert h.modes.mode == "autonomous" and len(h.of("cycle_ended")) == 1
+        assert len(h.of("cycle_started")) == 1  # no new cycle while the server is away
+    h.loop.online = True
+    h.run(3)
+    assert h.modes.mode == "autonomous" and h.loop.cycle is not None
+
+
+def test_estop_stops_motion_immediately(tmp_path):
+    h = Harness(tmp_path, ConfidencePolicy(), station=KinematicStation(cycle_steps=1000))
+    h.run(5)
+    h.modes.command("estop", "test")
+    moved = h.station.moving_steps
+    h.run(10)
+    assert h.station.moving_steps == moved
+    assert h.loop.telemetry()["mode"] == "estopped"
+    np.testing.assert_equal(h.loop.telemetry()["confidence"], None)
