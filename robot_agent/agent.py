@@ -133,6 +133,7 @@ class Agent:
                 task.result()  # re-raise FatalLinkError or a crash of the control loop
         finally:
             link_task.cancel()
+            await asyncio.wait([link_task], timeout=5)  # let the socket close cleanly
             await self.shutdown()
 
     async def shutdown(self) -> None:

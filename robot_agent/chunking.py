@@ -75,6 +75,7 @@ class ChunkExecutor:
         """Forget the current chunk (mode change, new cycle); an inference in flight is abandoned."""
         self.queue.clear()
         self.request = None
+        self.confidence = None  # it described the abandoned chunk
 
     @property
     def inference_pending(self) -> bool:

@@ -141,8 +141,10 @@ class ControlLoop:
             except InferenceError as error:
                 self._fault("inference_failed", str(error))
                 action = None
-            confidence = self.executor.confidence
-            self.last_confidence = confidence
+            # Judge confidence only by the chunk actually being executed.
+            confidence = self.executor.confidence if action is not None else None
+            if confidence is not None:
+                self.last_confidence = confidence
             if action is not None and mode == "shared":
                 action = self.robot.shared_action(action, self.modes.teleop_velocity())
                 action_mode = "shared"

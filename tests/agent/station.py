@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -107,3 +108,20 @@ class ConfidencePolicy:
         actions = np.zeros((self.horizon, ACTION_DIM))
         actions[:, 0] = 0.05
         return PolicyOutput(actions, confidence)
+
+
+def make_agent(server_url: str, token: str, state_dir: Any, station: Robot, policy: Any, **settings: Any) -> Any:
+    """A real Agent on small rendered cameras, with short retry delays for tests."""
+    from robot_agent.agent import Agent
+    from robot_agent.cameras import RenderedCamera
+    from robot_agent.config import AgentConfig
+
+    config = AgentConfig(server=server_url, token=token, name="r1", sim=True, ice_loopback=True, state_dir=state_dir,
+                         video_fps=15, record_fps=5, **settings)
+    config.validate()
+    cameras = [RenderedCamera(name, station.render, size=(160, 120)) for name in station.cameras]
+    agent = Agent(config, station, policy, cameras=cameras)
+    agent.link.backoff_initial_s = 0.1
+    agent.link.backoff_max_s = 0.5
+    agent.uploader.backoff_max_s = 1.0
+    return agent

@@ -1,0 +1,116 @@
+"""Agent test fixtures: a real daphne server (subprocess, 127.0.0.1 only) sharing the test database
+and the Redis channel layer with the in-process dashboard sockets of tests/conftest.py."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class DaphneServer:
+    """`python -m daphne` on 127.0.0.1:port with the test settings; restartable on the same port."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.port = free_port()
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "webapp.asgi:application"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daphne exited with {self.process.returncode}; see {self.log_path}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"daphne did not listen within {timeout} s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.process = None
+
+
+@pytest.fixture(scope="session")
+def daphne_env(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    from django.db import connection
+
+    env = dict(os.environ)
+    database_url = os.environ.get("DATABASE_URL", "")
+    if not database_url:
+        pytest.fail("agent server tests need DATABASE_URL/REDIS_URL (run them with scripts/test.sh)")
+    test_db = connection.settings_dict["NAME"]
+    env["DATABASE_URL"] = database_url.rsplit("/", 1)[0] + "/" + test_db
+    env["FOREMAN_MEDIA_ROOT"] = str(tmp_path_factory.mktemp("media"))
+    env["FOREMAN_LOG_LEVEL"] = "WARNING"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture(scope="module")
+def daphne(daphne_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaphneServer]:
+    """One server for a test module (the database is emptied between tests, the server keeps no state)."""
+    server = DaphneServer(daphne_env, tmp_path_factory.mktemp("daphne") / "daphne.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_daphne(daphne_env: dict[str, str], tmp_path: Path) -> Iterator[DaphneServer]:
+    """A server this test may stop and start again (outages)."""
+    server = DaphneServer(daphne_env, tmp_path / "daphne.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll until predicate() holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def eventually_async(predicate: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)
