@@ -131,6 +131,8 @@ class Agent:
             done, _ = await asyncio.wait([link_task, self._tasks[1]], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()  # re-raise FatalLinkError or a crash of the control loop
+            if self._tasks[1] in done and not self._stopping:
+                await self._drain_uploads(timeout_s=30.0)  # --max-cycles reached: hand in what we recorded
         finally:
             link_task.cancel()
             await asyncio.wait([link_task], timeout=5)  # let the socket close cleanly
@@ -150,6 +152,15 @@ class Agent:
 
     def stop(self) -> None:
         self._stopping = True
+
+    async def _drain_uploads(self, timeout_s: float) -> None:
+        """Wait (bounded) until spooled episodes are uploaded; whatever is left stays in the spool."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, lambda: self.recorder.worker.submit(lambda: None).result())
+        deadline = loop.time() + timeout_s
+        while self.uploader.pending() and loop.time() < deadline:
+            self.uploader.wake.set()
+            await asyncio.sleep(0.2)
 
     # ------------------------------------------------------------------ outbound
 
