@@ -48,6 +48,18 @@ def build_policy(config: AgentConfig, robot: Robot) -> Any | None:
         raise StartupError(f"cannot load policy {spec}: {type(error).__name__}: {error}") from None
 
 
+def preflight(config: AgentConfig) -> None:
+    """Cheap checks before anything starts, so a typo is one line and exit 2."""
+    for name, source in config.camera.items():
+        try:
+            check_camera_source(source)
+        except CameraError as error:
+            raise CameraError(f"camera {name}: {error}") from None
+    spec = config.policy
+    if spec is not None and "://" not in spec and not Path(spec).exists():
+        raise StartupError(f"policy file not found: {spec}")
+
+
 def load_policy_checkpoint(path: str) -> Any:
     from robot_agent.policy import load_policy
 
@@ -69,9 +81,8 @@ async def run(config: AgentConfig) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(argv)
-        for source in config.camera.values():
-            check_camera_source(source)
-    except (ConfigError, CameraError) as error:
+        preflight(config)
+    except (ConfigError, CameraError, StartupError) as error:
         print(f"robot_agent: {error}", file=sys.stderr)
         return 2
     logging.basicConfig(level=config.log_level.upper(), format=f"%(asctime)s {config.name} %(levelname)s %(name)s: %(message)s")
