@@ -238,7 +238,9 @@ class Agent:
         try:
             if self.load_policy is None:
                 raise RuntimeError("this agent cannot load policy checkpoints")
-            url = message.url if message.url.startswith("http") else http_base_url(self.config.server) + message.url
+            if not message.url.startswith("/"):
+                raise RuntimeError("rollout URL must be a path on this server (the token goes nowhere else)")
+            url = http_base_url(self.config.server) + message.url
             async with httpx.AsyncClient(timeout=60, trust_env=False) as client:
                 response = await client.get(url, headers={"Authorization": f"Bearer {self.config.token}"})
             response.raise_for_status()

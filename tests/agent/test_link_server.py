@@ -130,3 +130,34 @@ async def test_bad_token_is_fatal(fleet, daphne, tmp_path):
 
 
 __all__ = ["json"]
+
+
+async def test_intervention_raised_while_offline_is_delivered_after_reconnect(fleet, users, daphne, tmp_path, cleanup):
+    from robot_agent.link import Link  # noqa: F401 - documents which component re-sends
+
+    station = KinematicStation(cycle_steps=100_000)
+    agent = make_agent(daphne.url, fleet.tokens["r3"], tmp_path / "r3", station, ConfidencePolicy())
+    task = asyncio.create_task(agent.run())
+    try:
+        supervisor, _ = await fleet_socket(users["supervisor"])
+        cleanup.append(supervisor)
+        await eventually(lambda: agent.link.is_connected, what="welcome")
+        # Break the link and raise while it is down: the message must survive the outage.
+        agent.link.url = agent.link.url.replace(str(daphne.port), "9")  # nothing listens on port 9
+        await agent.link.ws.close()
+        await eventually(lambda: not agent.link.is_connected, what="link down")
+        intervention = agent.loop.raise_intervention("fault", "high", "nut missing at station")
+        await asyncio.sleep(0.3)
+        agent.link.url = agent.link.url.replace(":9/", f":{daphne.port}/")
+        message = await supervisor.recv_until(lambda m: m["type"] == "intervention" and m["intervention"]["id"] == intervention, timeout=10)
+        assert message["intervention"]["trigger"] == "fault" and message["intervention"]["detail"] == "nut missing at station"
+        # Another reconnect re-sends it (still open): the server is idempotent, nothing duplicates.
+        await agent.link.ws.close()
+        await eventually(lambda: agent.link.connects >= 3 and agent.link.is_connected, what="second reconnect")
+        await asyncio.sleep(0.3)
+        from webapp.fleet.models import Intervention
+
+        count = await database_sync_to_async(Intervention.objects.filter(id=intervention).count)()
+        assert count == 1
+    finally:
+        await stop_agent(agent, task)
