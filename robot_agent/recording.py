@@ -127,12 +127,11 @@ class EpisodeRecorder:
             self.abandon()
         directory = self.work_dir / info.episode
         directory.mkdir(parents=True)
-        self.current = _Episode(info=info, directory=directory, steps=deque(maxlen=self.max_steps))
+        episode = self.current = _Episode(info=info, directory=directory, steps=deque(maxlen=self.max_steps))
 
         def open_writers() -> None:
-            assert self.current is not None
             for camera in self.cameras:
-                self.current.writers[camera] = _VideoWriter(directory / f"video_{camera}.mp4", self.record_fps)
+                episode.writers[camera] = _VideoWriter(directory / f"video_{camera}.mp4", self.record_fps)
 
         self.worker.submit(open_writers)
 
@@ -189,8 +188,11 @@ class EpisodeRecorder:
         if not keep:
             self._discard(episode)
             return None
-        for writer in episode.writers.values():
+        cameras = []
+        for camera, writer in episode.writers.items():
             writer.close()
+            if writer.frames > 0:  # an empty video is no file at all: leave that camera out
+                cameras.append(camera)
         steps = list(episode.steps)
         write_steps(steps, episode.directory / "steps.parquet")
         metadata = {
@@ -204,7 +206,7 @@ class EpisodeRecorder:
             "failure_mode": result.failure_mode,
             "intervened": result.intervened or episode.intervened,
             "fps": self.record_fps,
-            "cameras": list(episode.writers),
+            "cameras": cameras,
             "steps": len(steps),
         }
         (episode.directory / "metadata.json").write_text(json.dumps(metadata))

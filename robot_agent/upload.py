@@ -79,6 +79,9 @@ class Uploader:
                 f"{self.base_url}/api/robot/episodes/{episode}/upload",
                 data={"metadata": metadata_text}, files=files, headers={"Authorization": f"Bearer {self.token}"},
             )
+        except FileNotFoundError as error:
+            self._reject(directory, f"incomplete spool entry: {error}")
+            return True
         except (httpx.TransportError, OSError) as error:
             log.info("episode %s: upload failed (%s); will retry", episode, error or type(error).__name__)
             return False
@@ -92,12 +95,16 @@ class Uploader:
             self.uploaded += 1
             return True
         if 400 <= response.status_code < 500 and response.status_code not in (401, 408, 429):
-            self.rejected_dir.mkdir(parents=True, exist_ok=True)
-            (directory / "rejected.txt").write_text(f"{response.status_code} {response.text[:2000]}")
-            shutil.rmtree(self.rejected_dir / episode, ignore_errors=True)
-            directory.rename(self.rejected_dir / episode)
-            self.rejected += 1
-            log.error("episode %s rejected by the server: %s %s", episode, response.status_code, response.text[:300])
+            self._reject(directory, f"server answered {response.status_code} {response.text[:2000]}")
             return True
         log.info("episode %s: server answered %s; will retry", episode, response.status_code)
         return False
+
+    def _reject(self, directory: Path, reason: str) -> None:
+        """Park an episode that can never be uploaded, so it does not block the others."""
+        self.rejected_dir.mkdir(parents=True, exist_ok=True)
+        (directory / "rejected.txt").write_text(reason)
+        shutil.rmtree(self.rejected_dir / directory.name, ignore_errors=True)
+        directory.rename(self.rejected_dir / directory.name)
+        self.rejected += 1
+        log.error("episode %s cannot be uploaded: %s", directory.name, reason[:300])

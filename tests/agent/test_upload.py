@@ -65,18 +65,18 @@ async def test_spool_survives_agent_restart(fleet, daphne, tmp_path):
     """An episode spooled by an agent that then died is uploaded by the next agent process."""
     from webapp.fleet.models import EpisodeUpload
 
-    station = KinematicStation(cycle_steps=20, succeed=False)
+    station = KinematicStation(cycle_steps=30, succeed=False)
     state_dir = tmp_path / "r2"
-    offline = make_agent("http://127.0.0.1:9", fleet.tokens["r2"], state_dir, station, ConfidencePolicy(), max_cycles=1)
-    offline.loop.online = True  # pretend it ran a cycle, then lost everything before uploading
-    offline.loop.settings.offline_policy = "finish"
-    await offline.hub.start()
-    for _ in range(25):
-        offline.loop.tick()
-    await asyncio.get_running_loop().run_in_executor(None, offline.recorder.worker.shutdown, True)
-    await offline.hub.stop()
-    spooled = [p for p in (state_dir / "spool").iterdir() if (p / "metadata.json").exists()]
+    first = make_agent(daphne.url, fleet.tokens["r2"], state_dir, station, ConfidencePolicy(), max_cycles=1)
+    first.uploader.base_url = "http://127.0.0.1:9"  # its uploads fail; then it is stopped
+    task = asyncio.create_task(first.run())
+    spool = state_dir / "spool"
+    await eventually(lambda: any((p / "metadata.json").exists() for p in spool.iterdir()), timeout=15, what="episode spooled")
+    first.stop()
+    await asyncio.wait_for(task, timeout=15)
+    spooled = [p for p in spool.iterdir() if (p / "metadata.json").exists()]
     assert len(spooled) == 1
+    assert json.loads((spooled[0] / "metadata.json").read_text())["cameras"] == ["head", "wrist_left"]
 
     agent = make_agent(daphne.url, fleet.tokens["r2"], state_dir, KinematicStation(cycle_steps=10_000), ConfidencePolicy())
     task = asyncio.create_task(agent.run())
