@@ -116,8 +116,8 @@ def make_agent(server_url: str, token: str, state_dir: Any, station: Robot, poli
     from robot_agent.cameras import RenderedCamera
     from robot_agent.config import AgentConfig
 
-    config = AgentConfig(server=server_url, token=token, name="r1", sim=True, ice_loopback=True, state_dir=state_dir,
-                         video_fps=15, record_fps=5, **settings)
+    settings = {"video_fps": 15.0, "record_fps": 5.0, **settings}
+    config = AgentConfig(server=server_url, token=token, name="r1", sim=True, ice_loopback=True, state_dir=state_dir, **settings)
     config.validate()
     cameras = [RenderedCamera(name, station.render, size=(160, 120)) for name in station.cameras]
     agent = Agent(config, station, policy, cameras=cameras)
