@@ -109,7 +109,11 @@ class ControlLoop:
     async def run(self, stop: Callable[[], bool] = lambda: False) -> None:
         self.next_tick_t = self.clock.now()
         while not stop():
-            self.tick()
+            try:
+                self.tick()
+            except Exception as error:  # noqa: BLE001 - a bug in one tick must not leave the robot unsupervised
+                log.exception("control tick failed")
+                self._fault("agent_error", f"{type(error).__name__}: {error}")
             self.next_tick_t += self.dt
             now = self.clock.now()
             lateness = now - self.next_tick_t
