@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import threading
@@ -65,8 +66,11 @@ async def test_rollout_verified_and_swapped_between_cycles(policy_server, tmp_pa
     assert acks(agent) == [{"type": "command_ack", "command": "roll-1", "ok": True, "mode": "autonomous", "error": None}]
     assert agent.version == "test-policy-v1"  # not mid-cycle
     episode = agent.loop.cycle.episode
-    for _ in range(20):
+    for _ in range(500):  # inference runs in its thread: tick until the next cycle starts (bounded)
         agent.loop.tick()
+        if agent.loop.cycle is not None and agent.loop.cycle.episode != episode:
+            break
+        await asyncio.sleep(0.002)
     assert agent.loop.cycle is not None and agent.loop.cycle.episode != episode  # the next cycle started…
     assert agent.version == "test-policy-v2" and agent.policy.version == "test-policy-v2"  # …with the new policy
     agent.recorder.close()
