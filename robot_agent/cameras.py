@@ -44,8 +44,9 @@ class Camera(ABC):
         """Open the device (may raise CameraError)."""
 
     @abstractmethod
-    async def read(self) -> np.ndarray:
-        """The next image, (H, W, 3) uint8 RGB."""
+    async def read(self, full_size: bool = True) -> np.ndarray:
+        """The next image, (H, W, 3) uint8 RGB. `full_size=False`: nobody watches live, a smaller
+        image (≥ the recording size) will do if the camera can make one cheaper."""
 
     async def stop(self) -> None:
         pass
@@ -54,13 +55,16 @@ class Camera(ABC):
 class RenderedCamera(Camera):
     """A camera drawn by a renderer (the simulator), off the event loop."""
 
-    def __init__(self, name: str, render: Callable[[str, tuple[int, int]], np.ndarray], size: tuple[int, int] = (WIDTH, HEIGHT)) -> None:
+    def __init__(self, name: str, render: Callable[[str, tuple[int, int]], np.ndarray], size: tuple[int, int] = (WIDTH, HEIGHT),
+                 small_size: tuple[int, int] = (320, 240)) -> None:
         self.name = name
         self.render = render
         self.size = size
+        self.small_size = (min(small_size[0], size[0]), min(small_size[1], size[1]))
 
-    async def read(self) -> np.ndarray:
-        return await asyncio.get_running_loop().run_in_executor(None, self.render, self.name, self.size)
+    async def read(self, full_size: bool = True) -> np.ndarray:
+        size = self.size if full_size else self.small_size  # rendering cost grows with pixels
+        return await asyncio.get_running_loop().run_in_executor(None, self.render, self.name, size)
 
 
 class PlayerCamera(Camera):
@@ -89,7 +93,7 @@ class PlayerCamera(Camera):
             raise CameraError(f"camera {self.name}: {self.source!r} has no video stream")
         self.track = self.player.video
 
-    async def read(self) -> np.ndarray:
+    async def read(self, full_size: bool = True) -> np.ndarray:
         assert self.track is not None, "start() first"
         frame = await self.track.recv()
         if (frame.width, frame.height) != self.size:
@@ -147,7 +151,7 @@ class CameraHub:
         while True:
             period = 1.0 / (self.video_fps if self.viewers > 0 else self.idle_fps)
             try:
-                image = await camera.read()
+                image = await camera.read(self.viewers > 0)
                 failures = 0
             except asyncio.CancelledError:
                 raise

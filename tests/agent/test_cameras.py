@@ -70,7 +70,7 @@ class SlowCamera(Camera):
         self.name = "slow"
         self.reads = 0
 
-    async def read(self) -> np.ndarray:
+    async def read(self, full_size: bool = True) -> np.ndarray:
         self.reads += 1
         await asyncio.sleep(0.1)  # a 10 fps camera asked for 50 fps
         return np.zeros((4, 4, 3), np.uint8)
