@@ -24,21 +24,32 @@ class StartupError(Exception):
 def build_robot(config: AgentConfig) -> Robot:
     if not config.sim:
         raise StartupError("no hardware driver is configured for this robot: pass --sim for the simulated station")
-    from robot_agent.sim_robot import SimRobot
-
+    try:
+        from robot_agent.sim_robot import SimRobot
+    except ImportError as error:
+        raise StartupError(f"the simulated station is not available: {error}") from None
     return SimRobot(control_hz=config.control_hz)
 
 
 def build_policy(config: AgentConfig, robot: Robot) -> Any | None:
-    from robot_agent.policy_remote import register_remote_schemes
+    from robot_agent import policy_remote
 
-    register_remote_schemes(language=config.language, action_dim=robot.action_dim or None)
+    options = {"language": config.language, "action_dim": robot.action_dim or None}
     spec = config.policy
     if spec is None:
         return robot.default_policy()
     if "://" not in spec and not Path(spec).exists():
         raise StartupError(f"policy file not found: {spec}")
-    from robot_agent.policy import load_policy
+    try:
+        from robot_agent.policy import load_policy
+    except ImportError:
+        # No checkpoint loader installed: remote policies still work.
+        if spec.startswith("xr0://"):
+            return policy_remote.xr0_from_spec(spec, **options)
+        if spec.startswith(("ws://", "wss://")):
+            return policy_remote.openpi_from_spec(spec, **options)
+        raise StartupError(f"cannot load {spec}: no policy loader (robot_agent.policy) is installed") from None
+    policy_remote.register_remote_schemes(**options)
 
     try:
         return load_policy(spec)

@@ -109,6 +109,7 @@ class Viewer:
     senders: list[tuple[str, RTCRtpSender]]
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     clock_channel: Any = None
+    remote_set: asyncio.Event = field(default_factory=asyncio.Event)  # trickled candidates wait for the offer
 
 
 class WebRtcGateway:
@@ -197,6 +198,7 @@ class WebRtcGateway:
                 await self.close_viewer(viewer.peer)
 
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        viewer.remote_set.set()
         if "m=application" in sdp:
             viewer.clock_channel = pc.createDataChannel("clock", ordered=False, maxRetransmits=0)
             viewer.tasks.append(asyncio.create_task(self._frame_clock(viewer)))
@@ -217,7 +219,12 @@ class WebRtcGateway:
             return
         parsed.sdpMid = candidate.sdpMid
         parsed.sdpMLineIndex = candidate.sdpMLineIndex
-        await viewer.pc.addIceCandidate(parsed)
+        try:
+            await asyncio.wait_for(viewer.remote_set.wait(), timeout=NEGOTIATION_TIMEOUT_S)
+            await viewer.pc.addIceCandidate(parsed)
+        except Exception as error:  # noqa: BLE001 - one bad candidate must not end anything
+            self.counters["bad_candidate"] += 1
+            log.info("viewer %s: candidate refused: %s", peer, error or type(error).__name__)
 
     def _on_datachannel_message(self, channel: Any, raw: str | bytes) -> None:
         try:
