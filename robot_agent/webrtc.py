@@ -154,7 +154,9 @@ class WebRtcGateway:
             await self.close_viewer(message.peer)
 
     async def _offer(self, peer: str, sdp: str) -> None:
-        await self.close_viewer(peer)  # a new offer from the same peer restarts its connection
+        # Register the new viewer before the first await, so candidates relayed right behind the
+        # offer find it; a new offer from the same peer replaces its old connection.
+        previous = self.viewers.pop(peer, None)
         if len(self.viewers) >= MAX_VIEWERS:
             self.counters["viewers_refused"] += 1
             await self.send_signal({"type": "signal", "peer": peer, "kind": "bye"})
@@ -165,6 +167,8 @@ class WebRtcGateway:
         viewer = Viewer(peer=peer, pc=pc, senders=[])
         self.viewers[peer] = viewer
         self.hub.viewers += 1
+        if previous is not None:
+            await self._close(previous)
         try:
             async with asyncio.timeout(NEGOTIATION_TIMEOUT_S):
                 await self._negotiate(viewer, sdp)
@@ -208,6 +212,7 @@ class WebRtcGateway:
     async def _remote_candidate(self, peer: str, candidate: Any) -> None:
         viewer = self.viewers.get(peer)
         if viewer is None or candidate is None or not candidate.candidate:
+            self.counters["candidate_ignored"] += 1
             return
         try:
             parsed = candidate_from_sdp(candidate.candidate.split(":", 1)[1] if candidate.candidate.startswith("candidate:") else candidate.candidate)
@@ -264,6 +269,11 @@ class WebRtcGateway:
         viewer = self.viewers.pop(peer, None)
         if viewer is None:
             return
+        await self._close(viewer)
+        if say_bye:
+            await self.send_signal({"type": "signal", "peer": peer, "kind": "bye"})
+
+    async def _close(self, viewer: Viewer) -> None:
         self.hub.viewers = max(0, self.hub.viewers - 1)
         for task in viewer.tasks:
             task.cancel()
@@ -271,9 +281,7 @@ class WebRtcGateway:
             async with asyncio.timeout(5):
                 await viewer.pc.close()
         except Exception:  # noqa: BLE001 - closing is best effort
-            log.debug("closing viewer %s failed", peer, exc_info=True)
-        if say_bye:
-            await self.send_signal({"type": "signal", "peer": peer, "kind": "bye"})
+            log.debug("closing viewer %s failed", viewer.peer, exc_info=True)
 
     async def close_all(self) -> None:
         for peer in list(self.viewers):

@@ -155,3 +155,45 @@ async def test_datachannel_teleop_moves_robot_then_deadman_holds(agent_with_view
                      and agent.gateway.counters["malformed_unknown_type"] == 1, timeout=5, what="malformed counted")
     assert (station.position == held).all()
     await eventually(lambda: agent.loop.stats.ticks > ticks + 5, what="loop alive")
+
+
+async def test_trickled_candidates_and_non_loopback_ones_dropped(tmp_path):
+    from foreman_protocol.messages import IceCandidate
+
+    station = KinematicStation(cycle_steps=100_000)
+    agent = make_agent("http://127.0.0.1:9", "frt_unused", tmp_path / "state", station, ConfidencePolicy())
+    signals: list[dict[str, Any]] = []
+
+    async def capture(message: dict[str, Any]) -> None:
+        signals.append(message)
+
+    agent.gateway.send_signal = capture
+    await agent.hub.start()
+    viewer = ViewerPeer(cameras=1)
+    try:
+        sdp = await viewer.offer()
+        lines = sdp.splitlines()
+        candidates = [line[2:] for line in lines if line.startswith("a=candidate:")]
+        bare = "\r\n".join(line for line in lines if not line.startswith("a=candidate:")) + "\r\n"
+        # A LAN address in the offer itself is dropped before setRemoteDescription.
+        assert "a=end-of-candidates" in bare
+        lan = bare.replace("a=end-of-candidates", "a=candidate:1 1 udp 2130706431 192.168.1.5 40000 typ host")  # trickle: not the end
+        # As the agent does: one task per relayed signal, in arrival order. Trickled: a LAN
+        # candidate (dropped, counted) and the real loopback ones.
+        messages = [ViewerSignal(type="signal", peer="v2", kind="offer", sdp=lan),
+                    ViewerSignal(type="signal", peer="v2", kind="ice", candidate=IceCandidate(
+                        candidate="candidate:9 1 udp 2130706431 10.0.0.7 40001 typ host", sdpMid="0", sdpMLineIndex=0))]
+        messages += [ViewerSignal(type="signal", peer="v2", kind="ice", candidate=IceCandidate(candidate=c, sdpMid="0", sdpMLineIndex=0))
+                     for c in candidates]
+        tasks = [asyncio.create_task(agent.gateway.handle_signal(m)) for m in messages]
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=10)
+        answer = next(m for m in signals if m["kind"] == "answer")
+        assert "192.168.1.5" not in agent.gateway.viewers["v2"].pc.remoteDescription.sdp
+        assert agent.gateway.counters["non_loopback_candidate"] == 1
+        await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+        await eventually(lambda: viewer.frames.get(0, 0) >= 3, timeout=10, what="frames over trickled candidates")
+    finally:
+        await viewer.close()
+        await agent.gateway.close_all()
+        await agent.hub.stop()
+        agent.recorder.close()
