@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "channels",
     "webapp.fleet",
     "webapp.dashboard",
+    "webapp.labeling",
 ]
 
 MIDDLEWARE = [

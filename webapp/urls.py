@@ -1,13 +1,13 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
-from webapp.dashboard import views as dashboard
 from webapp.fleet.api import api
 from webapp.fleet.health import healthz
 
 urlpatterns = [
-    path("", dashboard.fleet, name="fleet"),
+    path("", include("webapp.dashboard.urls")),
+    path("labeling/", include("webapp.labeling.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

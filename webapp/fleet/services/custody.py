@@ -158,13 +158,17 @@ def lease_heartbeat(*, robot_name: str, lease_id: str, user: Any, source: str = 
         if lease.user_id != user.pk:
             raise Forbidden(f"lease {lease_id} belongs to {lease.user.username}")
         now = timezone.now()
-        if lease.expires_at <= now:
+        expired = lease.expires_at <= now
+        if expired:
+            # Ended and committed before the error is raised: raising inside the block would roll it back.
             _end_lease(lease, "expired", "system", source)
-            raise StaleLease(f"lease {lease_id} has expired")
-        lease.expires_at = now + timedelta(seconds=settings.FOREMAN_LEASE_TTL_S)
-        lease.save(update_fields=["expires_at"])
-        realtime.lease_to_robot(robot.name, {"type": "lease", "lease": lease_dict(lease)}, lease.holder_channel)
-        return lease
+        else:
+            lease.expires_at = now + timedelta(seconds=settings.FOREMAN_LEASE_TTL_S)
+            lease.save(update_fields=["expires_at"])
+            realtime.lease_to_robot(robot.name, {"type": "lease", "lease": lease_dict(lease)}, lease.holder_channel)
+    if expired:
+        raise StaleLease(f"lease {lease_id} has expired")
+    return lease
 
 
 def lease_release(*, robot_name: str, lease_id: str, user: Any, source: str = "") -> None:
