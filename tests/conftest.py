@@ -124,6 +124,14 @@ async def cleanup() -> AsyncIterator[list[Socket]]:
 async def close_db_connections_after_async_test() -> AsyncIterator[None]:
     """database_sync_to_async keeps a connection in its worker thread; close it so Postgres can drop the test DB."""
     yield
+    from channels.layers import channel_layers
     from django.db import connections
 
     await database_sync_to_async(connections.close_all)()
+    # Each test runs on its own event loop; a channel layer keeps loop-bound locks and pools, so
+    # every test gets a fresh one (a socket left open by a failed test cannot poison the next).
+    for layer in list(channel_layers.backends.values()):
+        close_pools = getattr(layer, "close_pools", None)
+        if close_pools is not None:
+            await close_pools()
+    channel_layers.backends.clear()

@@ -1,0 +1,343 @@
+"""The robot and dashboard WebSocket endpoints against docs/protocol.md: authentication, bad input,
+custody over sockets, e-stop, signaling relay and teleop fallback. Runs on Postgres + Redis."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from tests.conftest import ORIGIN, application, fleet_socket, hello, robot_socket, telemetry
+from webapp.fleet.models import AuditEvent, ControlSession, Intervention, Robot
+from webapp.fleet.services.users import api_token_issue
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def close_code(communicator: WebsocketCommunicator) -> int | None:
+    """The code the server closed with (after accepting, so clients can read it)."""
+    connected, code = await communicator.connect(timeout=5)
+    if not connected:
+        return code
+    output = await communicator.receive_output(timeout=5)
+    assert output["type"] == "websocket.close", output
+    await communicator.disconnect()
+    return output.get("code")
+
+
+@database_sync_to_async
+def db(fn: Any) -> Any:
+    return fn()
+
+
+# ------------------------------------------------------------------ authentication
+
+
+@pytest.mark.parametrize("header", [None, b"Bearer frt_not-a-real-token", b"Bearer fut_user-token-on-robot-endpoint", b"Basic abc"])
+async def test_robot_endpoint_refuses_bad_tokens_with_4401(fleet, header):
+    headers = [(b"authorization", header)] if header else []
+    assert await close_code(WebsocketCommunicator(application(), "/ws/robot/", headers=headers)) == 4401
+
+
+async def test_user_token_never_reaches_robot_endpoint(fleet, users):
+    token = await database_sync_to_async(api_token_issue)(user=users["admin"])
+    communicator = WebsocketCommunicator(application(), "/ws/robot/", headers=[(b"authorization", f"Bearer {token}".encode())])
+    assert await close_code(communicator) == 4401
+
+
+async def test_fleet_endpoint_auth_and_origin(fleet, users):
+    assert await close_code(WebsocketCommunicator(application(), "/ws/fleet/", headers=[ORIGIN])) == 4401
+    robot_token = fleet.tokens["r1"]
+    communicator = WebsocketCommunicator(application(), "/ws/fleet/", headers=[ORIGIN, (b"authorization", f"Bearer {robot_token}".encode())])
+    assert await close_code(communicator) == 4401
+
+    async def with_user(user: Any, origin: tuple[bytes, bytes] | None) -> int | None:
+        token = await database_sync_to_async(api_token_issue)(user=user)
+        headers = [(b"authorization", f"Bearer {token}".encode())] + ([origin] if origin else [])
+        return await close_code(WebsocketCommunicator(application(), "/ws/fleet/", headers=headers))
+
+    assert await with_user(users["labeler"], ORIGIN) == 4403  # no fleet role
+    assert await with_user(users["operator"], (b"origin", b"http://evil.example.com")) == 4403
+    assert await with_user(users["operator"], None) == 4403
+
+
+# ------------------------------------------------------------------ bad input
+
+
+BAD_FRAMES: list[tuple[Any, str]] = [
+    ("{not json", "bad_json"),
+    ("[1, 2, 3]", "bad_json"),
+    (json.dumps({"type": "launch_missiles"}), "unknown_type"),
+    (json.dumps({"no": "type"}), "unknown_type"),
+    (json.dumps(telemetry(progress=2.0)), "bad_message"),
+    (json.dumps(telemetry(extra_field=1)), "bad_message"),
+    (json.dumps(telemetry(mode="flying")), "bad_message"),
+    (json.dumps(telemetry(pad="x" * 70_000)), "too_large"),
+    (b"\x00\x01binary", "binary_not_supported"),
+]
+
+
+async def test_robot_socket_survives_every_kind_of_bad_frame(fleet, users, cleanup):
+    robot, _ = await robot_socket(fleet.tokens["r1"])
+    dash, _ = await fleet_socket(users["supervisor"])
+    cleanup.extend([robot, dash])
+    for frame, code in BAD_FRAMES:
+        if isinstance(frame, bytes):
+            await robot.c.send_to(bytes_data=frame)
+        else:
+            await robot.c.send_to(text_data=frame)
+        error = await robot.recv()
+        assert error["type"] == "error" and error["code"] == code, (frame[:40], error)
+        assert error["message"]
+    # Still usable, and nothing from the rejected frames reached the dashboard.
+    await robot.send(telemetry(progress=0.25))
+    batch = await dash.recv_until(lambda m: m["type"] == "telemetry_batch")
+    assert batch["robots"]["r1"]["progress"] == 0.25
+
+
+async def test_fleet_socket_survives_bad_frames_and_rejected_requests_change_nothing(fleet, users, cleanup):
+    dash, _ = await fleet_socket(users["operator"])
+    cleanup.append(dash)
+    for frame, code in BAD_FRAMES:
+        if isinstance(frame, bytes):
+            await dash.c.send_to(bytes_data=frame)
+        else:
+            await dash.c.send_to(text_data=frame)
+        error = await dash.recv_until(lambda m: m["type"] == "error")
+        assert error["code"] in {code, "unknown_type", "bad_message"}, (frame[:40], error)
+    await dash.send({"type": "claim", "id": "c1", "robot": "no-such-robot", "mode": "teleop"})
+    error = await dash.recv_until(lambda m: m["type"] == "error")
+    assert error["code"] == "not_found" and error["ref"] == "c1"
+    await dash.send({"type": "ack", "id": "a1", "intervention": str(uuid.uuid4())})
+    assert (await dash.recv_until(lambda m: m["type"] == "error"))["code"] == "not_found"
+    assert await db(lambda: ControlSession.objects.count()) == 0
+    await dash.send({"type": "ping", "id": "p1", "sent_ms": 1.0})
+    pong = await dash.recv_until(lambda m: m["type"] == "pong")
+    assert pong["sent_ms"] == 1.0 and pong["server_ms"] > 0
+
+
+async def test_robot_must_say_hello_first_and_speak_protocol_1(fleet):
+    robot, _ = await robot_socket(fleet.tokens["r1"], greet=False)
+    await robot.send(telemetry())
+    error = await robot.recv()
+    assert error["code"] == "bad_message" and "hello" in error["message"]
+    await robot.send(hello(protocol=2))
+    assert (await robot.recv())["code"] == "unsupported_protocol"
+    output = await robot.c.receive_output(timeout=3)
+    assert output == {"type": "websocket.close", "code": 4400}
+    await robot.close()
+    assert not await db(lambda: Robot.objects.get(name="r1").online)
+
+
+# ------------------------------------------------------------------ presence
+
+
+async def test_second_connection_replaces_the_first_and_robot_goes_offline_on_disconnect(fleet, users, cleanup):
+    dash, snapshot = await fleet_socket(users["supervisor"])
+    cleanup.append(dash)
+    assert not next(r for r in snapshot["robots"] if r["name"] == "r2")["online"]
+    first, _ = await robot_socket(fleet.tokens["r2"])
+    online = await dash.recv_until(lambda m: m["type"] == "robot" and m["robot"]["name"] == "r2")
+    assert online["robot"]["online"] is True
+    second, _ = await robot_socket(fleet.tokens["r2"])
+    assert await first.c.receive_output(timeout=3) == {"type": "websocket.close", "code": 4409}
+    await first.close()
+    assert await db(lambda: Robot.objects.get(name="r2").online)  # the replaced socket does not take it offline
+    await second.close()
+    offline = await dash.recv_until(lambda m: m["type"] == "robot" and m["robot"]["name"] == "r2" and not m["robot"]["online"])
+    assert offline["robot"]["online"] is False
+
+
+# ------------------------------------------------------------------ custody
+
+
+async def claim(dash: Any, robot: str = "r1", request_id: str = "claim", **extra: Any) -> dict[str, Any]:
+    await dash.send({"type": "claim", "id": request_id, "robot": robot, "mode": "teleop", **extra})
+    return await dash.recv_until(lambda m: m.get("ref") == request_id)
+
+
+async def test_claim_is_exclusive_and_refusal_names_the_holder(fleet, users, cleanup):
+    robot, _ = await robot_socket(fleet.tokens["r1"])
+    operator, _ = await fleet_socket(users["operator"])
+    admin, _ = await fleet_socket(users["admin"])
+    supervisor, _ = await fleet_socket(users["supervisor"])
+    cleanup.extend([robot, operator, admin, supervisor])
+
+    granted = await claim(operator)
+    assert granted["type"] == "result" and granted["data"]["lease"]["holder"] == "operator"
+    lease = await robot.recv_until(lambda m: m["type"] == "lease")
+    assert lease["lease"]["id"] == granted["data"]["lease"]["id"]
+
+    refused = await claim(admin)
+    assert refused["type"] == "error" and refused["code"] == "conflict" and refused["holder"] == "operator"
+    assert "operator" in refused["message"]
+
+    forbidden = await claim(supervisor)
+    assert forbidden["code"] == "forbidden"
+    assert await db(lambda: ControlSession.objects.filter(ended_at__isnull=True).count()) == 1
+
+
+async def test_operator_socket_closing_ends_the_lease_and_robot_holds(fleet, users, cleanup):
+    robot, _ = await robot_socket(fleet.tokens["r1"])
+    watcher, _ = await fleet_socket(users["supervisor"])
+    cleanup.extend([robot, watcher])
+    operator, _ = await fleet_socket(users["operator"])
+    lease_id = (await claim(operator))["data"]["lease"]["id"]
+    await robot.recv_until(lambda m: m["type"] == "lease" and m["lease"])
+    await operator.close()
+    ended = await robot.recv_until(lambda m: m["type"] == "lease")
+    assert ended == {"type": "lease", "lease": None, "ended": lease_id, "reason": "operator_disconnected"}
+    status = await watcher.recv_until(lambda m: m["type"] == "robot" and m["robot"]["name"] == "r1" and m["robot"]["lease"] is None)
+    assert status["robot"]["lease"] is None
+    session = await db(lambda: ControlSession.objects.get(pk=lease_id))
+    assert session.end_reason == "operator_disconnected"
+
+
+async def test_lease_without_heartbeat_expires_on_the_robot_socket_timer(fleet, users, cleanup, settings):
+    settings.FOREMAN_LEASE_TTL_S = 0.6
+    robot, _ = await robot_socket(fleet.tokens["r1"])
+    operator, _ = await fleet_socket(users["operator"])
+    cleanup.extend([robot, operator])
+    lease_id = (await claim(operator))["data"]["lease"]["id"]
+    await robot.recv_until(lambda m: m["type"] == "lease" and m["lease"])
+    ended = await robot.recv_until(lambda m: m["type"] == "lease" and m["lease"] is None, timeout=5)
+    assert ended["reason"] == "expired" and ended["ended"] == lease_id
+    # A heartbeat after expiry cannot revive it.
+    await operator.send({"type": "heartbeat", "id": "hb", "robot": "r1", "lease_id": lease_id})
+    assert (await operator.recv_until(lambda m: m.get("ref") == "hb"))["code"] == "stale_lease"
+
+
+async def test_heartbeat_renews_and_release_hands_back(fleet, users, cleanup):
+    robot, _ = await robot_socket(fleet.tokens["r1"])
+    operator, _ = await fleet_socket(users["operator"])
+    cleanup.extend([robot, operator])
+    granted = (await claim(operator))["data"]["lease"]
+    await robot.recv_until(lambda m: m["type"] == "lease" and m["lease"])
+    await operator.send({"type": "heartbeat", "id": "hb", "robot": "r1", "lease_id": granted["id"]})
+    renewed = await operator.recv_until(lambda m: m.get("ref") == "hb")
+    assert renewed["data"]["lease"]["expires_at"] >= granted["expires_at"]
+    renewal = await robot.recv_until(lambda m: m["type"] == "lease")
+    assert renewal["lease"]["id"] == granted["id"]
+    await operator.send({"type": "release", "id": "rel", "robot": "r1", "lease_id": granted["id"]})
+    assert (await operator.recv_until(lambda m: m.get("ref") == "rel"))["ok"] is True
+    ended = await robot.recv_until(lambda m: m["type"] == "lease" and m["lease"] is None)
+    assert ended["reason"] == "released"
+    intervention = await db(lambda: Intervention.objects.get(robot__name="r1"))
+    assert intervention.state == "resolved" and intervention.trigger == "supervisor"
+
+
+async def test_teleop_fallback_only_from_the_lease_holder(fleet, users, cleanup):
+    robot, _ = await robot_socket(fleet.tokens["r1"])
+    operator, _ = await fleet_socket(users["operator"])
+    admin, _ = await fleet_socket(users["admin"])
+    cleanup.extend([robot, operator, admin])
+    lease_id = (await claim(operator))["data"]["lease"]["id"]
+    await robot.recv_until(lambda m: m["type"] == "lease" and m["lease"])
+    command = {"type": "teleop", "robot": "r1", "lease_id": lease_id, "seq": 1, "sent_ms": 1.0, "arm": "left",
+               "vx": 0.0, "vy": 0.05, "vz": 0.0, "grip": None, "spin": 0.0}
+    await operator.send(command)
+    relayed = await robot.recv_until(lambda m: m["type"] == "teleop")
+    assert relayed["seq"] == 1 and relayed["lease_id"] == lease_id and "robot" not in relayed
+    await admin.send({**command, "seq": 2})
+    error = await admin.recv_until(lambda m: m["type"] == "error")
+    assert error["code"] == "forbidden"
+    await admin.send({**command, "seq": 3, "lease_id": str(uuid.uuid4())})
+    assert (await admin.recv_until(lambda m: m["type"] == "error"))["code"] == "stale_lease"
+    assert await robot.nothing(0.3)
+
+
+# ------------------------------------------------------------------ e-stop
+
+
+async def test_estop_latches_until_an_authorized_person_clears_it(fleet, users, cleanup):
+    robot, _ = await robot_socket(fleet.tokens["r1"])
+    supervisor, _ = await fleet_socket(users["supervisor"])
+    operator, _ = await fleet_socket(users["operator"])
+    cleanup.extend([supervisor, operator])
+    await operator.send({"type": "estop", "id": "e", "robot": "r1", "reason": "hand in the cell"})
+    assert (await operator.recv_until(lambda m: m.get("ref") == "e"))["ok"] is True
+    command = await robot.recv_until(lambda m: m["type"] == "command")
+    assert command["command"] == "estop" and command["by"] == "operator"
+    # A claim is refused while e-stopped; the operator may not clear it.
+    assert (await claim(operator))["code"] == "estopped"
+    await operator.send({"type": "clear_estop", "id": "c", "robot": "r1"})
+    assert (await operator.recv_until(lambda m: m.get("ref") == "c"))["code"] == "forbidden"
+    # The latch survives the robot reconnecting, even if the robot forgot it.
+    await robot.close()
+    robot, welcome = await robot_socket(fleet.tokens["r1"], estopped=False)
+    cleanup.append(robot)
+    assert welcome["estopped"] is True
+    assert (await robot.recv_until(lambda m: m["type"] == "command"))["command"] == "estop"
+    await supervisor.send({"type": "clear_estop", "id": "c2", "robot": "r1"})
+    assert (await supervisor.recv_until(lambda m: m.get("ref") == "c2"))["ok"] is True
+    assert (await robot.recv_until(lambda m: m["type"] == "command"))["command"] == "clear_estop"
+    actions = await db(lambda: list(AuditEvent.objects.filter(robot__name="r1").values_list("action", flat=True)))
+    assert "estop" in actions and "clear_estop" in actions
+
+
+async def test_robot_latch_reported_in_hello_latches_the_server(fleet, users, cleanup):
+    robot, welcome = await robot_socket(fleet.tokens["r3"], estopped=True)
+    cleanup.append(robot)
+    assert welcome["estopped"] is True
+    assert await db(lambda: Robot.objects.get(name="r3").estopped)
+
+
+# ------------------------------------------------------------------ interventions
+
+
+async def test_intervention_raised_reaches_dashboards_and_can_be_acknowledged(fleet, users, cleanup):
+    robot, _ = await robot_socket(fleet.tokens["r1"])
+    dash, _ = await fleet_socket(users["supervisor"])
+    cleanup.extend([robot, dash])
+    intervention_id = str(uuid.uuid4())
+    raised = {"type": "intervention_raised", "intervention": intervention_id, "trigger": "policy_uncertainty",
+              "severity": "high", "detail": "confidence 0.41 < 0.5", "episode": None}
+    await robot.send(raised)
+    await robot.send(raised)  # re-sent after a reconnect: idempotent
+    alert = await dash.recv_until(lambda m: m["type"] == "intervention")
+    assert alert["intervention"]["id"] == intervention_id and alert["intervention"]["state"] == "raised"
+    await dash.send({"type": "ack", "id": "a", "intervention": intervention_id})
+    assert (await dash.recv_until(lambda m: m.get("ref") == "a"))["data"]["state"] == "acknowledged"
+    assert await db(lambda: Intervention.objects.filter(robot__name="r1").count()) == 1
+
+
+# ------------------------------------------------------------------ signaling
+
+
+async def test_signaling_is_relayed_between_one_viewer_and_the_robot(fleet, users, cleanup):
+    robot, _ = await robot_socket(fleet.tokens["r1"])
+    viewer, _ = await fleet_socket(users["supervisor"])
+    other, _ = await fleet_socket(users["operator"])
+    cleanup.extend([robot, other])
+    await viewer.send({"type": "signal", "robot": "r1", "peer": "p1", "kind": "offer", "sdp": "v=0\r\n"})
+    offer = await robot.recv_until(lambda m: m["type"] == "signal")
+    assert offer == {"type": "signal", "peer": "p1", "kind": "offer", "sdp": "v=0\r\n"}
+    await robot.send({"type": "signal", "peer": "p1", "kind": "answer", "sdp": "v=0\r\nanswer"})
+    answer = await viewer.recv_until(lambda m: m["type"] == "signal")
+    assert answer["robot"] == "r1" and answer["kind"] == "answer" and answer["sdp"].endswith("answer")
+    assert not any(m["type"] == "signal" for m in await drain(other))
+    # Another viewer cannot hijack p1.
+    await other.send({"type": "signal", "robot": "r1", "peer": "p1", "kind": "bye"})
+    assert await robot.nothing(0.3)
+    # The viewer's page closes: the robot hears bye for its peer.
+    await viewer.close()
+    bye = await robot.recv_until(lambda m: m["type"] == "signal")
+    assert bye == {"type": "signal", "peer": "p1", "kind": "bye"}
+
+
+async def test_offer_to_an_offline_robot_is_refused(fleet, users, cleanup):
+    viewer, _ = await fleet_socket(users["supervisor"])
+    cleanup.append(viewer)
+    await viewer.send({"type": "signal", "id": "o", "robot": "r2", "peer": "p9", "kind": "offer", "sdp": "v=0\r\n"})
+    assert (await viewer.recv_until(lambda m: m["type"] == "error"))["code"] == "robot_offline"
+
+
+async def drain(socket: Any, quiet_s: float = 0.3) -> list[dict[str, Any]]:
+    messages = []
+    while not await socket.nothing(quiet_s):
+        messages.append(await socket.recv())
+    return messages
