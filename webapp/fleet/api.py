@@ -17,14 +17,15 @@ from typing import Any, Literal
 
 from django.conf import settings
 from django.db import transaction
-from django.http import HttpRequest
+from django.http import FileResponse, HttpRequest
 from django.utils import timezone
 from ninja import File, Form, NinjaAPI, Router, Schema
 from ninja.errors import HttpError
 from ninja.files import UploadedFile
+from ninja.responses import Status
 from ninja.security import APIKeyCookie, HttpBearer
 
-from webapp.fleet.models import ApiToken, AuditEvent, Episode, EpisodeUpload, Intervention, Robot, Station
+from webapp.fleet.models import ApiToken, AuditEvent, Episode, EpisodeUpload, Intervention, PolicyVersion, Robot, Station
 from webapp.fleet.roles import user_can, user_capabilities, user_roles
 from webapp.fleet.selectors import fleet_robots, intervention_dict, interventions_query, iso, lease_dict, robot_status_by_name
 from webapp.fleet.services import custody, interventions
@@ -220,7 +221,7 @@ def get_robot(request: HttpRequest, name: str) -> Any:
     require(request, "view")
     status = robot_status_by_name(name)
     if status is None:
-        return 404, {"detail": f"no robot named {name!r}"}
+        return Status(404, {"detail": f"no robot named {name!r}"})
     return status
 
 
@@ -380,25 +381,25 @@ def upload_episode(
     files = {"steps": steps, **{k: v for k, v in request.FILES.items() if k.startswith("video_")}}
     total = sum(f.size or 0 for f in files.values())
     if total > limit:
-        return 413, {"detail": f"upload is {total} bytes; the limit is {limit}"}
+        return Status(413, {"detail": f"upload is {total} bytes; the limit is {limit}"})
     try:
         meta = UploadMetadata.model_validate(json.loads(metadata))
     except (ValueError, TypeError) as error:
-        return 400, {"detail": f"metadata is not valid: {str(error)[:300]}"}
+        return Status(400, {"detail": f"metadata is not valid: {str(error)[:300]}"})
     if meta.episode != episode_id:
-        return 400, {"detail": "metadata.episode does not match the URL"}
+        return Status(400, {"detail": "metadata.episode does not match the URL"})
     for camera in meta.cameras:
         if not SAFE_CAMERA.match(camera):
-            return 400, {"detail": f"bad camera name {camera!r}"}
+            return Status(400, {"detail": f"bad camera name {camera!r}"})
         if f"video_{camera}" not in files:
-            return 400, {"detail": f"missing video_{camera}"}
+            return Status(400, {"detail": f"missing video_{camera}"})
     extra = {k for k in files if k.startswith("video_")} - {f"video_{c}" for c in meta.cameras}
     if extra:
-        return 400, {"detail": f"videos for undeclared cameras: {sorted(extra)}"}
+        return Status(400, {"detail": f"videos for undeclared cameras: {sorted(extra)}"})
     existing = EpisodeUpload.objects.filter(episode_id=episode_id).first()
     if existing is not None:
         if existing.episode.robot_id != robot.pk:
-            return 400, {"detail": "episode belongs to another robot"}
+            return Status(400, {"detail": "episode belongs to another robot"})
         return {"episode": str(episode_id), "upload": str(existing.id), "state": "duplicate"}
     directory = Path(settings.MEDIA_ROOT) / "uploads" / robot.name / str(episode_id)
     partial = directory.with_name(directory.name + ".partial")
@@ -417,7 +418,7 @@ def upload_episode(
         episode = Episode.objects.filter(pk=episode_id).first()
         if episode is not None and episode.robot_id != robot.pk:
             shutil.rmtree(partial, ignore_errors=True)
-            return 400, {"detail": "episode belongs to another robot"}
+            return Status(400, {"detail": "episode belongs to another robot"})
         if episode is None:
             # Recorded while the server was away: the upload is the only record of the cycle.
             episode = Episode.objects.create(
@@ -438,6 +439,21 @@ def upload_episode(
             metadata=json.loads(metadata),
         )
     return {"episode": str(episode_id), "upload": str(record.id), "state": record.state}
+
+
+@robot_router.get("/policies/{version}", response={200: None, 404: ErrorOut}, url_name="robot_policy")
+def download_policy(request: HttpRequest, version: str) -> Any:
+    """The checkpoint of a rolled-out policy; the agent checks it against the rollout's sha256."""
+    policy = PolicyVersion.objects.filter(name=version).exclude(checkpoint="").first()
+    if policy is None:
+        return Status(404, {"detail": f"no checkpoint for policy {version!r}"})
+    root = Path(settings.MEDIA_ROOT).resolve()
+    path = (root / policy.checkpoint).resolve()
+    if root not in path.parents or not path.is_file():
+        return Status(404, {"detail": f"the checkpoint of {version!r} is missing on the server"})
+    response = FileResponse(open(path, "rb"), content_type="application/octet-stream", as_attachment=True, filename=path.name)
+    response["X-Checkpoint-SHA256"] = policy.sha256
+    return response
 
 
 api.add_router("/robot", robot_router)
