@@ -122,6 +122,9 @@ CELERY_RESULT_BACKEND = REDIS_URL or "cache+memory://"
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Separate deployments (and concurrent test runs) sharing one Redis must not take each other's tasks.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": os.environ.get("FOREMAN_CHANNEL_PREFIX", "foreman") + ":celery:"}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": os.environ.get("FOREMAN_CHANNEL_PREFIX", "foreman") + ":celery:"}
 CELERY_BEAT_SCHEDULE = {
     # Backstop for leases whose robot connection (and its own lease timer) is gone.
     "expire-leases": {"task": "fleet.expire_stale_leases", "schedule": 2.0},
