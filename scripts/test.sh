@@ -26,10 +26,16 @@ then
   exit 1
 fi
 
+# Paths given on the command line narrow the run (e.g. `bash scripts/test.sh tests/sim -x`).
+targets=(tests --ignore=tests/browser)
+for arg in "$@"; do
+  case "$arg" in -*) ;; *) targets=(); break ;; esac
+done
+
 status=0
 DATABASE_URL="$PG_URL" REDIS_URL="$REDIS" \
 FOREMAN_TEST_DB_NAME="test_foreman_${run_id}" FOREMAN_CHANNEL_PREFIX="foreman_test_${run_id}" \
-  $PY -m pytest tests --ignore=tests/browser "$@" || status=$?
+  $PY -m pytest "${targets[@]}" "$@" || status=$?
 
 # Browser tests: Debian's chromium, loopback-only namespace, embedded defaults (SQLite, in-memory layer).
 if [ "${FOREMAN_SKIP_BROWSER:-0}" = "1" ]; then

@@ -4,8 +4,10 @@ anonymous, plus the behaviour of the endpoints people and robots use."""
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import json
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +43,13 @@ REQUIRED: dict[tuple[str, str], str | None] = {
     ("post", "/api/robot/episodes/{episode_id}/upload"): "robot",
     ("get", "/api/robot/policies/{version}"): "robot",
 }
+# The dashboard's and labeling's tables live beside their tests (tests/<app>/api_permissions.py).
+for _module in ("tests.dashboard.api_permissions", "tests.labeling.api_permissions"):
+    try:
+        REQUIRED.update(importlib.import_module(_module).REQUIRED)
+    except ModuleNotFoundError as error:
+        if error.name is None or not _module.startswith(error.name):
+            raise
 
 CAPS = {
     "supervisor": {"view", "ack", "estop", "clear_estop", "episodes", "audit"},
@@ -56,8 +65,8 @@ def operations(client: Client) -> list[tuple[str, str]]:
 
 
 def fill(path: str) -> str:
-    return (path.replace("{name}", "r1").replace("{intervention_id}", str(uuid.uuid4()))
-            .replace("{episode_id}", str(uuid.uuid4())).replace("{version}", "bc-sim-v1"))
+    path = path.replace("{name}", "r1").replace("{version}", "bc-sim-v1")
+    return re.sub(r"\{\w+\}", lambda _: str(uuid.uuid4()), path)  # any other id: a fresh UUID
 
 
 def call(client: Client, method: str, path: str, token: str | None) -> int:
