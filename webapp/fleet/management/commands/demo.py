@@ -31,6 +31,8 @@ class Command(BaseCommand):
         parser.add_argument("--time-scale", type=float, default=1.0, help="simulated robots run this much faster than real time")
         parser.add_argument("--no-agents", action="store_true", help="start the server only")
         parser.add_argument("--ice-loopback", action="store_true", default=True, help="robots offer only 127.0.0.1 ICE candidates (default on)")
+        parser.add_argument("--no-ice-loopback", dest="ice_loopback", action="store_false",
+                            help="robots offer all their ICE candidates (a demo viewed from another machine)")
         parser.add_argument("--exit-after", type=float, default=None, help=argparse_hidden())
 
     def handle(self, *args: Any, **options: Any) -> None:
