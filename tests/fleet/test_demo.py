@@ -114,3 +114,18 @@ def test_robot_token_command_rotates_the_token_and_shows_it_once(capsys: pytest.
     assert new not in robot.token_hash
     with pytest.raises(CommandError, match="r9"):
         call_command("robot_token", "r9")
+
+
+@pytest.mark.django_db
+def test_api_token_command_issues_a_working_personal_token(capsys: pytest.CaptureFixture[str]) -> None:
+    from django.test import Client
+
+    demo_seed(robots=1, password="pw-for-tests")
+    call_command("api_token", "supervisor")
+    token = capsys.readouterr().out.strip()
+    assert token.startswith("fut_")
+    client = Client()
+    assert client.get("/api/robots", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+    assert client.get("/api/robots", HTTP_AUTHORIZATION=f"Bearer {token}x").status_code == 401
+    with pytest.raises(CommandError, match="nobody"):
+        call_command("api_token", "nobody")
