@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "webapp.fleet",
     "webapp.dashboard",
     "webapp.labeling",
+    "webapp.learning",
 ]
 
 MIDDLEWARE = [

@@ -44,7 +44,7 @@ REQUIRED: dict[tuple[str, str], str | None] = {
     ("get", "/api/robot/policies/{version}"): "robot",
 }
 # The dashboard's and labeling's tables live beside their tests (tests/<app>/api_permissions.py).
-for _module in ("tests.dashboard.api_permissions", "tests.labeling.api_permissions"):
+for _module in ("tests.dashboard.api_permissions", "tests.labeling.api_permissions", "tests.learning.api_permissions"):
     try:
         REQUIRED.update(importlib.import_module(_module).REQUIRED)
     except ModuleNotFoundError as error:
@@ -52,10 +52,10 @@ for _module in ("tests.dashboard.api_permissions", "tests.labeling.api_permissio
             raise
 
 CAPS = {
-    "supervisor": {"view", "ack", "estop", "clear_estop", "episodes", "audit"},
+    "supervisor": {"view", "ack", "estop", "clear_estop", "episodes", "audit", "rollout"},
     "operator": {"view", "ack", "estop", "control", "episodes"},
     "labeler": {"episodes", "label"},
-    "admin": {"view", "ack", "estop", "clear_estop", "control", "takeover", "episodes", "label", "audit"},
+    "admin": {"view", "ack", "estop", "clear_estop", "control", "takeover", "episodes", "label", "audit", "rollout"},
 }
 
 
@@ -74,6 +74,8 @@ def call(client: Client, method: str, path: str, token: str | None) -> int:
     body: dict[str, Any] = {}
     if path.endswith("/heartbeat") or path.endswith("/release"):
         body = {"lease_id": str(uuid.uuid4())}
+    if path.endswith("/rollout"):
+        body = {"robot": "r1"}
     if method == "get":
         return client.get(fill(path), **headers).status_code
     if "/upload" in path:

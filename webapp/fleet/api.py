@@ -458,9 +458,11 @@ def download_policy(request: HttpRequest, version: str) -> Any:
 
 api.add_router("/robot", robot_router)
 
-# The dashboard's and the labeling loop's own endpoints live with their apps.
+# The dashboard's, the labeling loop's and the learning loop's own endpoints live with their apps.
 from webapp.dashboard.api import router as dashboard_router  # noqa: E402
 from webapp.labeling.api import router as labeling_router  # noqa: E402
+from webapp.learning.api import router as learning_router  # noqa: E402
 
 api.add_router("/dashboard", dashboard_router)
 api.add_router("/labeling", labeling_router)
+api.add_router("/learning", learning_router)

@@ -224,7 +224,11 @@ class RobotConsumer(ProtocolConsumer):
         log.info("robot %s warning %s: %s", self.robot_name, message.kind, message.detail)
 
     async def on_command_ack(self, message: Any) -> None:
-        if not message.ok:
+        from webapp.learning.services.rollouts import rollout_command_acked
+
+        target = await database_sync_to_async(rollout_command_acked)(
+            robot_name=self.robot_name, command_id=message.command, ok=message.ok, error=message.error)
+        if target is None and not message.ok:
             await database_sync_to_async(self._audit)("command_refused", command=message.command, error=message.error)
 
     async def on_signal(self, message: Any) -> None:

@@ -110,6 +110,14 @@ def episode_started(*, robot_name: str, message: Any) -> Episode:
             "started_at": timezone.now(),
         },
     )
+    if message.policy_version and message.policy_version != robot.policy_version:
+        # A rolled-out policy goes live between cycles: the fleet shows what really runs.
+        robot.policy_version = message.policy_version
+        robot.save(update_fields=["policy_version"])
+        realtime.broadcast_robot(robot.name)
+    from webapp.learning.services.rollouts import rollout_cycle_started
+
+    rollout_cycle_started(robot_name=robot_name, policy_version=message.policy_version or "")
     return episode
 
 
