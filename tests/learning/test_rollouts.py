@@ -155,3 +155,14 @@ def test_rollout_api_refuses_clearly(fleet, users, tmp_path, settings):
     operator = Client()
     operator.force_login(users["operator"])
     assert operator.post("/api/learning/policies/v9/rollout", {"robot": "r1"}, content_type="application/json").status_code == 403
+
+
+def test_policies_page_for_people_who_watch_the_fleet(fleet, users):
+    client = Client()
+    client.force_login(users["supervisor"])
+    page = client.get("/policies/")
+    assert page.status_code == 200 and b"policies.js" in page.content and b'"canRollout": true' in page.content
+    client.force_login(users["operator"])
+    assert b'"canRollout": false' in client.get("/policies/").content
+    client.force_login(users["labeler"])
+    assert client.get("/policies/").status_code == 403
