@@ -1,0 +1,162 @@
+"""The scripted expert: a state-feedback controller that reads the station's ground truth.
+
+It can take over from any state (as a person would mid-cycle): each control period it looks at
+where each arm, its nut and its hole are, and commands smooth velocities (acceleration-limited, so
+a carried nut never slips), slow contact, and a driver that slows near the seat and stops inside
+the torque window. `teleop_command(station, side)` gives the same decision as a person's teleop
+command for one arm, which is how the scripted supervisor drives through the teleop path.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+
+from robot_agent.chunking import PolicyOutput
+from robot_agent.sim.station import (
+    ARMS,
+    CONTACT_Z,
+    DT,
+    HOME,
+    NUT_ON_FEEDER_Z,
+    SEAT_REVS,
+    Arm,
+    NutStation,
+)
+
+TRAVEL_Z = 0.06
+TRAVEL_SPEED = 0.045
+APPROACH_SPEED = 0.03
+CONTACT_SPEED = 0.012
+ALIGN_TOLERANCE_M = 0.0006
+ACCEL = 1.0  # m/s²
+GAIN = 4.0  # 1/s: proportional gain on position error
+MIN_SPEED = 0.006
+DRIVE_SPIN = 0.8
+SEAT_SPIN = 0.35
+STOP_TORQUE_NM = 8.2
+
+
+@dataclass(frozen=True)
+class ArmCommand:
+    """One arm's command in teleop units: velocities (m/s), driver spin (rev/s), grip."""
+
+    vx: float
+    vy: float
+    vz: float
+    spin: float
+    grip: str  # "open" | "close"
+
+    def as_action(self) -> np.ndarray:
+        return np.array([self.vx, self.vy, self.vz, 1.0 if self.grip == "close" else -1.0, self.spin])
+
+
+def _toward(position: np.ndarray, target: np.ndarray, speed: float) -> np.ndarray:
+    error = target - position
+    velocity = GAIN * error
+    norm = float(np.linalg.norm(velocity))
+    if norm > speed:
+        return velocity * (speed / norm)
+    distance = float(np.linalg.norm(error))
+    if distance > 0.0002 and norm < MIN_SPEED:  # no endless exponential creep
+        return error * (min(MIN_SPEED, distance / DT) / distance)
+    return velocity
+
+
+def _arm_command(station: NutStation, arm: Arm) -> ArmCommand:
+    position = arm.position
+    closed, opened = arm.grip >= 1.0, arm.grip <= 0.0
+    nut = arm.nut
+    if nut is not None and nut.state == "threading":
+        if arm.torque >= STOP_TORQUE_NM or (arm.revs > SEAT_REVS and arm.spin == 0.0 and arm.torque > 7.2):
+            return ArmCommand(0.0, 0.0, 0.0, 0.0, "open")  # in the window: let go
+        spin = DRIVE_SPIN if arm.revs < SEAT_REVS - 0.3 else SEAT_SPIN
+        return ArmCommand(0.0, 0.0, 0.0, spin, "close")
+    if nut is not None:  # carrying to the hole
+        if not closed:
+            return ArmCommand(0.0, 0.0, 0.0, 0.0, "close")
+        hole = station.target_hole(arm.side)
+        assert hole is not None
+        error = float(np.linalg.norm(hole - position[:2]))
+        if error > 0.004:
+            target = np.array([hole[0], hole[1], TRAVEL_Z])
+            if position[2] < TRAVEL_Z - 0.01 and error > 0.02:
+                target = np.array([position[0], position[1], TRAVEL_Z])  # lift before travelling
+            velocity = _toward(position, target, TRAVEL_SPEED)
+        elif error > ALIGN_TOLERANCE_M and position[2] < CONTACT_Z + 0.004:
+            velocity = _toward(position, np.array([hole[0], hole[1], CONTACT_Z + 0.006]), APPROACH_SPEED)
+        else:
+            speed = CONTACT_SPEED if position[2] < CONTACT_Z + 0.008 else APPROACH_SPEED
+            velocity = _toward(position, np.array([hole[0], hole[1], CONTACT_Z - 0.01]), speed)
+            velocity[2] = max(velocity[2], -speed)
+        return ArmCommand(*velocity, 0.0, "close")
+    # Empty-handed: open, then go and pick the next nut (or home when done).
+    if arm.done:
+        velocity = _toward(position, HOME[arm.side], TRAVEL_SPEED)
+        return ArmCommand(*velocity, 0.0, "open")
+    target_nut = arm.feeder_nut
+    if arm.grip_command > 0 and not opened and target_nut is not None:
+        return ArmCommand(0.0, 0.0, 0.0, 0.0, "close")  # closing on the nut: finish closing
+    if not opened:
+        lift = np.array([0.0, 0.0, APPROACH_SPEED]) if position[2] < TRAVEL_Z else np.zeros(3)
+        return ArmCommand(*lift, 0.0, "open")
+    assert target_nut is not None
+    goal = target_nut.position
+    error = float(np.linalg.norm(goal[:2] - position[:2]))
+    if error > 0.003:
+        target = np.array([goal[0], goal[1], TRAVEL_Z])
+        if position[2] < TRAVEL_Z - 0.01 and error > 0.02:
+            target = np.array([position[0], position[1], TRAVEL_Z])
+        return ArmCommand(*_toward(position, target, TRAVEL_SPEED), 0.0, "open")
+    height = position[2] - NUT_ON_FEEDER_Z
+    if error < ALIGN_TOLERANCE_M * 1.5 and height < 0.0015:
+        return ArmCommand(0.0, 0.0, 0.0, 0.0, "close")
+    velocity = _toward(position, np.array([goal[0], goal[1], NUT_ON_FEEDER_Z]), APPROACH_SPEED)
+    return ArmCommand(*velocity, 0.0, "open")
+
+
+def _limit_accel(arm: Arm, command: ArmCommand) -> ArmCommand:
+    wanted = np.array([command.vx, command.vy, command.vz])
+    change = wanted - arm.velocity
+    norm = float(np.linalg.norm(change))
+    limit = ACCEL * DT
+    if norm > limit:
+        wanted = arm.velocity + change * (limit / norm)
+    return ArmCommand(*wanted, command.spin, command.grip)
+
+
+class Expert:
+    """The sim's scripted expert as a policy. It reads ground truth from the observation's station
+    snapshot and plans a short chunk by rolling its own controller forward on a copy."""
+
+    version = "sim-expert-v1"
+    supports_prefix = False
+
+    def __init__(self, horizon: int = 15) -> None:
+        self.horizon = horizon
+
+    @staticmethod
+    def teleop_command(station: NutStation, side: str) -> ArmCommand:
+        """What the expert would command for one arm now, in teleop units (the scripted supervisor)."""
+        arm = station.arms[side]
+        return _limit_accel(arm, _arm_command(station, arm))
+
+    @staticmethod
+    def action(station: NutStation) -> np.ndarray:
+        return np.concatenate([Expert.teleop_command(station, side).as_action() for side in ARMS])
+
+    def plan(self, station: NutStation, steps: int | None = None) -> np.ndarray:
+        """(steps, ACTION_DIM) actions, rolled out on a copy of `station`."""
+        rollout = copy.deepcopy(station)
+        actions = []
+        for _ in range(steps or self.horizon):
+            action = self.action(rollout)
+            actions.append(action)
+            if rollout.step(action).done:
+                break
+        return np.asarray(actions)
+
+    def infer(self, observation: dict) -> PolicyOutput:
+        return PolicyOutput(self.plan(observation["station"]), 1.0)

@@ -1,0 +1,117 @@
+"""SimRobot: the simulated nut station (robot_agent/sim/) behind the agent's Robot interface.
+
+Cameras `head`, `wrist_left`, `wrist_right` are rendered on demand at any size (640×480 for video).
+Observations are snapshots: the state vector, the two wrist images the learned policy looks at
+(32×32 grey), and a copy of the station (ground truth) for the scripted expert only.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robot_agent.modes import TeleopVelocity
+from robot_agent.robot import Robot, StationStatus
+from robot_agent.sim.expert import Expert
+from robot_agent.sim.render import policy_image, render
+from robot_agent.sim.station import ARMS, DT, NutStation
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "bc-sim-v1.pt"
+POLICY_PIXELS = 32
+
+
+def observe(station: NutStation) -> dict[str, Any]:
+    """What a policy gets from `station` (a snapshot: later steps do not change it)."""
+    return {
+        "state": station.state_vector(),
+        "images": {f"wrist_{side}": policy_image(station, side, POLICY_PIXELS) for side in ARMS},
+        "station": copy.deepcopy(station),
+    }
+
+
+def status_of(station: NutStation) -> StationStatus:
+    outcome = station.outcome
+    return StationStatus(
+        phase=station.phase(), progress=station.progress(), done=outcome.done, success=outcome.success,
+        failure_mode=outcome.failure_mode, torque_nm=max(arm.torque for arm in station.arms.values()),
+        fault=station.fault, fault_detail=station.fault_detail or outcome.detail,
+    )
+
+
+class SimRobot(Robot):
+    name = "sim-nut-station"
+    cameras = ["head", "wrist_left", "wrist_right"]
+    action_dim = NutStation.ACTION_DIM
+
+    def __init__(self, control_hz: float = 30.0) -> None:
+        if abs(control_hz * DT - 1.0) > 1e-6:
+            raise ValueError(f"the simulated station runs at {1 / DT:.0f} Hz (asked for {control_hz:g} Hz)")
+        self.lock = threading.Lock()
+        self.station = NutStation(0)
+
+    def reset(self, seed: int) -> StationStatus:
+        with self.lock:
+            self.station.reset(seed)
+            return status_of(self.station)
+
+    def observation(self) -> dict[str, Any]:
+        with self.lock:
+            return observe(self.station)
+
+    def state(self) -> np.ndarray:
+        with self.lock:
+            return self.station.state_vector()
+
+    def step(self, action: np.ndarray) -> StationStatus:
+        with self.lock:
+            self.station.step(action)
+            return status_of(self.station)
+
+    def hold(self) -> StationStatus:
+        with self.lock:
+            self.station.hold()
+            return status_of(self.station)
+
+    def render(self, camera: str, size: tuple[int, int]) -> np.ndarray:
+        with self.lock:  # copy under the lock, draw outside it: the control loop never waits for video
+            snapshot = copy.deepcopy(self.station)
+        return render(snapshot, camera, size)
+
+    def teleop_action(self, command: TeleopVelocity) -> np.ndarray:
+        """The commanded arm moves as asked; the other arm stands still and keeps its grip."""
+        with self.lock:
+            action = np.zeros(self.action_dim)
+            for index, side in enumerate(ARMS):
+                arm = self.station.arms[side]
+                action[5 * index + 3] = arm.grip_command
+                if side == command.arm:
+                    action[5 * index: 5 * index + 3] = (command.vx, command.vy, command.vz)
+                    action[5 * index + 4] = command.spin
+                    if command.grip is not None:
+                        action[5 * index + 3] = 1.0 if command.grip == "close" else -1.0
+            return action
+
+    def shared_action(self, policy_action: np.ndarray, nudge: TeleopVelocity | None) -> np.ndarray:
+        if nudge is None:
+            return policy_action
+        action = np.array(policy_action, dtype=np.float64)
+        index = ARMS.index(nudge.arm)
+        action[5 * index: 5 * index + 3] += (nudge.vx, nudge.vy, nudge.vz)
+        return action
+
+    def default_policy(self) -> Any:
+        """The shipped behaviour-cloned policy (about 90% on held-out seeds); the expert without it."""
+        if DEFAULT_WEIGHTS.is_file():
+            from robot_agent.policy import load_policy
+
+            return load_policy(str(DEFAULT_WEIGHTS))
+        log.warning("no trained weights at %s: the sim runs its scripted expert", DEFAULT_WEIGHTS)
+        return Expert()

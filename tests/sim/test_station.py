@@ -1,0 +1,189 @@
+"""The simulated nut station: deterministic per seed, the expert succeeds, and every failure mode
+comes from a specific bad motion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from robot_agent.modes import TeleopVelocity
+from robot_agent.sim.expert import Expert
+from robot_agent.sim.station import DT, FAILURE_MODES, NutStation
+from robot_agent.sim_robot import SimRobot
+
+
+def run_expert(seed: int, until: int | None = None) -> NutStation:
+    station = NutStation(seed)
+    while not station.outcome.done and (until is None or station.steps < until):
+        station.step(Expert.action(station))
+    return station
+
+
+def test_same_seed_same_cycle_and_frames() -> None:
+    a, b = run_expert(7, until=600), run_expert(7, until=600)
+    assert np.array_equal(a.state_vector(), b.state_vector())
+    robot_a, robot_b = SimRobot(), SimRobot()
+    robot_a.station, robot_b.station = a, b
+    assert np.array_equal(robot_a.render("head", (160, 120)), robot_b.render("head", (160, 120)))
+    assert not np.array_equal(run_expert(8, until=600).state_vector(), a.state_vector())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4, 5])
+def test_the_expert_installs_all_four_nuts_within_takt(seed: int) -> None:
+    station = run_expert(seed)
+    assert station.outcome.success, station.outcome
+    assert 45 < station.t < 70
+    assert len(station.installed_nuts) == 4
+
+
+def drive_until(station: NutStation, condition, tweak=None, limit: int = 3000) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(limit):
+        if station.outcome.done or condition(station):
+            return
+        action = Expert.action(station)
+        if tweak is not None:
+            action = tweak(station, action)
+        station.step(action)
+
+
+def left_phase(station: NutStation) -> str:
+    return station.phase().split("L ")[1].split(",")[0]
+
+
+def failure_of(bad) -> str | None:  # type: ignore[no-untyped-def]
+    station = NutStation(11)
+    bad(station)
+    for _ in range(3000):
+        if station.outcome.done:
+            break
+        station.step(Expert.action(station))
+    return station.outcome.failure_mode
+
+
+def offset_descent(station: NutStation) -> None:
+    # Carry the nut to the hole, then come down 4 mm off its axis.
+    drive_until(station, lambda s: left_phase(s) == "align" and s.arms["left"].position[2] > 0.05
+                and np.linalg.norm(s.arms["left"].position[:2] - s.target_hole("left")) < 0.004)
+    while not station.outcome.done:
+        action = np.zeros(10)
+        action[3] = action[8] = 1.0
+        hole = station.target_hole("left")
+        error = hole + np.array([0.004, 0.0]) - station.arms["left"].position[:2]
+        action[0:2] = np.clip(4 * error, -0.02, 0.02)
+        action[2] = -0.01
+        station.step(action)
+
+
+def fast_descent(station: NutStation) -> None:
+    drive_until(station, lambda s: left_phase(s) == "align" and s.arms["left"].position[2] < 0.04
+                and np.linalg.norm(s.arms["left"].position[:2] - s.target_hole("left")) < 0.001)
+    while not station.outcome.done:
+        action = Expert.action(station)
+        action[2] = -0.05
+        station.step(action)
+
+
+def keep_spinning(station: NutStation) -> None:
+    drive_until(station, lambda s: left_phase(s) == "drive")
+    while not station.outcome.done:
+        action = Expert.action(station)
+        action[3], action[4] = 1.0, 1.0
+        station.step(action)
+
+
+def early_release(station: NutStation) -> None:
+    drive_until(station, lambda s: left_phase(s) == "drive" and s.arms["left"].revs > 2.0)
+    while not station.outcome.done:
+        action = Expert.action(station)
+        action[3], action[4] = -1.0, 0.0
+        station.step(action)
+
+
+def open_while_carrying(station: NutStation) -> None:
+    drive_until(station, lambda s: left_phase(s) == "align" and s.arms["left"].position[2] > 0.05)
+    while not station.outcome.done:
+        action = Expert.action(station)
+        action[3] = -1.0
+        station.step(action)
+
+
+def close_off_the_nut(station: NutStation) -> None:
+    while not station.outcome.done and station.steps < 5:
+        action = Expert.action(station)
+        action[3] = 1.0  # close at once, far from the feeder
+        station.step(action)
+
+
+def jerk_while_carrying(station: NutStation) -> None:
+    drive_until(station, lambda s: left_phase(s) == "align" and s.arms["left"].position[2] > 0.05)
+    action = Expert.action(station)
+    action[0] = 0.2  # 0.2 m/s in one period: far above what a held nut survives
+    station.step(action)
+
+
+def push_sideways_while_threading(station: NutStation) -> None:
+    drive_until(station, lambda s: left_phase(s) == "drive")
+    action = Expert.action(station)
+    action[0] = 0.05
+    station.step(action)
+
+
+def dawdle(station: NutStation) -> None:
+    for _ in range(int(80 / DT)):
+        if station.outcome.done:
+            break
+        station.hold()
+
+
+@pytest.mark.parametrize(("bad", "mode"), [
+    (offset_descent, "misaligned_nut"), (fast_descent, "cross_threaded"), (push_sideways_while_threading, "cross_threaded"),
+    (keep_spinning, "over_torque"), (early_release, "under_torque"), (open_while_carrying, "dropped_nut"),
+    (jerk_while_carrying, "dropped_nut"), (close_off_the_nut, "missed_pick"), (dawdle, "takt_overrun"),
+])
+def test_each_failure_mode_comes_from_a_bad_motion(bad, mode) -> None:  # type: ignore[no-untyped-def]
+    assert mode in FAILURE_MODES
+    assert failure_of(bad) == mode
+
+
+def test_over_torque_is_preceded_by_a_station_fault() -> None:
+    station = NutStation(11)
+    drive_until(station, lambda s: left_phase(s) == "drive")
+    faults = []
+    while not station.outcome.done:
+        action = Expert.action(station)
+        action[3], action[4] = 1.0, 0.3
+        station.step(action)
+        faults.append(station.fault)
+    assert station.outcome.failure_mode == "over_torque" and "torque_out_of_range" in faults
+
+
+def test_teleop_moves_only_the_commanded_arm_and_holds_keep_the_grip() -> None:
+    robot = SimRobot()
+    robot.reset(5)
+    left, right = robot.station.arms["left"].position.copy(), robot.station.arms["right"].position.copy()
+    command = TeleopVelocity("lease", 1, "left", 0.05, 0.0, 0.0, 0.0, None, 0.0)
+    for _ in range(15):
+        status = robot.step(robot.teleop_action(command))
+    assert robot.station.arms["left"].position[0] == pytest.approx(left[0] + 0.05 * 15 * DT, abs=1e-6)
+    assert np.allclose(robot.station.arms["right"].position, right)
+    assert not status.done
+    close = TeleopVelocity("lease", 2, "left", 0.0, 0.0, 0.0, 0.0, "close", 0.0)
+    for _ in range(8):
+        status = robot.step(robot.teleop_action(close))
+    assert status.failure_mode == "missed_pick"  # closed on nothing: a person can fail too
+
+
+def test_cameras_render_640x480_and_small() -> None:
+    robot = SimRobot()
+    robot.reset(2)
+    for camera in robot.cameras:
+        frame = robot.render(camera, (640, 480))
+        assert frame.shape == (480, 640, 3) and frame.dtype == np.uint8 and frame.std() > 3
+        assert robot.render(camera, (160, 120)).shape == (120, 160, 3)
+    observation = robot.observation()
+    assert set(observation["images"]) == {"wrist_left", "wrist_right"}
+    assert observation["images"]["wrist_left"].shape == (32, 32)
+    with pytest.raises(ValueError):
+        robot.render("nowhere", (64, 48))
+    with pytest.raises(ValueError):
+        SimRobot(control_hz=50)
