@@ -30,7 +30,9 @@ TRAVEL_Z = 0.06
 TRAVEL_SPEED = 0.045
 APPROACH_SPEED = 0.03
 CONTACT_SPEED = 0.012
-ALIGN_TOLERANCE_M = 0.0006
+FUNNEL_CENTRED_M = 0.0008
+FUNNEL_SLOPE = 15.0  # metres of height per metre of horizontal error
+PICK_CLOSE_M = 0.0015
 ACCEL = 1.0  # m/s²
 GAIN = 4.0  # 1/s: proportional gain on position error
 MIN_SPEED = 0.006
@@ -79,19 +81,7 @@ def _arm_command(station: NutStation, arm: Arm) -> ArmCommand:
             return ArmCommand(0.0, 0.0, 0.0, 0.0, "close")
         hole = station.target_hole(arm.side)
         assert hole is not None
-        error = float(np.linalg.norm(hole - position[:2]))
-        if error > 0.004:
-            target = np.array([hole[0], hole[1], TRAVEL_Z])
-            if position[2] < TRAVEL_Z - 0.01 and error > 0.02:
-                target = np.array([position[0], position[1], TRAVEL_Z])  # lift before travelling
-            velocity = _toward(position, target, TRAVEL_SPEED)
-        elif error > ALIGN_TOLERANCE_M and position[2] < CONTACT_Z + 0.004:
-            velocity = _toward(position, np.array([hole[0], hole[1], CONTACT_Z + 0.006]), APPROACH_SPEED)
-        else:
-            speed = CONTACT_SPEED if position[2] < CONTACT_Z + 0.008 else APPROACH_SPEED
-            velocity = _toward(position, np.array([hole[0], hole[1], CONTACT_Z - 0.01]), speed)
-            velocity[2] = max(velocity[2], -speed)
-        return ArmCommand(*velocity, 0.0, "close")
+        return ArmCommand(*_funnel(position, hole, CONTACT_Z - 0.01, CONTACT_Z), 0.0, "close")
     # Empty-handed: open, then go and pick the next nut (or home when done).
     if arm.done:
         velocity = _toward(position, HOME[arm.side], TRAVEL_SPEED)
@@ -105,16 +95,20 @@ def _arm_command(station: NutStation, arm: Arm) -> ArmCommand:
     assert target_nut is not None
     goal = target_nut.position
     error = float(np.linalg.norm(goal[:2] - position[:2]))
-    if error > 0.003:
-        target = np.array([goal[0], goal[1], TRAVEL_Z])
-        if position[2] < TRAVEL_Z - 0.01 and error > 0.02:
-            target = np.array([position[0], position[1], TRAVEL_Z])
-        return ArmCommand(*_toward(position, target, TRAVEL_SPEED), 0.0, "open")
-    height = position[2] - NUT_ON_FEEDER_Z
-    if error < ALIGN_TOLERANCE_M * 1.5 and height < 0.0015:
+    if error < PICK_CLOSE_M and position[2] - NUT_ON_FEEDER_Z < 0.0015:
         return ArmCommand(0.0, 0.0, 0.0, 0.0, "close")
-    velocity = _toward(position, np.array([goal[0], goal[1], NUT_ON_FEEDER_Z]), APPROACH_SPEED)
-    return ArmCommand(*velocity, 0.0, "open")
+    return ArmCommand(*_funnel(position, goal[:2], NUT_ON_FEEDER_Z - 0.003, NUT_ON_FEEDER_Z + 0.004), 0.0, "open")
+
+
+def _funnel(position: np.ndarray, goal_xy: np.ndarray, bottom_z: float, slow_z: float) -> np.ndarray:
+    """Move over `goal_xy` and come down as the horizontal error shrinks (a funnel, no sudden
+    decisions): far away the arm travels at TRAVEL_Z; it only gets low when it is centred."""
+    error = float(np.linalg.norm(goal_xy - position[:2]))
+    z_goal = min(TRAVEL_Z, bottom_z + max(0.0, error - FUNNEL_CENTRED_M) * FUNNEL_SLOPE)
+    velocity = _toward(position, np.array([goal_xy[0], goal_xy[1], z_goal]), TRAVEL_SPEED)
+    down_limit = CONTACT_SPEED if position[2] < slow_z + 0.008 else APPROACH_SPEED
+    velocity[2] = max(velocity[2], -down_limit)
+    return velocity
 
 
 def _limit_accel(arm: Arm, command: ArmCommand) -> ArmCommand:

@@ -17,6 +17,7 @@ from robot_agent.sim.station import ARMS, FEEDERS, PART_TOP_Z, NutStation
 
 HEAD_VIEW = (-0.45, 0.05, 0.45, 0.65)  # x0, y0, x1, y1 in metres
 WRIST_FIELD_M = 0.064
+POLICY_FIELD_M = 0.040  # the policy's crop of the wrist camera: 1.25 mm per pixel at 32 px
 
 TABLE = np.array([70, 76, 84], dtype=np.float32)
 PART = np.array([150, 156, 162], dtype=np.float32)
@@ -126,7 +127,8 @@ def _draw_scene(canvas: Canvas, station: NutStation, *, arms: bool) -> None:
                 canvas.disc(x, y, 0.005, BRASS, inner=0.0022)
 
 
-def render(station: NutStation, camera: str, size: tuple[int, int], *, noise: bool = True) -> np.ndarray:
+def render(station: NutStation, camera: str, size: tuple[int, int], *, noise: bool = True,
+           wrist_field_m: float = WRIST_FIELD_M) -> np.ndarray:
     """(H, W, 3) uint8 RGB image of `camera` at `size` = (width, height)."""
     width, height = size
     rng = (station.seed * 7 + station.steps) if noise else None
@@ -141,7 +143,7 @@ def render(station: NutStation, camera: str, size: tuple[int, int], *, noise: bo
     if side not in station.arms:
         raise ValueError(f"no camera named {camera!r}")
     arm = station.arms[side]
-    half_w = WRIST_FIELD_M / 2
+    half_w = wrist_field_m / 2
     half_h = half_w * height / width
     x, y = float(arm.position[0]), float(arm.position[1])
     canvas = Canvas(width, height, x - half_w, y - half_h, x + half_w, y + half_h, TABLE)
@@ -155,5 +157,5 @@ def render(station: NutStation, camera: str, size: tuple[int, int], *, noise: bo
 
 def policy_image(station: NutStation, side: str, pixels: int = 32) -> np.ndarray:
     """The wrist camera as the policy sees it: (pixels, pixels) float32 grey in [0, 1]."""
-    image = render(station, f"wrist_{side}", (pixels, pixels))
+    image = render(station, f"wrist_{side}", (pixels, pixels), wrist_field_m=POLICY_FIELD_M)
     return (image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)) / 255.0
