@@ -38,7 +38,7 @@ def build_policy(config: AgentConfig, robot: Robot) -> Any | None:
     spec = config.policy
     if spec is None:
         return robot.default_policy()
-    if "://" not in spec and not Path(spec).exists():
+    if "://" not in spec and spec != "expert" and not Path(spec).exists():
         raise StartupError(f"policy file not found: {spec}")
     try:
         from robot_agent.policy import load_policy
@@ -67,7 +67,7 @@ def preflight(config: AgentConfig) -> None:
         except CameraError as error:
             raise CameraError(f"camera {name}: {error}") from None
     spec = config.policy
-    if spec is not None and "://" not in spec and not Path(spec).exists():
+    if spec is not None and "://" not in spec and spec != "expert" and not Path(spec).exists():
         raise StartupError(f"policy file not found: {spec}")
 
 

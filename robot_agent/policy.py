@@ -30,7 +30,7 @@ ARM_ACTION_DIM = 5  # vx, vy, vz, grip, spin
 ARM_STATE_DIM = 9  # per arm in the station's state vector: position 3, velocity 3, grip, torque/10, nuts installed
 # The network does not see velocities: with them it learns to copy its own last motion (the "copycat"
 # problem of behaviour cloning) and stalls wherever it once slowed down.
-NET_STATE_DIM = 8  # position 3, height at mm resolution, grip, torque/10, nuts installed, time/takt
+NET_STATE_DIM = 7  # position 3, height at mm resolution, grip, torque/10, nuts installed
 # Actions are learned in units where each is about ±1.
 ACTION_SCALE = np.array([0.05, 0.05, 0.03, 1.0, 1.0], dtype=np.float32)
 POSITION_ORIGIN = np.array([-0.22, 0.30, 0.03], dtype=np.float32)  # the left arm's neighbourhood
@@ -79,7 +79,6 @@ def arm_inputs(state: np.ndarray, images: dict[str, np.ndarray]) -> tuple[np.nda
     """Per-arm network inputs from one observation: images (2, 1, P, P), states (2, NET_STATE_DIM).
     The right arm is mirrored so both arms look like a left arm."""
     state = np.asarray(state, dtype=np.float32)
-    time_fraction = state[-1]
     arm_images, arm_states = [], []
     for index, side in enumerate(ARMS):
         raw = state[index * ARM_STATE_DIM: (index + 1) * ARM_STATE_DIM].copy()
@@ -89,7 +88,7 @@ def arm_inputs(state: np.ndarray, images: dict[str, np.ndarray]) -> tuple[np.nda
             image = image[:, ::-1]
         position = (raw[0:3] - POSITION_ORIGIN) / POSITION_SCALE
         fine_height = min(raw[2], 0.03) / 0.003  # contact and grasp happen within millimetres of the surface
-        arm_states.append(np.concatenate([position, [fine_height], raw[6:9], [time_fraction]]))
+        arm_states.append(np.concatenate([position, [fine_height], raw[6:9]]))  # no clock: it invites spurious cues
         arm_images.append(image[None])
     return np.stack(arm_images).astype(np.float32), np.stack(arm_states).astype(np.float32)
 

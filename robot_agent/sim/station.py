@@ -42,7 +42,8 @@ PICK_TOLERANCE_M = 0.0035
 PICK_HEIGHT_TOLERANCE_M = 0.004
 HOLE_TOLERANCE_M = 0.0022
 MAX_CONTACT_SPEED = 0.025  # m/s downward when the nut meets the hole
-MAX_SIDE_SPEED_THREADING = 0.02
+SIDE_LOAD_TAU_S = 0.2  # the wrist's compliance springs back with this time constant
+SIDE_LOAD_LIMIT_M = 0.003  # sustained sideways deflection that cross-threads (≈ 15 mm/s held)
 MAX_ACCEL_CARRYING = 3.0  # m/s²: more and the nut slips out
 MAX_SPEED = 0.25
 HOLD_DECEL = 2.0  # m/s²: a protective stop brakes, it does not jerk (a held nut stays put)
@@ -77,6 +78,7 @@ class Arm:
     grip_command: float = -1.0
     spin: float = 0.0
     revs: float = 0.0  # of the nut being driven
+    side_load: float = 0.0  # sideways deflection of the compliant wrist while threading (m)
     torque: float = 0.0
     nut: Nut | None = None  # the nut it holds or drives
     installed: int = 0
@@ -181,8 +183,10 @@ class NutStation:
         threading = nut is not None and nut.state == "threading"
         if threading:
             # The nut holds the gripper on the hole's axis: sideways pushes load the thread.
-            if float(np.linalg.norm(velocity[:2])) > MAX_SIDE_SPEED_THREADING:
-                return "cross_threaded", "pushed sideways while threading"
+            # The wrist is compliant: a brief nudge springs back, a sustained push cross-threads.
+            arm.side_load = arm.side_load * (1.0 - DT / SIDE_LOAD_TAU_S) + float(np.linalg.norm(velocity[:2])) * DT
+            if arm.side_load > SIDE_LOAD_LIMIT_M:
+                return "cross_threaded", f"pushed {arm.side_load * 1000:.1f} mm sideways while threading"
             velocity = np.array([0.0, 0.0, min(0.0, velocity[2])])
             arm.spin = spin
             arm.revs += spin * DT
@@ -243,6 +247,7 @@ class NutStation:
         position[:2] = hole
         position[2] = CONTACT_Z
         arm.revs = 0.0
+        arm.side_load = 0.0
         return None
 
     def _grasp(self, arm: Arm) -> tuple[str, str] | None:

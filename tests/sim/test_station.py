@@ -123,9 +123,20 @@ def jerk_while_carrying(station: NutStation) -> None:
 
 def push_sideways_while_threading(station: NutStation) -> None:
     drive_until(station, lambda s: left_phase(s) == "drive")
+    for _ in range(5):  # a sustained push (a one-period nudge springs back: see the next test)
+        action = Expert.action(station)
+        action[0] = 0.05
+        station.step(action)
+
+
+def test_a_brief_sideways_nudge_while_threading_springs_back() -> None:
+    station = NutStation(11)
+    drive_until(station, lambda s: left_phase(s) == "drive")
     action = Expert.action(station)
     action[0] = 0.05
     station.step(action)
+    drive_until(station, lambda s: False)
+    assert station.outcome.success
 
 
 def dawdle(station: NutStation) -> None:
