@@ -21,10 +21,11 @@ import numpy as np
 
 from robot_agent.sim.expert import Expert
 from robot_agent.sim.render import policy_image
-from robot_agent.sim.station import ARMS, NutStation
+from robot_agent.sim.station import ARMS, TAKT_S, NutStation
 
 WARNING_CONFIDENCE = 0.7
 INTERVENTION_CONFIDENCE = 0.5
+TAKT_WARNING_FRACTION = 0.95  # the agent asks for a person when a cycle has used this much of its takt
 
 
 @dataclass
@@ -99,6 +100,8 @@ def _run_batch(policy: Any, seeds: list[int], refill: int) -> list[EpisodeResult
             stations[i].step(queues[i].pop(0))
             if stations[i].fault:
                 fault[i] = True
+            if intervention_step[i] is None and not stations[i].outcome.done and stations[i].t >= TAKT_WARNING_FRACTION * TAKT_S:
+                intervention_step[i] = stations[i].steps  # the takt trigger
     return [
         EpisodeResult(seed, bool(s.outcome.success), s.outcome.failure_mode, round(s.t, 3), round(min_confidence[i], 4),
                       intervention_step[i], fault[i])

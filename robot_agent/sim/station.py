@@ -33,14 +33,14 @@ HOME = {"left": np.array([-0.22, 0.30, 0.10]), "right": np.array([0.22, 0.30, 0.
 PART_TOP_Z = 0.020
 NUT_ON_FEEDER_Z = 0.0
 CONTACT_Z = PART_TOP_Z + 0.004  # gripper height when a held nut touches the part
-FIXTURE_SIGMA_M = 0.005
-FIXTURE_YAW_SIGMA_RAD = np.radians(1.0)
-FEEDER_SIGMA_M = 0.0025
+FIXTURE_SIGMA_M = 0.007
+FIXTURE_YAW_SIGMA_RAD = np.radians(1.5)
+FEEDER_SIGMA_M = 0.0035
 
 # Tolerances and limits.
-PICK_TOLERANCE_M = 0.0035
+PICK_TOLERANCE_M = 0.0025
 PICK_HEIGHT_TOLERANCE_M = 0.004
-HOLE_TOLERANCE_M = 0.0022
+HOLE_TOLERANCE_M = 0.0015
 MAX_CONTACT_SPEED = 0.025  # m/s downward when the nut meets the hole
 SIDE_LOAD_TAU_S = 0.2  # the wrist's compliance springs back with this time constant
 SIDE_LOAD_LIMIT_M = 0.003  # sustained sideways deflection that cross-threads (≈ 15 mm/s held)
@@ -53,9 +53,9 @@ THREAD_PITCH_M = 0.001
 SEAT_REVS = 5.0
 RUNNING_TORQUE_NM = 0.6
 SEAT_STIFFNESS_NM_PER_REV = 12.0
-TORQUE_MIN_NM = 7.0
-TORQUE_MAX_NM = 10.5
-TORQUE_FAULT_NM = 9.6  # station fault: stop and ask for a person before the thread strips
+TORQUE_MIN_NM = 7.5
+TORQUE_MAX_NM = 9.5
+TORQUE_FAULT_NM = 9.0  # station fault: stop and ask for a person before the thread strips
 
 NUTS_PER_ARM = 2
 ARMS = ("left", "right")
