@@ -165,8 +165,8 @@ def calibrate_confidence(net: VisuomotorNet, samples: Samples, median_confidence
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m robot_agent.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--episodes", type=int, default=40, help="expert demonstrations (default 40)")
-    parser.add_argument("--epochs", type=int, default=6, help="passes over the data (default 6)")
+    parser.add_argument("--episodes", type=int, default=85, help="expert demonstrations (default 85)")
+    parser.add_argument("--epochs", type=int, default=8, help="passes over the data (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="first demonstration seed; evaluation seeds start at 1000")
     parser.add_argument("--noise", type=float, default=0.006, help="DART noise on executed velocities, m/s (default 0.006)")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"checkpoint to write (default {DEFAULT_OUT})")
