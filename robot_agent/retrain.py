@@ -1,0 +1,187 @@
+"""python -m robot_agent.retrain --policy PATH --episodes 60 --seed 2000 --out PATH
+
+One round of learning from interventions on the simulated station (Sirius-style), in process:
+
+1. Deploy: run the policy on fresh seeds (2000 and up: neither training nor evaluation seeds) with
+   the agent's chunk semantics. Whenever the agent would ask for a person — confidence below the
+   intervention level, a station fault, or 95% of the takt used — the scripted supervisor (the sim's
+   expert, commanding each arm as a teleoperator would) takes over and finishes the cycle.
+2. Label every step by who acted: `robot`, `pre_intervention` (the last PRE_INTERVENTION_STEPS robot
+   steps before a takeover, as Sirius marks them) and `human`.
+3. Fine-tune: human steps carry HUMAN_WEIGHT_SHARE of the total weight, pre-intervention steps are
+   down-weighted, robot steps of the policy's own cycles keep weight 1 (self-imitation of what worked).
+4. Evaluate before and after on held-out seeds and write the new checkpoint.
+
+`run_supervised(...)`, `round_samples(...)` and `retrain(...)` are the pieces a server-side retraining
+task reuses; the per-step records match what episodes upload (state, action, action_mode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from robot_agent.evaluate import INTERVENTION_CONFIDENCE, TAKT_WARNING_FRACTION, observe_batch, run_episodes, summarize
+from robot_agent.policy import VisuomotorPolicy, arm_actions_to_action, load_visuomotor, save_checkpoint
+from robot_agent.sim.expert import Expert
+from robot_agent.sim.render import policy_image
+from robot_agent.sim.station import ARMS, TAKT_S, NutStation
+from robot_agent.train import Samples, fit, samples_from_steps
+
+PRE_INTERVENTION_STEPS = 15
+HUMAN_WEIGHT_SHARE = 0.5
+PRE_INTERVENTION_WEIGHT = 0.1
+
+
+@dataclass
+class SupervisedEpisode:
+    seed: int
+    success: bool
+    failure_mode: str | None
+    intervened_at: int | None
+    trigger: str | None
+    action_modes: list[str] = field(default_factory=list)  # per step
+    actions: list[np.ndarray] = field(default_factory=list)
+    images: list[np.ndarray] = field(default_factory=list)  # per kept step (every `every`)
+    states: list[np.ndarray] = field(default_factory=list)
+    kept: list[int] = field(default_factory=list)
+
+
+def run_supervised(policy: VisuomotorPolicy, seeds: list[int], *, refill: int = 10, every: int = 2,
+                   batch: int = 40) -> list[SupervisedEpisode]:
+    """The policy runs each seed; a trigger hands the cycle to the scripted supervisor."""
+    episodes: list[SupervisedEpisode] = []
+    for start in range(0, len(seeds), batch):
+        episodes += _supervised_batch(policy, seeds[start: start + batch], refill, every)
+    return episodes
+
+
+def _supervised_batch(policy: VisuomotorPolicy, seeds: list[int], refill: int, every: int) -> list[SupervisedEpisode]:
+    from robot_agent.policy import arm_inputs
+
+    stations = [NutStation(seed) for seed in seeds]
+    records = [SupervisedEpisode(seed, False, None, None, None) for seed in seeds]
+    queues: list[list[np.ndarray]] = [[] for _ in seeds]
+    while True:
+        live = [i for i, s in enumerate(stations) if not s.outcome.done]
+        if not live:
+            break
+        need = [i for i in live if records[i].intervened_at is None and len(queues[i]) < refill]
+        if need:
+            states, images = observe_batch([stations[i] for i in need])
+            chunks, confidence = policy.infer_batch(states, images)
+            for j, i in enumerate(need):
+                queues[i] = list(arm_actions_to_action(chunks[j]))
+                if confidence[j] < INTERVENTION_CONFIDENCE:
+                    records[i].intervened_at, records[i].trigger = stations[i].steps, "policy_uncertainty"
+        for i in live:
+            station, record = stations[i], records[i]
+            if station.steps % every == 0:
+                arm_images, arm_states = arm_inputs(station.state_vector(), {f"wrist_{s}": policy_image(station, s) for s in ARMS})
+                record.images.append(arm_images)
+                record.states.append(arm_states)
+                record.kept.append(station.steps)
+            if record.intervened_at is not None:
+                action, mode = Expert.action(station), "human"  # the supervisor's teleop commands, both arms
+            else:
+                action, mode = queues[i].pop(0), "robot"
+            record.actions.append(np.asarray(action, dtype=np.float64))
+            record.action_modes.append(mode)
+            station.step(action)
+            if record.intervened_at is None and not station.outcome.done:
+                if station.fault:
+                    record.intervened_at, record.trigger = station.steps, "fault"
+                elif station.t >= TAKT_WARNING_FRACTION * TAKT_S:
+                    record.intervened_at, record.trigger = station.steps, "takt_overrun"
+    for record, station in zip(records, stations):
+        record.success, record.failure_mode = bool(station.outcome.success), station.outcome.failure_mode
+        if record.intervened_at is not None:  # Sirius: the robot steps just before a takeover
+            for t in range(max(0, record.intervened_at - PRE_INTERVENTION_STEPS), record.intervened_at):
+                if record.action_modes[t] == "robot":
+                    record.action_modes[t] = "pre_intervention"
+    return records
+
+
+def round_samples(episodes: list[SupervisedEpisode], horizon: int) -> tuple[Samples, dict[str, int]]:
+    """Weighted per-arm samples from supervised episodes: human share fixed, pre-intervention down."""
+    parts, counts = [], {"robot": 0, "pre_intervention": 0, "human": 0}
+    for episode in episodes:
+        modes = np.asarray(episode.action_modes)
+        if not episode.success and episode.intervened_at is None:
+            continue  # a failure nobody caught teaches nothing good
+        weights = np.where(modes == "human", 1.0, np.where(modes == "pre_intervention", PRE_INTERVENTION_WEIGHT, 1.0))
+        kept = [t for t in episode.kept if t < len(modes)]
+        parts.append(samples_from_steps(episode.images[: len(kept)], episode.states[: len(kept)], np.asarray(episode.actions),
+                                        kept, horizon, weights))
+        for mode in counts:
+            counts[mode] += int(np.sum(modes[kept] == mode))
+    samples = Samples.concat(parts)
+    # Interventions carry a fixed share of the total weight, however few they are.
+    human = np.repeat([m == "human" for e in episodes if e.success or e.intervened_at is not None
+                       for m in np.asarray(e.action_modes)[[t for t in e.kept if t < len(e.action_modes)]]], 2)
+    if human.any() and (~human).any():
+        total_other = samples.weights[~human].sum()
+        samples.weights[human] *= (HUMAN_WEIGHT_SHARE / (1 - HUMAN_WEIGHT_SHARE)) * total_other / samples.weights[human].sum()
+    return samples, counts
+
+
+def retrain(policy: VisuomotorPolicy, samples: Samples, *, epochs: int, seed: int, version: str,
+            progress: Callable[[int, int, float], None] | None = None) -> VisuomotorPolicy:
+    net = copy.deepcopy(policy.net)
+    net.config.version = version
+    fit(net, samples, epochs=epochs, seed=seed, lr=3e-4, progress=progress)
+    return VisuomotorPolicy(net)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m robot_agent.retrain", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--policy", required=True, help="the deployed checkpoint to improve")
+    parser.add_argument("--episodes", type=int, default=60, help="deployed cycles to learn from (default 60)")
+    parser.add_argument("--seed", type=int, default=2000, help="first deployment seed (default 2000)")
+    parser.add_argument("--epochs", type=int, default=4, help="fine-tuning passes (default 4)")
+    parser.add_argument("--eval-episodes", type=int, default=200, help="held-out evaluation episodes (default 200)")
+    parser.add_argument("--eval-seed", type=int, default=1000)
+    parser.add_argument("--version", default=None, help="name of the new policy version (default: <old>-r1)")
+    parser.add_argument("--out", required=True, help="checkpoint to write")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, args.threads))
+    started = time.monotonic()
+    policy = load_visuomotor(args.policy)
+    version = args.version or f"{policy.version}-r1"
+    eval_seeds = list(range(args.eval_seed, args.eval_seed + args.eval_episodes))
+    before = summarize(run_episodes(policy, eval_seeds))
+    print(f"before: {before['success_rate']:.1%} on {len(eval_seeds)} held-out seeds", flush=True)
+    deployed = run_supervised(policy, list(range(args.seed, args.seed + args.episodes)))
+    samples, counts = round_samples(deployed, policy.config.horizon)
+    interventions = sum(1 for e in deployed if e.intervened_at is not None)
+    print(f"deployed {len(deployed)} cycles: {interventions} interventions; steps {counts}", flush=True)
+    new = retrain(policy, samples, epochs=args.epochs, seed=args.seed, version=version,
+                  progress=lambda e, n, loss: print(f"  epoch {e}/{n} loss {loss:.4f}", file=sys.stderr, flush=True))
+    after = summarize(run_episodes(new, eval_seeds))
+    path = save_checkpoint(new.net, Path(args.out))
+    report = {
+        "policy_before": policy.version, "policy_after": version, "checkpoint": str(path),
+        "success_before": before["success_rate"], "success_after": after["success_rate"],
+        "cycle_s_before": before["mean_cycle_s"], "cycle_s_after": after["mean_cycle_s"],
+        "failure_modes_before": before["failure_modes"], "failure_modes_after": after["failure_modes"],
+        "episodes_used": len(deployed), "interventions_used": interventions, "steps": counts,
+        "eval_episodes": len(eval_seeds), "wall_s": round(time.monotonic() - started, 1),
+    }
+    print(f"after: {after['success_rate']:.1%}; wrote {path}")
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
