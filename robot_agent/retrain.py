@@ -113,21 +113,21 @@ def _supervised_batch(policy: VisuomotorPolicy, seeds: list[int], refill: int, e
 
 def round_samples(episodes: list[SupervisedEpisode], horizon: int) -> tuple[Samples, dict[str, int]]:
     """Weighted per-arm samples from supervised episodes: human share fixed, pre-intervention down."""
-    parts, counts = [], {"robot": 0, "pre_intervention": 0, "human": 0}
+    parts, human_masks, counts = [], [], {"robot": 0, "pre_intervention": 0, "human": 0}
     for episode in episodes:
         modes = np.asarray(episode.action_modes)
         if not episode.success and episode.intervened_at is None:
             continue  # a failure nobody caught teaches nothing good
-        weights = np.where(modes == "human", 1.0, np.where(modes == "pre_intervention", PRE_INTERVENTION_WEIGHT, 1.0))
+        weights = np.where(modes == "pre_intervention", PRE_INTERVENTION_WEIGHT, 1.0)
         kept = [t for t in episode.kept if t < len(modes)]
         parts.append(samples_from_steps(episode.images[: len(kept)], episode.states[: len(kept)], np.asarray(episode.actions),
                                         kept, horizon, weights))
+        human_masks.append(np.repeat(modes[kept] == "human", 2))  # two per-arm samples per step
         for mode in counts:
             counts[mode] += int(np.sum(modes[kept] == mode))
     samples = Samples.concat(parts)
     # Interventions carry a fixed share of the total weight, however few they are.
-    human = np.repeat([m == "human" for e in episodes if e.success or e.intervened_at is not None
-                       for m in np.asarray(e.action_modes)[[t for t in e.kept if t < len(e.action_modes)]]], 2)
+    human = np.concatenate(human_masks)
     if human.any() and (~human).any():
         total_other = samples.weights[~human].sum()
         samples.weights[human] *= (HUMAN_WEIGHT_SHARE / (1 - HUMAN_WEIGHT_SHARE)) * total_other / samples.weights[human].sum()
