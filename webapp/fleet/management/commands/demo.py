@@ -79,9 +79,10 @@ class Command(BaseCommand):
             start_agents = agents_available() and not options["no_agents"] and robots > 0
             if start_agents:
                 self._wait_for_server(url)
-                for name, token in fleet.tokens.items():
+                for index, (name, token) in enumerate(fleet.tokens.items(), start=1):
+                    # Each robot gets its own stream of parts (seeds), so the fleet does not move in lockstep.
                     agent_args = [python, "-m", "robot_agent", "--server", url, "--token", token, "--sim",
-                                  "--time-scale", str(options["time_scale"]), "--name", name]
+                                  "--time-scale", str(options["time_scale"]), "--name", name, "--seed", str(10_000 * index)]
                     if options["ice_loopback"]:
                         agent_args.append("--ice-loopback")
                     children.append(subprocess.Popen(agent_args, env=env))
