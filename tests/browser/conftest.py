@@ -83,7 +83,10 @@ def browser() -> Iterator[Any]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=executable,
-            args=["--no-sandbox", "--allow-loopback-in-peer-connection", "--use-fake-ui-for-media-stream"],
+            args=["--no-sandbox", "--allow-loopback-in-peer-connection",
+                  # Without this, Chromium hides host candidates behind mDNS names, which never
+                  # resolve in a loopback-only namespace: ICE gathering hangs.
+                  "--disable-features=WebRtcHideLocalIpsWithMdns"],
         )
         yield browser
         browser.close()

@@ -1,0 +1,255 @@
+// @ts-check
+// One WebRTC peer connection from this page to one robot's agent (docs/protocol.md, signaling
+// through /ws/fleet/). Media flows peer to peer. The agent answers the i-th m=video section with
+// its i-th camera, so we offer one transceiver per camera: recvonly for the camera shown,
+// inactive for the others (the agent encodes only what someone watches).
+// Reconnects by itself; counts decoded frames and measures glass-to-glass latency from the
+// agent's frame_clock messages (RTP timestamp → capture time) and requestVideoFrameCallback.
+
+/** @typedef {import("./socket.js").FleetSocket} FleetSocket */
+
+const RECONNECT_MS = [500, 1000, 2000, 4000, 8000];
+const CONNECT_TIMEOUT_MS = 10000;
+
+export class RobotVideo extends EventTarget {
+  /**
+   * @param {FleetSocket} socket
+   * @param {string} robot
+   * @param {HTMLVideoElement} video
+   * @param {{camera?: string, teleop?: boolean}} [options]
+   */
+  constructor(socket, robot, video, options = {}) {
+    super();
+    this.socket = socket;
+    this.robot = robot;
+    this.video = video;
+    this.camera = options.camera || "";
+    this.wantsTeleop = Boolean(options.teleop);
+    /** @type {RTCPeerConnection|null} */
+    this.pc = null;
+    /** @type {RTCDataChannel|null} */
+    this.teleop = null;
+    this.peer = "";
+    /** "idle" | "connecting" | "live" | "reconnecting" | "offline" | "stopped" */
+    this.state = "idle";
+    this.frames = 0;
+    this.attempt = 0;
+    this.reconnectTimer = 0;
+    this.connectTimer = 0;
+    /** @type {Map<string, {rtp: number, captureMs: number}>} latest frame clock by transceiver mid */
+    this.clocks = new Map();
+    this.mid = "";
+    /** @type {number[]} recent glass-to-glass samples (ms) */
+    this.g2g = [];
+    /** @type {number[]} recent data-channel round trips (ms) */
+    this.rtt = [];
+    this.lastFrameAt = 0;
+    this.pingTimer = 0;
+    this.onSignal = (/** @type {Event} */ event) => this.handleSignal(/** @type {CustomEvent} */ (event).detail);
+    this.socket.addEventListener("signal", this.onSignal);
+    this.watchFrames();
+  }
+
+  /** @param {string} state */
+  setState(state) {
+    if (this.state === state) return;
+    this.state = state;
+    this.dispatchEvent(new CustomEvent("state", { detail: state }));
+  }
+
+  start() {
+    if (this.state === "stopped") return;
+    this.close(false);
+    const robot = this.socket.robots.get(this.robot);
+    if (!robot || !robot.online || this.socket.state !== "open") {
+      this.setState("offline");
+      this.scheduleReconnect();
+      return;
+    }
+    const cameras = robot.cameras.length ? robot.cameras : ["head"];
+    if (!cameras.includes(this.camera)) this.camera = cameras[0];
+    this.setState(this.attempt ? "reconnecting" : "connecting");
+    this.peer = `p-${Math.random().toString(36).slice(2, 10)}`;
+    const pc = new RTCPeerConnection({ iceServers: this.socket.iceServers });
+    this.pc = pc;
+    const shown = cameras.indexOf(this.camera);
+    cameras.forEach((_, index) => pc.addTransceiver("video", { direction: index === shown ? "recvonly" : "inactive" }));
+    if (this.wantsTeleop) {
+      const channel = pc.createDataChannel("teleop", { ordered: false, maxRetransmits: 0 });
+      channel.addEventListener("message", (event) => this.onTeleopMessage(event));
+      channel.addEventListener("open", () => { this.dispatchEvent(new CustomEvent("teleop-open")); this.startPings(); });
+      this.teleop = channel;
+    } else {
+      // A data channel in the offer makes the agent open its `clock` channel (latency figures).
+      pc.createDataChannel("probe");
+    }
+    pc.addEventListener("datachannel", (event) => {
+      if (event.channel.label === "clock") event.channel.addEventListener("message", (e) => this.onClock(e));
+    });
+    pc.addEventListener("track", (event) => {
+      if (event.transceiver.mid !== null && pc.getTransceivers()[shown] === event.transceiver) {
+        this.mid = event.transceiver.mid;
+        this.video.srcObject = event.streams[0] || new MediaStream([event.track]);
+        this.video.play().catch(() => { /* autoplay of muted video is allowed; a refusal shows as no frames */ });
+      }
+    });
+    pc.addEventListener("icecandidate", (event) => {
+      if (event.candidate) {
+        this.socket.send({ type: "signal", robot: this.robot, peer: this.peer, kind: "ice",
+          candidate: { candidate: event.candidate.candidate, sdpMid: event.candidate.sdpMid, sdpMLineIndex: event.candidate.sdpMLineIndex } });
+      }
+    });
+    pc.addEventListener("connectionstatechange", () => {
+      if (pc !== this.pc) return;
+      if (pc.connectionState === "connected") {
+        clearTimeout(this.connectTimer);
+        this.attempt = 0;
+        this.setState("live");
+      } else if (pc.connectionState === "failed" || pc.connectionState === "disconnected" || pc.connectionState === "closed") {
+        this.scheduleReconnect();
+      }
+    });
+    this.connectTimer = window.setTimeout(() => { if (pc === this.pc && this.state !== "live") this.scheduleReconnect(); }, CONNECT_TIMEOUT_MS);
+    this.offer(pc);
+  }
+
+  /** @param {RTCPeerConnection} pc */
+  async offer(pc) {
+    try {
+      await pc.setLocalDescription(await pc.createOffer());
+      if (pc !== this.pc || !pc.localDescription) return;
+      await this.socket.request({ type: "signal", robot: this.robot, peer: this.peer, kind: "offer", sdp: pc.localDescription.sdp })
+        .catch((error) => { if (error.code !== "timeout") throw error; });
+    } catch (error) {
+      console.warn(`video ${this.robot}: offer failed`, error);
+      if (pc === this.pc) this.scheduleReconnect();
+    }
+  }
+
+  /** @param {any} message */
+  async handleSignal(message) {
+    if (message.robot !== this.robot || message.peer !== this.peer || !this.pc) return;
+    const pc = this.pc;
+    if (message.kind === "answer") {
+      try { await pc.setRemoteDescription({ type: "answer", sdp: message.sdp }); } catch { this.scheduleReconnect(); }
+    } else if (message.kind === "ice" && message.candidate) {
+      try { await pc.addIceCandidate(message.candidate); } catch { /* a bad candidate is skipped */ }
+    } else if (message.kind === "bye") {
+      this.scheduleReconnect();
+    }
+  }
+
+  scheduleReconnect() {
+    if (this.state === "stopped") return;
+    this.close(false);
+    if (this.state !== "offline") this.setState("reconnecting");
+    clearTimeout(this.reconnectTimer);
+    const delay = RECONNECT_MS[Math.min(this.attempt, RECONNECT_MS.length - 1)];
+    this.attempt += 1;
+    this.reconnectTimer = window.setTimeout(() => this.start(), delay);
+  }
+
+  /** Show another camera (renegotiates: a new offer replaces this page's connection). @param {string} camera */
+  setCamera(camera) {
+    if (camera === this.camera) return;
+    this.camera = camera;
+    this.attempt = 0;
+    this.start();
+  }
+
+  /** @param {boolean} sayBye */
+  close(sayBye) {
+    clearTimeout(this.connectTimer);
+    clearInterval(this.pingTimer);
+    if (this.pc) {
+      if (sayBye || this.pc.connectionState !== "closed") this.socket.send({ type: "signal", robot: this.robot, peer: this.peer, kind: "bye" });
+      this.pc.close();
+      this.pc = null;
+    }
+    this.teleop = null;
+    this.clocks.clear();
+  }
+
+  stop() {
+    clearTimeout(this.reconnectTimer);
+    this.close(true);
+    this.setState("stopped");
+    this.socket.removeEventListener("signal", this.onSignal);
+    this.video.srcObject = null;
+  }
+
+  /** @param {MessageEvent} event */
+  onClock(event) {
+    try {
+      const message = JSON.parse(event.data);
+      if (message.type === "frame_clock" && message.mid != null) this.clocks.set(String(message.mid), { rtp: message.rtp_ts, captureMs: message.capture_ms });
+    } catch { /* ignore */ }
+  }
+
+  watchFrames() {
+    const video = /** @type {any} */ (this.video);
+    if (typeof video.requestVideoFrameCallback !== "function") return;
+    /** @param {number} _now @param {any} meta */
+    const onFrame = (_now, meta) => {
+      if (this.state === "stopped") return;
+      this.frames += 1;
+      this.lastFrameAt = performance.now();
+      const clock = this.clocks.get(this.mid);
+      if (clock && typeof meta.rtpTimestamp === "number") {
+        // 90 kHz video clock; the difference wraps at 2^32.
+        let ticks = (meta.rtpTimestamp - clock.rtp) >>> 0;
+        if (ticks > 0x7fffffff) ticks -= 0x100000000;
+        const captureMs = clock.captureMs + ticks / 90;
+        const shownMs = performance.timeOrigin + (meta.expectedDisplayTime ?? meta.presentationTime);
+        const g2g = shownMs - captureMs;
+        if (g2g > -50 && g2g < 10000) {
+          this.g2g.push(g2g);
+          if (this.g2g.length > 60) this.g2g.shift();
+        }
+      }
+      video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
+  }
+
+  /** Median of recent glass-to-glass samples, or NaN. */
+  latencyMs() { return median(this.g2g); }
+
+  /** Median data-channel round trip, or NaN. */
+  commandRttMs() { return median(this.rtt); }
+
+  /** True when frames arrived in the last second. */
+  receiving() { return performance.now() - this.lastFrameAt < 1000; }
+
+  startPings() {
+    clearInterval(this.pingTimer);
+    this.pingTimer = window.setInterval(() => {
+      if (this.teleop && this.teleop.readyState === "open") this.teleop.send(JSON.stringify({ type: "ping", sent_ms: performance.now() }));
+    }, 1000);
+  }
+
+  /** @param {MessageEvent} event */
+  onTeleopMessage(event) {
+    try {
+      const message = JSON.parse(event.data);
+      if (message.type === "pong") {
+        this.rtt.push(performance.now() - message.sent_ms);
+        if (this.rtt.length > 20) this.rtt.shift();
+      }
+    } catch { /* ignore */ }
+  }
+
+  /** Send a teleop command over the data channel; false when it is not open. @param {object} command */
+  sendTeleop(command) {
+    if (!this.teleop || this.teleop.readyState !== "open") return false;
+    this.teleop.send(JSON.stringify(command));
+    return true;
+  }
+}
+
+/** @param {number[]} values */
+export function median(values) {
+  if (!values.length) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
