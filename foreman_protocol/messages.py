@@ -85,6 +85,14 @@ class Latency(Message):
     command_ms: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
 
 
+class ArmPose(Message):
+    x_mm: FiniteFloat
+    y_mm: FiniteFloat
+    z_mm: FiniteFloat
+    grip: Annotated[float, Field(ge=0.0, le=1.0)]
+    nut: bool = False
+
+
 class Telemetry(Message):
     type: Literal["telemetry"]
     t: FiniteFloat
@@ -97,6 +105,7 @@ class Telemetry(Message):
     takt_s: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
     warning: ShortText | None = None
     torque_nm: FiniteFloat | None = None
+    arms: Annotated[dict[Name, ArmPose], Field(max_length=8)] | None = None
     latency: Latency = Latency()
 
 

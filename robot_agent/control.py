@@ -337,6 +337,7 @@ class ControlLoop:
             "confidence": float(min(1.0, max(0.0, confidence))) if confidence is not None else None,
             "takt_elapsed_s": round(elapsed, 3), "takt_s": self.settings.takt_s, "warning": warning,
             "torque_nm": float(torque) if torque is not None and np.isfinite(torque) else None,
+            "arms": self.robot.arm_poses(),
             "latency": {"inference_ms": round(inference_ms, 2) if inference_ms is not None else None,
                         "loop_jitter_ms": round(self.stats.jitter_ms, 2), "command_ms": None},
         }

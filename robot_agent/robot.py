@@ -69,6 +69,10 @@ class Robot(ABC):
             TeleopVelocity(nudge.lease_id, nudge.seq, nudge.arm, 0.0, 0.0, 0.0, 0.0, None, nudge.received_at)
         )
 
+    def arm_poses(self) -> dict[str, dict[str, Any]] | None:
+        """Each arm's end-effector pose for telemetry (protocol `ArmPose`), if the robot knows it."""
+        return None
+
     def default_policy(self) -> Any | None:
         """A policy that comes with the robot (the sim's scripted expert), if any."""
         return None

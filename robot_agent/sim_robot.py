@@ -62,6 +62,15 @@ class SimRobot(Robot):
             self.station.reset(seed)
             return status_of(self.station)
 
+    def arm_poses(self) -> dict[str, dict[str, Any]]:
+        with self.lock:
+            return {
+                side: {"x_mm": round(float(arm.position[0]) * 1000, 1), "y_mm": round(float(arm.position[1]) * 1000, 1),
+                       "z_mm": round(float(arm.position[2]) * 1000, 1), "grip": round(min(1.0, max(0.0, float(arm.grip))), 2),
+                       "nut": arm.nut is not None}
+                for side, arm in self.station.arms.items()
+            }
+
     def observation(self) -> dict[str, Any]:
         with self.lock:
             return observe(self.station)
