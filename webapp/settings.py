@@ -153,6 +153,7 @@ MEDIA_ROOT = Path(os.environ.get("FOREMAN_MEDIA_ROOT", str(BASE_DIR / "var" / "m
 # Foreman
 FOREMAN_LEASE_TTL_S = float(os.environ.get("FOREMAN_LEASE_TTL_S", "5"))
 FOREMAN_TELEMETRY_FLUSH_S = float(os.environ.get("FOREMAN_TELEMETRY_FLUSH_S", "0.1"))
+FOREMAN_TELEOP_MAX_LATENCY_MS = float(os.environ.get("FOREMAN_TELEOP_MAX_LATENCY_MS", "250"))  # above: supervisory only
 FOREMAN_ROBOT_STALE_S = float(os.environ.get("FOREMAN_ROBOT_STALE_S", "3"))
 FOREMAN_MAX_UPLOAD_MB = int(os.environ.get("FOREMAN_MAX_UPLOAD_MB", "200"))
 # ICE servers handed to both peers, e.g. '[{"urls": ["stun:stun.example.org"]}]'. None by default.

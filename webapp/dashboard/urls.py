@@ -1,4 +1,4 @@
-"""Dashboard pages: fleet, robot, KPIs, audit (the dashboard issue)."""
+"""Dashboard pages: fleet, robot, KPIs, audit."""
 
 from django.urls import path
 
@@ -6,4 +6,7 @@ from webapp.dashboard import views
 
 urlpatterns = [
     path("", views.fleet, name="fleet"),
+    path("robots/<slug:name>/", views.robot, name="robot"),
+    path("kpis/", views.kpis, name="kpis"),
+    path("audit/", views.audit, name="audit"),
 ]

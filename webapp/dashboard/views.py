@@ -2,17 +2,46 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from webapp.fleet.models import Robot
 from webapp.fleet.roles import user_capabilities, user_roles
 
 
-def _context(request: HttpRequest, page: str) -> dict[str, object]:
-    return {"page": page, "roles": user_roles(request.user), "can": sorted(user_capabilities(request.user))}
+def _context(request: HttpRequest, page: str, **extra: object) -> dict[str, object]:
+    return {"page": page, "roles": user_roles(request.user), "can": sorted(user_capabilities(request.user)), **extra}
+
+
+def _require(request: HttpRequest, capability: str) -> None:
+    if capability not in user_capabilities(request.user):
+        raise PermissionDenied(f"your role may not use this page ({capability})")
 
 
 @login_required
 def fleet(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/fleet.html", _context(request, "fleet"))
+
+
+@login_required
+def robot(request: HttpRequest, name: str) -> HttpResponse:
+    _require(request, "view")
+    if not Robot.objects.filter(name=name).exists():
+        raise Http404(f"no robot named {name}")
+    config = {"robot": name, "maxLatencyMs": settings.FOREMAN_TELEOP_MAX_LATENCY_MS}
+    return render(request, "dashboard/robot.html", _context(request, "fleet", robot=name, config=config))
+
+
+@login_required
+def kpis(request: HttpRequest) -> HttpResponse:
+    _require(request, "view")
+    return render(request, "dashboard/kpis.html", _context(request, "kpis"))
+
+
+@login_required
+def audit(request: HttpRequest) -> HttpResponse:
+    _require(request, "audit")
+    return render(request, "dashboard/audit.html", _context(request, "audit"))
