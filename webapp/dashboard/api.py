@@ -5,6 +5,45 @@ Every operation here needs an entry in tests/dashboard/api_permissions.py (the p
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
+from django.http import HttpRequest
 from ninja import Router
+from ninja.errors import HttpError
+
+from webapp.dashboard.selectors import kpi_filter, kpis
+from webapp.fleet.models import Episode, Robot, Station
 
 router = Router(tags=["dashboard"])
+
+
+@router.get("/kpis")
+def get_kpis(
+    request: HttpRequest,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    hours: float | None = None,
+    station: str | None = None,
+    robot: str | None = None,
+    policy: str | None = None,
+    buckets: int = 24,
+) -> dict[str, Any]:
+    """KPIs for a window (default: the last 8 hours, one shift), filtered by station, robot, policy version."""
+    from webapp.fleet.api import require
+
+    require(request, "view")
+    if hours is not None and not 0 < hours <= 24 * 92:
+        raise HttpError(422, "hours must be in (0, 2208]")
+    if not 1 <= buckets <= 200:
+        raise HttpError(422, "buckets must be 1–200")
+    f = kpi_filter(start, end, hours, station=station, robot=robot, policy=policy)
+    if f.end <= f.start:
+        raise HttpError(422, "the window's end must be after its start")
+    result = kpis(f, buckets=buckets)
+    result["options"] = {
+        "stations": list(Station.objects.order_by("name").values_list("name", flat=True)),
+        "robots": list(Robot.objects.order_by("name").values_list("name", flat=True)),
+        "policies": sorted(set(Episode.objects.exclude(policy_version="").values_list("policy_version", flat=True).distinct())),
+    }
+    return result

@@ -1,0 +1,5 @@
+"""The dashboard app's operations in the permission matrix (tests/fleet/test_api.py)."""
+
+REQUIRED: dict[tuple[str, str], str | None] = {
+    ("get", "/api/dashboard/kpis"): "view",
+}
