@@ -44,4 +44,11 @@ def kpis(request: HttpRequest) -> HttpResponse:
 @login_required
 def audit(request: HttpRequest) -> HttpResponse:
     _require(request, "audit")
-    return render(request, "dashboard/audit.html", _context(request, "audit"))
+    from webapp.fleet.models import AuditEvent
+
+    options = {
+        "robots": list(Robot.objects.order_by("name").values_list("name", flat=True)),
+        "actors": sorted(set(AuditEvent.objects.values_list("actor", flat=True).distinct()[:500])),
+        "actions": sorted(set(AuditEvent.objects.values_list("action", flat=True).distinct()[:200])),
+    }
+    return render(request, "dashboard/audit.html", _context(request, "audit", options=options))
