@@ -177,7 +177,9 @@ class ControlLoop:
     # ------------------------------------------------------------------ cycles
 
     def _maybe_start_cycle(self) -> None:
-        if self.modes.mode != "autonomous" or not self.online:
+        # A person who takes over an idle robot (after a failed cycle, say) gets the next part to
+        # work on: that cycle is theirs from the start, recorded as an intervened episode.
+        if self.modes.mode not in ("autonomous", "teleop", "shared") or not self.online:
             return
         if self.settings.max_cycles is not None and self.cycle_count >= self.settings.max_cycles:
             return
@@ -198,6 +200,10 @@ class ControlLoop:
             self.recorder.begin(EpisodeInfo(self.cycle.episode, index, self.policy_version(), seed, utc_iso(time.time()), now))
         self.emit({"type": "cycle_started", "episode": self.cycle.episode, "cycle_index": index,
                    "policy_version": self.policy_version() or None, "seed": seed, "started_t": now}, True)
+        if self.modes.mode in ("teleop", "shared"):
+            self.cycle.intervened = True
+            if self.recorder is not None:
+                self.recorder.mark_intervention(now)
 
     def _end_cycle(self, outcome: str | None = None, failure_mode: str | None = None) -> None:
         cycle, self.cycle = self.cycle, None

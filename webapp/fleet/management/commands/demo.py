@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -82,7 +83,10 @@ class Command(BaseCommand):
                 for index, (name, token) in enumerate(fleet.tokens.items(), start=1):
                     # Each robot gets its own stream of parts (seeds), so the fleet does not move in lockstep.
                     agent_args = [python, "-m", "robot_agent", "--server", url, "--token", token, "--sim",
-                                  "--time-scale", str(options["time_scale"]), "--name", name, "--seed", str(10_000 * index)]
+                                  "--time-scale", str(options["time_scale"]), "--name", name, "--seed", str(10_000 * index),
+                                  # Beside the media: a demo on another database never inherits this one's
+                                  # e-stop latches or spooled episodes.
+                                  "--state-dir", str(Path(settings.MEDIA_ROOT).parent / "agent" / name)]
                     if options["ice_loopback"]:
                         agent_args.append("--ice-loopback")
                     children.append(subprocess.Popen(agent_args, env=env))

@@ -1,0 +1,198 @@
+"""The supervisor dashboard in Chromium against the demo (real daphne, real simulated robots,
+real WebRTC video): tiles decode video, a robot's alert appears and is acknowledged with one key,
+an operator takes control and drives with the keyboard, hands back, a second claim is refused
+with the holder's name, e-stop latches until a supervisor clears it, KPIs and audit render."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Iterator
+
+import pytest
+
+from tests.browser.conftest import ROOT, Demo, logged_in_page, screenshot
+
+FRAMES_DECODED = """(min) => {
+  const videos = [...document.querySelectorAll('.tile video')];
+  return videos.length >= 2 && videos.every(v => v.getVideoPlaybackQuality().totalVideoFrames >= min && v.videoWidth > 0);
+}"""
+
+NEEDY_ROBOT = """
+from webapp.fleet.models import Robot, Station
+from webapp.fleet.services.robots import robot_issue_token
+Robot.objects.get_or_create(name="r9", defaults={"station": Station.objects.get(name="nut-1"), "cameras": ["head", "wrist_left", "wrist_right"]})
+print(robot_issue_token(robot_name="r9", actor="test"))
+"""
+
+
+@pytest.fixture(scope="module")
+def needy_robot(demo: Demo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes]]:
+    """A third simulated robot whose takt trigger fires 1.5 s into each cycle: a sure intervention."""
+    token = demo.manage("shell", "-c", NEEDY_ROBOT).strip().splitlines()[-1]
+    state = tmp_path_factory.mktemp("r9")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "robot_agent", "--server", demo.url, "--token", token, "--sim", "--name", "r9",
+         "--ice-loopback", "--time-scale", "1", "--takt-warning-fraction", "0.02", "--state-dir", str(state)],
+        cwd=ROOT, env=demo.env, stdout=open(state / "agent.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    yield process
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+
+
+def test_fleet_tiles_decode_live_video(browser: Any, demo: Demo) -> None:
+    page = logged_in_page(browser, demo, "supervisor")
+    page.locator(".tile[data-robot='r1']").wait_for()
+    page.wait_for_function(FRAMES_DECODED, arg=30, timeout=30_000)
+    counts = page.evaluate("[...document.querySelectorAll('.tile video')].map(v => v.getVideoPlaybackQuality().totalVideoFrames)")
+    time.sleep(1.0)
+    later = page.evaluate("[...document.querySelectorAll('.tile video')].map(v => v.getVideoPlaybackQuality().totalVideoFrames)")
+    assert all(b > a for a, b in zip(counts, later)), (counts, later)  # still decoding, not a frozen first frame
+    assert page.locator(".tile[data-robot='r1'] .badge").inner_text() in {"autonomous", "warning", "needs help", "paused"}
+    assert page.locator("#connection").inner_text() == "Live"
+    screenshot(page, "fleet")
+    page.close()
+
+
+def test_a_robots_alert_appears_is_acknowledged_with_one_key_and_offline_is_unmistakable(
+    browser: Any, demo: Demo, needy_robot: subprocess.Popen[bytes]
+) -> None:
+    page = logged_in_page(browser, demo, "supervisor")
+    alert = page.locator("#alert-list li.alert[data-robot='r9']").first
+    alert.wait_for(timeout=30_000)
+    assert "takt overrun" in alert.inner_text()
+    assert page.locator(".tile[data-robot='r9']").get_attribute("data-status") == "help"
+    assert page.title().startswith("(")  # the unacknowledged count in the tab title
+    screenshot(page, "fleet-alert")
+    page.keyboard.press("a")
+    page.locator("#alert-list li.alert.acknowledged[data-robot='r9']").wait_for(timeout=10_000)
+    assert "seen by supervisor" in page.locator("#alert-list li.alert[data-robot='r9']").first.inner_text()
+
+    os.killpg(needy_robot.pid, signal.SIGTERM)  # the robot's agent goes away
+    needy_robot.wait(timeout=20)
+    page.wait_for_function("document.querySelector(\".tile[data-robot='r9']\").dataset.status === 'offline'", timeout=15_000)
+    assert page.locator(".tile[data-robot='r9'] .badge").inner_text() == "offline"
+    assert page.locator(".tile[data-robot='r9'] .overlay").inner_text() == "offline"
+    page.close()
+
+
+def left_arm_z(page: Any) -> float:
+    return page.evaluate("window.foreman.socket.robots.get('r1').telemetry.arms.left.z_mm")
+
+
+def test_operator_takes_control_drives_with_keys_and_hands_back(browser: Any, demo: Demo) -> None:
+    page = logged_in_page(browser, demo, "operator")
+    page.goto(f"{demo.url}/robots/r1/")
+    page.wait_for_function("window.foreman.player && window.foreman.player.state === 'live' && window.foreman.player.frames > 10", timeout=30_000)
+    # Take over while the left arm is free to move (a nut being threaded pins it to the hole).
+    page.wait_for_function("/L (pick|align)/.test(window.foreman.socket.robots.get('r1').telemetry?.phase || '')", timeout=60_000)
+    page.click("#claim-teleop")
+    page.locator("#teleop").wait_for(state="visible")
+    assert page.locator("#holder").inner_text() == "You hold control (teleop)."
+    page.wait_for_function("document.querySelector('#badge').textContent === 'teleop by operator'", timeout=10_000)
+    page.wait_for_function("window.foreman.player.teleop && window.foreman.player.teleop.readyState === 'open'", timeout=10_000)
+
+    before = left_arm_z(page)
+    page.keyboard.down("r")  # up
+    time.sleep(1.0)
+    page.keyboard.up("r")
+    page.wait_for_function(f"window.foreman.socket.robots.get('r1').telemetry.arms.left.z_mm > {before + 20}", timeout=5_000)
+    settled = left_arm_z(page)
+    time.sleep(0.8)
+    assert abs(left_arm_z(page) - settled) < 5, "the arm must stop when the keys are released"
+    assert "data channel" in page.locator("#f-rtt").inner_text()
+    screenshot(page, "robot-teleop")
+
+    page.click("#release")
+    page.wait_for_function("document.querySelector('#holder').textContent === 'Nobody holds control.'", timeout=10_000)
+    assert "Handed r1 back" in page.locator("#message").inner_text()
+    page.wait_for_function("!document.querySelector('#badge').textContent.startsWith('teleop')", timeout=10_000)
+    page.close()
+
+
+def test_a_second_claim_is_refused_with_the_holders_name(browser: Any, demo: Demo) -> None:
+    operator = logged_in_page(browser, demo, "operator")
+    operator.goto(f"{demo.url}/robots/r2/")
+    operator.locator("#claim-teleop:not([disabled])").wait_for(timeout=15_000)
+    operator.click("#claim-teleop")
+    operator.locator("#teleop").wait_for(state="visible")
+
+    admin = logged_in_page(browser, demo, "admin")
+    admin.goto(f"{demo.url}/robots/r2/")
+    admin.wait_for_function("document.querySelector('#holder').textContent.includes('operator holds control')", timeout=10_000)
+    assert admin.locator("#takeover").is_visible()  # admins may take over; here they only claim
+    admin.click("#claim-teleop")
+    admin.wait_for_function("document.querySelector('#message').textContent.includes('operator holds control of r2')", timeout=10_000)
+    assert "error" in (admin.locator("#message").get_attribute("class") or "")
+    assert operator.locator("#holder").inner_text() == "You hold control (teleop)."
+    screenshot(admin, "robot-claim-refused")
+    operator.click("#release")
+    operator.wait_for_function("document.querySelector('#holder').textContent === 'Nobody holds control.'", timeout=10_000)
+    operator.close()
+    admin.close()
+
+
+def test_estop_latches_until_a_supervisor_clears_it(browser: Any, demo: Demo) -> None:
+    operator = logged_in_page(browser, demo, "operator")
+    operator.goto(f"{demo.url}/robots/r2/")
+    operator.locator("#badge:not(.unknown)").wait_for(timeout=10_000)
+    operator.keyboard.press("Escape")
+    operator.wait_for_function("document.querySelector('#badge').textContent === 'e-stopped'", timeout=10_000)
+    assert operator.locator("#estop-latched").is_visible()
+    assert not operator.locator("#clear-box").is_visible()  # operators may not clear an e-stop
+    assert operator.locator("#claim-teleop").is_disabled()
+    screenshot(operator, "robot-estopped")
+
+    supervisor = logged_in_page(browser, demo, "supervisor")
+    supervisor.goto(f"{demo.url}/robots/r2/")
+    supervisor.locator("#clear-box").wait_for(state="visible", timeout=10_000)
+    assert supervisor.locator("#clear-estop").is_disabled()  # not before the station has been checked
+    supervisor.check("#clear-confirm")
+    supervisor.click("#clear-estop")
+    operator.wait_for_function("document.querySelector('#badge').textContent !== 'e-stopped'", timeout=10_000)
+    supervisor.click("#resume")
+    operator.wait_for_function("['autonomous', 'warning'].includes(document.querySelector('#badge').textContent)", timeout=15_000)
+    operator.close()
+    supervisor.close()
+
+
+def test_kpis_render_charts_from_the_demos_cycles(browser: Any, demo: Demo) -> None:
+    page = logged_in_page(browser, demo, "supervisor")
+    deadline = time.monotonic() + 90
+    while True:  # the demo's robots finish their first cycles a few seconds of wall time in
+        page.goto(f"{demo.url}/kpis/?hours=1")
+        page.wait_for_selector("body[data-loaded='true']", timeout=15_000)
+        cycles = page.evaluate("Number((document.querySelector(\"[data-kpi='Success rate'] .note\").textContent.match(/of (\\d+) cycles/) || [0, 0])[1])")
+        if cycles > 0 or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert cycles > 0
+    assert page.locator(".uplot").count() == 3
+    drawn = page.evaluate("""[...document.querySelectorAll('.uplot canvas')].map(c => {
+        const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let ink = 0; for (let i = 3; i < data.length; i += 4) if (data[i] > 0) ink++;
+        return ink; })""")
+    assert all(ink > 500 for ink in drawn), drawn
+    assert page.locator("#by-robot tbody tr").count() >= 1
+    screenshot(page, "kpis")
+    page.close()
+
+
+def test_audit_page_filters_by_robot_and_action(browser: Any, demo: Demo) -> None:
+    page = logged_in_page(browser, demo, "supervisor")
+    page.goto(f"{demo.url}/audit/?robot=r2&action=estop")
+    page.locator("#audit tbody tr[data-action='estop']").first.wait_for(timeout=10_000)
+    rows = page.locator("#audit tbody tr")
+    assert all(rows.nth(i).get_attribute("data-action") == "estop" for i in range(rows.count()))
+    assert any("operator" in rows.nth(i).inner_text() for i in range(rows.count()))
+    screenshot(page, "audit")
+    page.close()
+    operator = logged_in_page(browser, demo, "operator")
+    response = operator.goto(f"{demo.url}/audit/")
+    assert response is not None and response.status == 403
+    operator.close()
