@@ -160,8 +160,9 @@ function renderSummary() {
     const key = socket.status(name).label.startsWith("teleop") ? "teleop" : socket.status(name).key;
     counts[key] = (counts[key] || 0) + 1;
   }
-  const order = ["help", "estopped", "offline", "stale", "teleop", "warning", "paused", "autonomous"];
-  summary.textContent = `${socket.robots.size} robots · ` + order.filter((k) => counts[k]).map((k) => `${counts[k]} ${k === "help" ? "need help" : k}`).join(" · ");
+  const order = ["unknown", "help", "estopped", "offline", "stale", "teleop", "warning", "paused", "autonomous"];
+  const words = /** @type {Record<string, string>} */ ({ unknown: "unseen (no connection)", help: "need help", stale: "silent" });
+  summary.textContent = [`${socket.robots.size} robots`, ...order.filter((k) => counts[k]).map((k) => `${counts[k]} ${words[k] || k}`)].join(" · ");
 }
 
 function renderConnection() {
