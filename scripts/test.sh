@@ -26,10 +26,11 @@ then
   exit 1
 fi
 
-# Paths given on the command line narrow the run (e.g. `bash scripts/test.sh tests/sim -x`).
+# Paths given on the command line narrow the run (e.g. `bash scripts/test.sh tests/sim -x`); an
+# argument counts as a path only if it exists (so `-p no:cacheprovider` stays an option's value).
 targets=(tests --ignore=tests/browser)
 for arg in "$@"; do
-  case "$arg" in -*) ;; *) targets=(); break ;; esac
+  case "$arg" in -*) ;; *) if [ -e "${arg%%::*}" ]; then targets=(); break; fi ;; esac
 done
 
 status=0

@@ -11,7 +11,9 @@ import { RobotVideo } from "../lib/video.js";
 
 const config = JSON.parse(/** @type {HTMLElement} */ (document.getElementById("page-config")).textContent || "{}");
 const NAME = /** @type {string} */ (config.robot);
-const MAX_LATENCY_MS = /** @type {number} */ (config.maxLatencyMs);
+// A person may ask for a stricter threshold (`?max_latency_ms=120`), never a looser one.
+const askedLatencyMs = Number(new URLSearchParams(location.search).get("max_latency_ms"));
+const MAX_LATENCY_MS = askedLatencyMs > 0 ? Math.min(askedLatencyMs, config.maxLatencyMs) : /** @type {number} */ (config.maxLatencyMs);
 const SEND_INTERVAL_MS = 50;  // 20 Hz: well inside the agent's 200 ms deadman
 const SPEED_M_S = { teleop: 0.05, shared: 0.02 };
 const FINE = 0.2;
