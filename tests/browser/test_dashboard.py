@@ -267,3 +267,28 @@ def test_above_the_latency_threshold_driving_stops_and_the_robot_holds(browser: 
     page.click("#release")
     page.wait_for_function("document.querySelector('#holder').textContent === 'Nobody holds control.'", timeout=10_000)
     page.close()
+
+
+MORE_ROBOTS = """
+from webapp.fleet.models import Line, Robot, Station
+station, _ = Station.objects.get_or_create(name="nut-2", defaults={"line": Line.objects.first(), "takt_s": 76.0})
+for i in range(10, 26):
+    Robot.objects.get_or_create(name=f"r{i}", defaults={"station": station, "cameras": ["head", "wrist_left", "wrist_right"]})
+"""
+
+
+def test_a_large_fleet_pauses_the_video_of_tiles_out_of_view(browser: Any, demo: Demo) -> None:
+    demo.manage("shell", "-c", MORE_ROBOTS)  # 16 more robots (no agents: offline) on a second station
+    page = logged_in_page(browser, demo, "supervisor")
+    page.locator(".tile[data-robot='r25']").wait_for()
+    assert page.locator(".tile").count() >= 18
+    assert page.locator(".tile[data-robot='r25'] .badge").inner_text() == "offline"
+    page.wait_for_function("['r1', 'r2'].every(n => document.querySelector(`.tile[data-robot='${n}'] video`).getVideoPlaybackQuality().totalVideoFrames > 10)",
+                           timeout=30_000)
+    page.locator(".tile[data-robot='r25']").scroll_into_view_if_needed()  # r1 and r2 leave the screen
+    page.wait_for_function("!window.foreman.tiles.get('r1').player && !window.foreman.tiles.get('r2').player", timeout=10_000)
+    assert page.locator(".tile[data-robot='r1'] .overlay").inner_text() == "paused (off screen)"
+    screenshot(page, "fleet-large")
+    page.locator(".tile[data-robot='r1']").scroll_into_view_if_needed()
+    page.wait_for_function("window.foreman.tiles.get('r1').player && window.foreman.tiles.get('r1').player.state === 'live'", timeout=20_000)
+    page.close()
