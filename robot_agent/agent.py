@@ -268,16 +268,23 @@ class Agent:
     # ------------------------------------------------------------------ recording
 
     async def _record_frames(self) -> None:
-        period = 1.0 / self.config.record_fps
-        last_index: dict[str, int] = {}
+        # One frame per camera every 1/record_fps seconds of *robot* time, on a fixed schedule
+        # (no drift), repeating the latest frame when the camera has nothing newer: the video then
+        # has a constant frame rate and frame k shows robot time k/record_fps into the cycle,
+        # which is what labeling and the dataset export line up against the step table.
+        period = 1.0 / (self.config.record_fps * self.config.time_scale)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time()
         while True:
-            await asyncio.sleep(period)
+            deadline += period
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            if loop.time() - deadline > 1.0:
+                deadline = loop.time()  # the machine stalled: start a fresh schedule, do not burst
             if self.loop.cycle is None:
                 continue
             for name in self.hub.names:
                 frame = self.hub.latest.get(name)
-                if frame is not None and frame.index != last_index.get(name):
-                    last_index[name] = frame.index
+                if frame is not None:
                     self.recorder.add_frame(name, frame.image)
 
     def _cycle_ended(self, kept: bool) -> None:

@@ -438,7 +438,19 @@ def upload_episode(
             episode=episode, directory=str(directory.relative_to(settings.MEDIA_ROOT)), files=stored,
             metadata=json.loads(metadata),
         )
+        transaction.on_commit(lambda: _queue_processing(str(record.id)))
     return {"episode": str(episode_id), "upload": str(record.id), "state": record.state}
+
+
+def _queue_processing(upload_id: str) -> None:
+    from webapp.labeling.tasks import process_upload
+
+    try:
+        process_upload.delay(upload_id)
+    except Exception:  # noqa: BLE001 - the upload is stored; `manage.py process_uploads` catches up
+        import logging
+
+        logging.getLogger(__name__).exception("could not queue processing of upload %s", upload_id)
 
 
 @robot_router.get("/policies/{version}", response={200: None, 404: ErrorOut}, url_name="robot_policy")

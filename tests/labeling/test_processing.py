@@ -1,0 +1,140 @@
+"""Upload processing on real recordings (the agent's own EpisodeRecorder, H.264 through PyAV):
+clips, thumbnails, timelines and the labeling queue; bad uploads rejected with a reason and kept."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import uuid
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+from django.test import Client
+
+from robot_agent.recording import EpisodeInfo, EpisodeRecorder, EpisodeResult, StepRecord, utc_iso
+from webapp.fleet.models import EpisodeUpload
+from webapp.labeling.models import Clip, QueueItem
+from webapp.labeling.services.processing import upload_process
+
+pytestmark = pytest.mark.django_db
+
+CAMERAS = ["head", "wrist_left"]
+FPS = 10.0
+HZ = 30.0
+
+
+def record_episode(state_dir: Path, seconds: float = 6.0, takeover_at: float | None = 4.0, outcome: str = "failure") -> Path:
+    """A real spool entry: steps at 30 Hz, frames at 10 fps, a person taking over at `takeover_at`."""
+    recorder = EpisodeRecorder(state_dir, CAMERAS, record_fps=FPS, control_hz=HZ)
+    episode = str(uuid.uuid4())
+    t0 = 1000.0
+    recorder.begin(EpisodeInfo(episode, 3, "bc-sim-v1", 7, utc_iso(1_795_600_000.0), t0))
+    steps = int(seconds * HZ)
+    for i in range(steps):
+        t = t0 + i / HZ
+        if takeover_at is not None and i == int(takeover_at * HZ):
+            recorder.mark_intervention(t)
+        human = takeover_at is not None and i >= int(takeover_at * HZ)
+        recorder.add_step(StepRecord(t=t, phase="nut 1/4: L pick, R pick", mode="teleop" if human else "autonomous",
+                                     action_mode="human" if human else "robot", progress=i / steps,
+                                     confidence=None if human else 0.9 - 0.4 * i / steps, torque_nm=0.0,
+                                     state=[0.0] * 4, action=[0.1] * 10))
+        if i % int(HZ / FPS) == 0:
+            for k, camera in enumerate(CAMERAS):
+                image = np.full((480, 640, 3), (i * 3 + 80 * k) % 255, dtype=np.uint8)
+                recorder.add_frame(camera, image)
+    spool = recorder.finish(EpisodeResult(outcome=outcome, failure_mode="cross_threaded" if outcome == "failure" else None,  # type: ignore[arg-type]
+                                          duration_s=seconds, intervened=takeover_at is not None), keep=True).result(timeout=60)
+    recorder.close()
+    assert spool is not None
+    return spool
+
+
+def post(client: Client, token: str, spool: Path, **replace: bytes) -> dict[str, Any]:
+    metadata = (spool / "metadata.json").read_text()
+    episode = json.loads(metadata)["episode"]
+    files: dict[str, Any] = {"metadata": metadata, "steps": io.BytesIO(replace.get("steps", (spool / "steps.parquet").read_bytes()))}
+    for camera in json.loads(metadata)["cameras"]:
+        files[f"video_{camera}"] = io.BytesIO(replace.get(camera, (spool / f"video_{camera}.mp4").read_bytes()))
+    response = client.post(f"/api/robot/episodes/{episode}/upload", files, HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+@pytest.fixture
+def media(settings: Any, tmp_path: Path) -> Path:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+def test_a_failed_takeover_episode_becomes_a_clip_with_timeline_and_thumbnails(fleet: Any, media: Path, tmp_path: Path) -> None:
+    spool = record_episode(tmp_path / "agent")
+    answer = post(Client(), fleet.tokens["r1"], spool)
+    upload = upload_process(answer["upload"])
+    assert upload.state == "ready", upload.reason
+    clip = Clip.objects.get(upload=upload)
+    assert set(clip.videos) == set(CAMERAS)
+    for camera, info in clip.videos.items():
+        assert info["codec"] == "h264" and info["frames"] == 60 and (info["width"], info["height"]) == (320, 240)
+        thumb = media / upload.directory / info["thumbnail"]
+        assert thumb.read_bytes()[:2] == b"\xff\xd8"  # a JPEG
+    timeline = clip.timeline
+    assert [s["mode"] for s in timeline["segments"]] == ["robot", "pre_intervention", "human"]
+    robot, pre, human = timeline["segments"]
+    assert robot["start"] == 0.0 and abs(pre["start"] - 1.0) < 0.05 and abs(human["start"] - 4.0) < 0.05
+    assert timeline["step_counts"] == {"robot": 30, "pre_intervention": 90, "human": 60, "shared": 0}
+    assert [m["kind"] for m in timeline["markers"]] == ["takeover", "end"]
+    confidence = [v for _, v in timeline["confidence"]]
+    assert confidence[0] == pytest.approx(0.9) and confidence[-1] is None  # no policy confidence while a person drives
+    item = QueueItem.objects.get(episode_id=upload.episode_id)
+    assert item.state == "open"
+    assert upload_process(answer["upload"]).state == "ready"  # idempotent
+    assert Clip.objects.count() == 1
+
+
+def test_a_clean_success_is_described_but_not_queued(fleet: Any, media: Path, tmp_path: Path) -> None:
+    spool = record_episode(tmp_path / "agent", seconds=3.0, takeover_at=None, outcome="success")
+    upload = upload_process(post(Client(), fleet.tokens["r1"], spool)["upload"])
+    assert upload.state == "ready" and Clip.objects.filter(upload=upload).exists()
+    assert not QueueItem.objects.exists()
+
+
+def mpeg4_video(path: Path, frames: int) -> bytes:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=Fraction(10, 1))
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for k in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((240, 320, 3), k, dtype=np.uint8), format="rgb24")
+            frame.pts = k
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path.read_bytes()
+
+
+def test_bad_uploads_are_rejected_with_a_reason_and_kept_for_inspection(fleet: Any, media: Path, tmp_path: Path) -> None:
+    client, token = Client(), fleet.tokens["r1"]
+    short = record_episode(tmp_path / "short", seconds=1.5, takeover_at=None)
+    cases: list[tuple[dict[str, bytes], str]] = [
+        ({"head": (short / "video_head.mp4").read_bytes()[:2000]}, "not a playable video"),  # truncated
+        ({"head": mpeg4_video(tmp_path / "mpeg4.mp4", 60)}, "codec mpeg4"),
+        ({"head": b"\x00" * 5000}, "not a playable video"),
+        ({"head": (short / "video_head.mp4").read_bytes()}, "step table spans"),  # a video from another episode
+        ({"steps": b"PAR1 but not really"}, "not a readable parquet"),
+        ({"steps": (short / "steps.parquet").read_bytes()}, "rows but the metadata says"),
+    ]
+    for replace, reason in cases:
+        spool = record_episode(tmp_path / f"agent-{uuid.uuid4().hex[:6]}")
+        upload = upload_process(post(client, token, spool, **replace)["upload"])
+        assert upload.state == "rejected" and reason in upload.reason, (reason, upload.reason)
+        kept = media / upload.directory
+        assert sorted(p.name for p in kept.iterdir()) == ["head.mp4", "metadata.json", "steps.parquet", "wrist_left.mp4"]
+        assert not Clip.objects.filter(upload=upload).exists() and not QueueItem.objects.filter(episode_id=upload.episode_id).exists()
+        shutil.rmtree(spool, ignore_errors=True)
+    assert EpisodeUpload.objects.filter(state="rejected").count() == len(cases)

@@ -1,0 +1,251 @@
+"""Upload processing: validate what an agent uploaded, make thumbnails, read durations, build the
+per-step timeline, and queue the episode for labeling. An upload that fails any check is
+rejected with a clear reason and left on disk for inspection; nothing of it is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from django.conf import settings
+from django.db import transaction
+
+from webapp.fleet.models import Episode, EpisodeUpload, Intervention
+from webapp.fleet.services.audit import audit_record
+from webapp.labeling.models import Clip, QueueItem
+
+log = logging.getLogger(__name__)
+
+ACTION_MODES = ("robot", "pre_intervention", "human", "shared")
+MAX_STEPS = 200_000  # 300 s at 30 Hz is 9,000; anything near this is not an agent's upload
+MAX_PIXELS = 1920 * 1080
+MAX_FRAMES = 300 * 60
+ALLOWED_CODECS = {"h264"}
+CURVE_POINTS = 400
+THUMB_SIZE = (160, 120)
+
+
+class UploadRejected(Exception):
+    """The upload is not what an agent sends; the message says why."""
+
+
+@dataclass(frozen=True)
+class VideoFacts:
+    frames: int
+    width: int
+    height: int
+    codec: str
+    duration_s: float
+
+
+# ---------------------------------------------------------------- checks
+
+
+def read_steps(path: Path, expected: int) -> pa.Table:
+    try:
+        schema = pq.read_schema(path)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is a rejection
+        raise UploadRejected(f"steps.parquet is not a readable parquet file ({type(error).__name__})") from None
+    required = {"t": pa.types.is_floating, "action_mode": pa.types.is_string, "mode": pa.types.is_string,
+                "phase": pa.types.is_string, "progress": pa.types.is_floating, "confidence": pa.types.is_floating,
+                "state": pa.types.is_list, "action": pa.types.is_list}
+    for name, check in required.items():
+        if name not in schema.names:
+            raise UploadRejected(f"steps.parquet has no column {name!r}")
+        if not check(schema.field(name).type):
+            raise UploadRejected(f"steps.parquet column {name!r} has type {schema.field(name).type}")
+    rows = pq.ParquetFile(path).metadata.num_rows
+    if rows > MAX_STEPS:
+        raise UploadRejected(f"steps.parquet has {rows} rows (at most {MAX_STEPS})")
+    if rows != expected:
+        raise UploadRejected(f"steps.parquet has {rows} rows but the metadata says {expected} steps")
+    table = pq.read_table(path)
+    t = table.column("t").to_numpy(zero_copy_only=False)
+    if rows and (not np.all(np.isfinite(t)) or np.any(np.diff(t) < 0)):
+        raise UploadRejected("steps.parquet: t must be finite and never go back")
+    modes = set(table.column("action_mode").to_pylist())
+    if not modes <= set(ACTION_MODES):
+        raise UploadRejected(f"steps.parquet: unknown action_mode {sorted(modes - set(ACTION_MODES))[:3]}")
+    return table
+
+
+def probe_video(path: Path, fps: float) -> VideoFacts:
+    """Open and fully decode (bounded): a truncated or mislabelled file fails here, not in a player."""
+    try:
+        with av.open(str(path)) as container:
+            if len(container.streams.video) != 1 or container.streams.audio:
+                raise UploadRejected(f"{path.name}: expected exactly one video stream and no audio")
+            stream = container.streams.video[0]
+            codec = stream.codec_context.name
+            if codec not in ALLOWED_CODECS:
+                raise UploadRejected(f"{path.name}: codec {codec} (expected {', '.join(sorted(ALLOWED_CODECS))})")
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if not 0 < width * height <= MAX_PIXELS:
+                raise UploadRejected(f"{path.name}: {width}×{height} is not a size the agent records")
+            frames = 0
+            for _frame in container.decode(stream):
+                frames += 1
+                if frames > MAX_FRAMES:
+                    raise UploadRejected(f"{path.name}: more than {MAX_FRAMES} frames")
+    except UploadRejected:
+        raise
+    except Exception as error:  # noqa: BLE001 - corrupt, truncated or not a video at all
+        raise UploadRejected(f"{path.name}: not a playable video ({type(error).__name__}: {str(error)[:120]})") from None
+    if frames == 0:
+        raise UploadRejected(f"{path.name}: no frames")
+    return VideoFacts(frames=frames, width=width, height=height, codec=codec, duration_s=frames / fps)
+
+
+def write_thumbnail(video: Path, at_s: float, out: Path) -> None:
+    """A small JPEG of the frame nearest `at_s` (PyAV's MJPEG encoder; no image library needed)."""
+    chosen = None
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        for frame in container.decode(stream):
+            chosen = frame
+            if frame.time is not None and frame.time >= at_s:
+                break
+    if chosen is None:
+        return
+    image = chosen.reformat(width=THUMB_SIZE[0], height=THUMB_SIZE[1], format="yuvj420p")
+    with av.open(str(out), mode="w", format="image2") as container:
+        stream = container.add_stream("mjpeg", rate=Fraction(1, 1))
+        stream.width, stream.height = THUMB_SIZE
+        stream.pix_fmt = "yuvj420p"
+        image.pts = 0
+        for packet in stream.encode(image):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+# ---------------------------------------------------------------- timeline
+
+
+def runs(values: list[str], times: np.ndarray, end: float) -> list[dict[str, Any]]:
+    """Consecutive equal values as [{start, end, value}] (times relative to the episode)."""
+    out: list[dict[str, Any]] = []
+    for index, value in enumerate(values):
+        if out and out[-1]["value"] == value:
+            continue
+        if out:
+            out[-1]["end"] = round(float(times[index]), 3)
+        out.append({"start": round(float(times[index]), 3), "end": None, "value": value})
+    if out:
+        out[-1]["end"] = round(end, 3)
+    return out
+
+
+def curve(times: np.ndarray, values: list[float | None]) -> list[list[float | None]]:
+    """At most CURVE_POINTS [t, value] pairs (evenly picked), gaps kept as None."""
+    if not len(values):
+        return []
+    picks = np.unique(np.linspace(0, len(values) - 1, min(CURVE_POINTS, len(values))).round().astype(int))
+    return [[round(float(times[i]), 3), None if values[i] is None or not math.isfinite(values[i]) else round(float(values[i]), 4)]
+            for i in picks]
+
+
+def build_timeline(table: pa.Table, episode: Episode, duration_s: float) -> dict[str, Any]:
+    t_abs = table.column("t").to_numpy(zero_copy_only=False).astype(np.float64)
+    times = t_abs - t_abs[0] if len(t_abs) else t_abs
+    end = max(duration_s, float(times[-1]) if len(times) else 0.0)
+    modes = table.column("action_mode").to_pylist()
+    counts = {mode: modes.count(mode) for mode in ACTION_MODES}
+    markers: list[dict[str, Any]] = []
+    for item in Intervention.objects.filter(episode=episode).order_by("raised_at"):
+        markers.append({"t": round(max(0.0, (item.raised_at - episode.started_at).total_seconds()), 3), "kind": "intervention",
+                        "label": f"{item.trigger}: {item.detail}"[:200]})
+    first_human = next((i for i, m in enumerate(modes) if m in ("human", "shared")), None)
+    if first_human is not None:
+        markers.append({"t": round(float(times[first_human]), 3), "kind": "takeover", "label": "a person took control"})
+    torque = table.column("torque_nm").to_pylist() if "torque_nm" in table.column_names else []
+    if episode.outcome in (Episode.Outcome.FAILURE, Episode.Outcome.ABORTED):
+        markers.append({"t": round(end, 3), "kind": "end", "label": f"{episode.outcome}: {episode.failure_mode or '—'}"})
+    return {
+        "duration_s": round(end, 3),
+        "steps": len(modes),
+        "step_counts": counts,
+        "segments": [{"start": r["start"], "end": r["end"], "mode": r["value"]} for r in runs(modes, times, end)],
+        "phases": [{"start": r["start"], "end": r["end"], "phase": r["value"]} for r in runs(table.column("phase").to_pylist(), times, end)],
+        "confidence": curve(times, table.column("confidence").to_pylist()),
+        "torque": curve(times, torque) if torque else [],
+        "markers": sorted(markers, key=lambda m: m["t"]),
+    }
+
+
+# ---------------------------------------------------------------- the service
+
+
+def upload_process(upload_id: str) -> EpisodeUpload:
+    """Check, describe and queue one upload. Idempotent: a processed upload is left as it is."""
+    with transaction.atomic():
+        upload = EpisodeUpload.objects.select_for_update().select_related("episode", "episode__robot").get(pk=upload_id)
+        if upload.state in (EpisodeUpload.State.READY, EpisodeUpload.State.REJECTED):
+            return upload
+        upload.state = EpisodeUpload.State.PROCESSING
+        upload.save(update_fields=["state"])
+    directory = Path(settings.MEDIA_ROOT) / upload.directory
+    try:
+        clip_fields = _check_and_describe(upload, directory)
+    except UploadRejected as error:
+        upload.state, upload.reason = EpisodeUpload.State.REJECTED, str(error)[:500]
+        upload.save(update_fields=["state", "reason"])
+        audit_record(actor="system", action="upload_rejected", robot=upload.episode.robot, episode=str(upload.episode_id),
+                     reason=upload.reason)
+        log.warning("upload %s rejected: %s", upload.id, upload.reason)
+        return upload
+    with transaction.atomic():
+        Clip.objects.update_or_create(upload=upload, defaults={"episode": upload.episode, **clip_fields})
+        episode = upload.episode
+        if episode.outcome != Episode.Outcome.SUCCESS or episode.intervened:
+            first = Intervention.objects.filter(episode=episode).order_by("raised_at").first()
+            QueueItem.objects.get_or_create(episode=episode, defaults={"trigger": first.trigger if first else ""})
+        upload.state, upload.reason = EpisodeUpload.State.READY, ""
+        upload.save(update_fields=["state", "reason"])
+    return upload
+
+
+def _check_and_describe(upload: EpisodeUpload, directory: Path) -> dict[str, Any]:
+    try:
+        metadata = json.loads((directory / "metadata.json").read_text())
+    except (OSError, ValueError) as error:
+        raise UploadRejected(f"metadata.json is missing or not JSON ({type(error).__name__})") from None
+    fps = float(metadata.get("fps") or 0)
+    if not 0 < fps <= 120:
+        raise UploadRejected(f"metadata fps {fps} is not a recording rate")
+    table = read_steps(directory / "steps.parquet", int(metadata.get("steps", -1)))
+    t = table.column("t").to_numpy(zero_copy_only=False)
+    steps_span = float(t[-1] - t[0]) if len(t) else 0.0
+    videos: dict[str, Any] = {}
+    for camera in metadata.get("cameras", []):
+        path = directory / f"{camera}.mp4"
+        if not path.is_file():
+            raise UploadRejected(f"video for camera {camera!r} is missing")
+        facts = probe_video(path, fps)
+        # The step table and each video cover the same stretch of the cycle (both are bounded
+        # to the agent's last max_seconds); a mismatch means files from different episodes.
+        if abs(facts.duration_s - steps_span) > max(2.0, 0.1 * steps_span):
+            raise UploadRejected(f"{camera}.mp4 lasts {facts.duration_s:.1f} s but the step table spans {steps_span:.1f} s")
+        videos[camera] = {"file": path.name, "frames": facts.frames, "width": facts.width, "height": facts.height,
+                          "codec": facts.codec, "duration_s": round(facts.duration_s, 3)}
+    episode = upload.episode
+    duration = float(episode.duration_s or metadata.get("duration_s") or steps_span)
+    timeline = build_timeline(table, episode, duration)
+    # Thumbnails where the story is: the first intervention or takeover, else the end of the clip.
+    moments = [m["t"] for m in timeline["markers"] if m["kind"] in ("intervention", "takeover")]
+    at = min(moments) if moments else max(0.0, timeline["duration_s"] - 1.0)
+    for camera, info in videos.items():
+        thumb = directory / f"thumb_{camera}.jpg"
+        write_thumbnail(directory / info["file"], at, thumb)
+        info["thumbnail"] = thumb.name if thumb.is_file() else None
+    return {"duration_s": timeline["duration_s"], "fps": fps, "videos": videos, "timeline": timeline}
