@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -86,7 +88,49 @@ async def run(config: AgentConfig) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, agent.stop)
-    await agent.run()
+    watchdog = LoopWatchdog(loop)
+    watchdog.start()
+    try:
+        await agent.run()
+    finally:
+        watchdog.stop()
+
+
+class LoopWatchdog:
+    """The event loop carries the link, the control loop and the cameras: if it stalls, say so
+    once per stall with every thread's stack, so a stuck agent explains itself in its log."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stall_s: float = 5.0) -> None:
+        import threading
+
+        self.loop = loop
+        self.stall_s = stall_s
+        self.beat = time.monotonic()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._watch, name="loop-watchdog", daemon=True)
+
+    def start(self) -> None:
+        self._tick()
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.done.set()
+
+    def _tick(self) -> None:
+        self.beat = time.monotonic()
+        if not self.done.is_set():
+            self.loop.call_later(1.0, self._tick)
+
+    def _watch(self) -> None:
+        reported = False
+        while not self.done.wait(1.0):
+            stalled = time.monotonic() - self.beat
+            if stalled > self.stall_s and not reported:
+                log.error("the event loop has not run for %.1f s; stacks follow", stalled)
+                faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+                reported = True
+            elif stalled <= self.stall_s:
+                reported = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, CameraError, StartupError) as error:
         print(f"robot_agent: {error}", file=sys.stderr)
         return 2
+    faulthandler.enable()  # a native crash (codec, torch) leaves Python stacks on stderr
     logging.basicConfig(level=config.log_level.upper(), format=f"%(asctime)s {config.name} %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aioice").setLevel(logging.WARNING)
     logging.getLogger("aiortc").setLevel(logging.WARNING)

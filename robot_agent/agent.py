@@ -80,7 +80,10 @@ class Agent:
         self.executor = self._make_executor(policy) if policy is not None else None
         camera_list = cameras if cameras is not None else default_cameras(robot, config)
         self.hub = CameraHub(camera_list, video_fps=config.video_fps, idle_fps=config.record_fps)
-        self.recorder = EpisodeRecorder(self.state_dir, self.hub.names, record_fps=config.record_fps, control_hz=config.control_hz)
+        # Frames are sampled at record_fps of wall time (a constant cost whatever the time scale), so
+        # in robot time, which the video's clock and the step table share, the rate is record_fps / time_scale.
+        self.recorder = EpisodeRecorder(self.state_dir, self.hub.names, record_fps=config.record_fps / config.time_scale,
+                                        control_hz=config.control_hz)
         self.outgoing: asyncio.Queue[tuple[dict[str, Any], bool]] = asyncio.Queue()
         self.uploader = Uploader(http_base_url(config.server), config.token, self.recorder.spool_dir)
         self.loop = ControlLoop(
@@ -268,11 +271,11 @@ class Agent:
     # ------------------------------------------------------------------ recording
 
     async def _record_frames(self) -> None:
-        # One frame per camera every 1/record_fps seconds of *robot* time, on a fixed schedule
-        # (no drift), repeating the latest frame when the camera has nothing newer: the video then
-        # has a constant frame rate and frame k shows robot time k/record_fps into the cycle,
+        # One frame per camera every 1/record_fps seconds of wall time, on a fixed schedule (no
+        # drift), repeating the latest frame when the camera has nothing newer: the video has a
+        # constant frame rate and frame k shows robot time k/recorder.record_fps into the cycle,
         # which is what labeling and the dataset export line up against the step table.
-        period = 1.0 / (self.config.record_fps * self.config.time_scale)
+        period = 1.0 / self.config.record_fps
         loop = asyncio.get_running_loop()
         deadline = loop.time()
         while True:

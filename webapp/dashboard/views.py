@@ -6,7 +6,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 
 from webapp.fleet.models import Robot
 from webapp.fleet.roles import user_capabilities, user_roles
@@ -23,6 +23,9 @@ def _require(request: HttpRequest, capability: str) -> None:
 
 @login_required
 def fleet(request: HttpRequest) -> HttpResponse:
+    can = user_capabilities(request.user)
+    if "view" not in can and "episodes" in can:
+        return redirect("labeling_queue")  # labelers start where their work is
     return render(request, "dashboard/fleet.html", _context(request, "fleet"))
 
 

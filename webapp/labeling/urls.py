@@ -1,5 +1,10 @@
-"""Labeling queue, clip review and dataset export pages (the labeling issue)."""
+"""Labeling queue and clip review pages."""
 
 from django.urls import path
 
-urlpatterns: list = []
+from webapp.labeling import views
+
+urlpatterns = [
+    path("", views.queue, name="labeling_queue"),
+    path("episodes/<uuid:episode_id>/", views.episode, name="labeling_episode"),
+]

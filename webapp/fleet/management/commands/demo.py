@@ -51,6 +51,7 @@ class Command(BaseCommand):
         Robot.objects.update(online=False, connection="")  # nothing is connected before we start
 
         children: list[subprocess.Popen[bytes]] = []
+        agents: dict[str, list[str]] = {}  # robot name -> its agent command line
         env = dict(os.environ)
         python = sys.executable
         url = f"http://{options['host'] if options['host'] != '0.0.0.0' else '127.0.0.1'}:{options['port']}"
@@ -89,6 +90,7 @@ class Command(BaseCommand):
                                   "--state-dir", str(Path(settings.MEDIA_ROOT).parent / "agent" / name)]
                     if options["ice_loopback"]:
                         agent_args.append("--ice-loopback")
+                    agents[name] = agent_args
                     children.append(subprocess.Popen(agent_args, env=env))
 
             self.stdout.write(self.style.SUCCESS(f"\nForeman demo running at {url}/"))
@@ -101,6 +103,12 @@ class Command(BaseCommand):
                 time.sleep(0.5)
                 if children[0].poll() is not None:
                     raise CommandError("daphne exited; see its output above")
+                # A robot agent that dies is said out loud and restarted, as a service manager would.
+                for index, child in enumerate(children):
+                    name = next((n for n, args in agents.items() if child.args == args), None)
+                    if name is not None and child.poll() is not None:
+                        self.stderr.write(f"robot agent {name} exited with code {child.returncode}; restarting it")
+                        children[index] = subprocess.Popen(agents[name], env=env)
                 if options["exit_after"] is not None and time.monotonic() - started > options["exit_after"]:
                     break
         except KeyboardInterrupt:
