@@ -95,15 +95,15 @@ def browser() -> Iterator[Any]:
 OPEN_PAGES: list[Any] = []
 
 
-def logged_in_page(browser: Any, demo: Demo, username: str) -> Any:
+def logged_in_page(browser: Any, demo: Demo, username: str, landing: str = "/") -> Any:
     page = browser.new_page(viewport={"width": 1280, "height": 760})
     OPEN_PAGES.append(page)
     page.set_default_timeout(15_000)
-    page.goto(f"{demo.url}/accounts/login/")
+    page.goto(f"{demo.url}/accounts/login/?next={landing}")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", "foreman")
     page.click("button[type=submit]")
-    page.wait_for_url(f"{demo.url}/")
+    page.wait_for_url(lambda url: "/accounts/login/" not in url)
     return page
 
 

@@ -24,6 +24,8 @@ const form = /** @type {HTMLFormElement} */ ($("label-form"));
 const canvas = /** @type {HTMLCanvasElement} */ ($("timeline"));
 
 function main() { return videos[0]; }
+/** Frame k of a video covers [k/fps, (k+1)/fps). */
+function frameIndex() { return Math.floor(now() * fps + 1e-6); }
 function now() { return main() ? main().currentTime : 0; }
 
 /** @param {number} t */
@@ -51,7 +53,7 @@ function togglePlay() {
 function step(frames) {
   for (const v of videos) v.pause();
   // Land in the middle of the frame so rounding never shows the neighbour.
-  const frame = Math.round(now() * fps) + frames;
+  const frame = frameIndex() + frames;
   seek((frame + 0.5) / fps);
 }
 
@@ -116,14 +118,16 @@ function draw() {
   if (failureT != null) {
     const fx = x(failureT);
     ctx.fillStyle = "#ef4444";
-    ctx.beginPath(); ctx.moveTo(fx, bandTop - 2); ctx.lineTo(fx + 6, bandTop + 8); ctx.lineTo(fx, bandTop + 18); ctx.lineTo(fx - 6, bandTop + 8); ctx.fill();
+    ctx.strokeStyle = "#fff"; ctx.lineWidth = 1.5;
+    ctx.beginPath(); ctx.moveTo(fx, bandTop - 3); ctx.lineTo(fx + 7, bandTop + 8); ctx.lineTo(fx, bandTop + 19); ctx.lineTo(fx - 7, bandTop + 8); ctx.closePath();
+    ctx.fill(); ctx.stroke();
   }
   // Playhead and time axis.
   ctx.fillStyle = "#fff";
   ctx.fillRect(x(now()) - 1, 0, 2, height);
   ctx.fillStyle = "#98a2b3";
   for (let t = 0; t <= duration; t += duration > 60 ? 10 : 5) ctx.fillText(`${t}s`, x(t) + 2, height - 2);
-  $("clock").textContent = `${now().toFixed(2)} s · frame ${Math.round(now() * fps)}`;
+  $("clock").textContent = `${now().toFixed(2)} s · frame ${frameIndex()}`;
   const phase = timeline.phases.find((/** @type {any} */ p) => p.start <= now() && now() < p.end);
   const segment = timeline.segments.find((/** @type {any} */ s) => s.start <= now() && now() < s.end);
   $("phase").textContent = `${segment ? segment.mode.replace("_", "-") : ""}${phase ? ` · ${phase.phase}` : ""}`;

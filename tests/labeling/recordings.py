@@ -1,0 +1,41 @@
+"""Real episode recordings for tests: the agent's own EpisodeRecorder (H.264 through PyAV)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from robot_agent.recording import EpisodeInfo, EpisodeRecorder, EpisodeResult, StepRecord, utc_iso
+
+CAMERAS = ["head", "wrist_left"]
+FPS = 10.0
+HZ = 30.0
+
+
+def record_episode(state_dir: Path, seconds: float = 6.0, takeover_at: float | None = 4.0, outcome: str = "failure") -> Path:
+    """A real spool entry: steps at 30 Hz, frames at 10 fps, a person taking over at `takeover_at`."""
+    recorder = EpisodeRecorder(state_dir, CAMERAS, record_fps=FPS, control_hz=HZ)
+    episode = str(uuid.uuid4())
+    t0 = 1000.0
+    recorder.begin(EpisodeInfo(episode, 3, "bc-sim-v1", 7, utc_iso(1_795_600_000.0), t0))
+    steps = int(seconds * HZ)
+    for i in range(steps):
+        t = t0 + i / HZ
+        if takeover_at is not None and i == int(takeover_at * HZ):
+            recorder.mark_intervention(t)
+        human = takeover_at is not None and i >= int(takeover_at * HZ)
+        recorder.add_step(StepRecord(t=t, phase="nut 1/4: L pick, R pick", mode="teleop" if human else "autonomous",
+                                     action_mode="human" if human else "robot", progress=i / steps,
+                                     confidence=None if human else 0.9 - 0.4 * i / steps, torque_nm=0.0,
+                                     state=[0.0] * 4, action=[0.1] * 10))
+        if i % int(HZ / FPS) == 0:
+            for k, camera in enumerate(CAMERAS):
+                image = np.full((480, 640, 3), (i * 3 + 80 * k) % 255, dtype=np.uint8)
+                recorder.add_frame(camera, image)
+    spool = recorder.finish(EpisodeResult(outcome=outcome, failure_mode="cross_threaded" if outcome == "failure" else None,  # type: ignore[arg-type]
+                                          duration_s=seconds, intervened=takeover_at is not None), keep=True).result(timeout=60)
+    recorder.close()
+    assert spool is not None
+    return spool
