@@ -78,6 +78,8 @@ def call(client: Client, method: str, path: str, token: str | None) -> int:
         body = {"robot": "r1"}
     if path.endswith("/review"):
         body = {"verdict": "confirm"}
+    if path.endswith("/exports"):
+        body = {"format": "lerobot_v3"}
     if method == "get":
         return client.get(fill(path), **headers).status_code
     if "/upload" in path:

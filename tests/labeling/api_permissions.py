@@ -7,4 +7,8 @@ REQUIRED: dict[tuple[str, str], str | None] = {
     ("post", "/api/labeling/episodes/{episode_id}/labels"): "label",
     ("post", "/api/labeling/labels/{label_id}/review"): "label",
     ("post", "/api/labeling/episodes/{episode_id}/assign"): "label",
+    ("post", "/api/labeling/exports"): "label",
+    ("get", "/api/labeling/exports"): "label",
+    ("get", "/api/labeling/exports/{export_id}"): "label",
+    ("get", "/api/labeling/exports/{export_id}/download"): "label",
 }

@@ -14,12 +14,19 @@ FPS = 10.0
 HZ = 30.0
 
 
-def record_episode(state_dir: Path, seconds: float = 6.0, takeover_at: float | None = 4.0, outcome: str = "failure") -> Path:
+def sim_state(t: float) -> list[float]:
+    """The simulated station's layout: per arm x, y, z, vx, vy, vz, grip, torque/10, installed; then t/takt."""
+    arm = [0.2 + 0.02 * t, 0.3, 0.1 - 0.01 * t, 0.02, 0.0, -0.01, 1.0, 0.0, 0.0]
+    return [*arm, *arm, t / 76.0]
+
+
+def record_episode(state_dir: Path, seconds: float = 6.0, takeover_at: float | None = 4.0, outcome: str = "failure",
+                   started_unix: float = 1_795_600_000.0) -> Path:
     """A real spool entry: steps at 30 Hz, frames at 10 fps, a person taking over at `takeover_at`."""
     recorder = EpisodeRecorder(state_dir, CAMERAS, record_fps=FPS, control_hz=HZ)
     episode = str(uuid.uuid4())
     t0 = 1000.0
-    recorder.begin(EpisodeInfo(episode, 3, "bc-sim-v1", 7, utc_iso(1_795_600_000.0), t0))
+    recorder.begin(EpisodeInfo(episode, 3, "bc-sim-v1", 7, utc_iso(started_unix), t0))
     steps = int(seconds * HZ)
     for i in range(steps):
         t = t0 + i / HZ
@@ -29,7 +36,7 @@ def record_episode(state_dir: Path, seconds: float = 6.0, takeover_at: float | N
         recorder.add_step(StepRecord(t=t, phase="nut 1/4: L pick, R pick", mode="teleop" if human else "autonomous",
                                      action_mode="human" if human else "robot", progress=i / steps,
                                      confidence=None if human else 0.9 - 0.4 * i / steps, torque_nm=0.0,
-                                     state=[0.0] * 4, action=[0.1] * 10))
+                                     state=sim_state(i / HZ), action=[0.02, 0.0, -0.01, 1.0, 0.0] * 2))
         if i % int(HZ / FPS) == 0:
             for k, camera in enumerate(CAMERAS):
                 image = np.full((480, 640, 3), (i * 3 + 80 * k) % 255, dtype=np.uint8)

@@ -223,3 +223,64 @@ def post_assign(request: HttpRequest, episode_id: uuid.UUID, body: AssignIn) -> 
     user = _require(request, "label")
     item = queue_assign(episode_id=str(episode_id), user=user, assignee=body.assignee, source=_source(request))
     return {"episode": str(episode_id), "assigned_to": item.assigned_to.username if item.assigned_to else None}
+
+
+class ExportIn(Schema):
+    format: Literal["lerobot_v3", "xr0"]
+    episodes: list[uuid.UUID] | None = None
+    review: Literal["confirmed", "labeled"] = "confirmed"
+    station: str | None = None
+    robot: str | None = None
+    policy: str | None = None
+
+
+@router.post("/exports")
+def post_export(request: HttpRequest, body: ExportIn) -> dict[str, Any]:
+    """Start an export of labeled episodes (chosen ids, or all matching the filters); runs in Celery."""
+    from django.db import transaction
+
+    from webapp.labeling.services.exports import export_create, export_dict
+    from webapp.labeling.tasks import run_export
+
+    user = _require(request, "label")
+    export = export_create(user=user, format=body.format, episode_ids=[str(e) for e in body.episodes] if body.episodes else None,
+                           review=body.review, station=body.station, robot=body.robot, policy=body.policy, source=_source(request))
+    transaction.on_commit(lambda: run_export.delay(str(export.id)))
+    return export_dict(export)
+
+
+@router.get("/exports")
+def list_exports(request: HttpRequest, limit: int = 20) -> list[dict[str, Any]]:
+    from webapp.labeling.models import Export
+    from webapp.labeling.services.exports import export_dict
+
+    _require(request, "label")
+    return [export_dict(e) for e in Export.objects.select_related("created_by")[: max(1, min(limit, 100))]]
+
+
+@router.get("/exports/{export_id}")
+def get_export(request: HttpRequest, export_id: uuid.UUID) -> dict[str, Any]:
+    from webapp.labeling.models import Export
+    from webapp.labeling.services.exports import export_dict
+
+    _require(request, "label")
+    export = Export.objects.select_related("created_by").filter(pk=export_id).first()
+    if export is None:
+        raise HttpError(404, f"no export {export_id}")
+    return export_dict(export)
+
+
+@router.get("/exports/{export_id}/download")
+def download_export(request: HttpRequest, export_id: uuid.UUID) -> HttpResponse:
+    from webapp.labeling.models import Export
+
+    _require(request, "label")
+    export = Export.objects.filter(pk=export_id, state=Export.State.DONE).first()
+    if export is None:
+        raise HttpError(404, "no finished export with this id")
+    path = Path(settings.MEDIA_ROOT) / export.file
+    if not path.is_file():
+        raise HttpError(404, "the export's file is gone")
+    response = ranged_file(request, path, "application/zip")
+    response["Content-Disposition"] = f'attachment; filename="foreman-{export.format}-{str(export.id)[:8]}.zip"'
+    return response

@@ -86,3 +86,34 @@ class Label(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["episode", "current"])]
+
+
+class Export(models.Model):
+    """A dataset export: which episodes, in which format, how far along, and the zip it made."""
+
+    class Format(models.TextChoices):
+        LEROBOT_V3 = "lerobot_v3"
+        XR0 = "xr0"
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    format = models.CharField(max_length=16, choices=Format.choices)
+    episodes = models.JSONField(default=list, help_text="episode ids, in export order")
+    filters = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    progress = models.FloatField(default=0.0)
+    message = models.CharField(max_length=500, blank=True)
+    file = models.CharField(max_length=500, blank=True, help_text="path under MEDIA_ROOT")
+    size = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]

@@ -1,0 +1,165 @@
+"""Dataset exports on real recordings: LeRobotDataset v3.0 checked against what LeRobot's loader
+requires (../shared/lerobot-v3-format.md, including the mistakes that load silently wrong), XR0's
+post-training format, determinism, refusals, and the HTTP flow with progress and download."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from django.test import Client
+
+from tests.labeling.recordings import record_episode
+from tests.labeling.test_processing import post
+from webapp.labeling.models import Export
+from webapp.labeling.services.exports import BadExport, export_create, export_run
+from webapp.labeling.services.labels import label_review, label_submit
+from webapp.labeling.services.processing import upload_process
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def labeled(fleet: Any, users: dict[str, Any], settings: Any, tmp_path: Path) -> list[str]:
+    """Two confirmed labels (a failure taken over at 4 s, a longer one at 6 s) and one unlabeled episode."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    episodes = []
+    for index, (seconds, takeover) in enumerate(((6.0, 4.0), (9.0, 6.0), (5.0, 3.0))):
+        spool = record_episode(tmp_path / f"agent{index}", seconds=seconds, takeover_at=takeover, started_unix=1_795_600_000.0 + 100 * index)
+        upload = upload_process(post(Client(), fleet.tokens["r1"], spool)["upload"])
+        assert upload.state == "ready", upload.reason
+        episodes.append(str(upload.episode_id))
+    for key, mode in zip(episodes[:2], ("cross_threaded", "dropped_nut")):
+        label = label_submit(episode_id=key, user=users["labeler"], failure_mode=mode, failure_t=3.0, good_demo=True)
+        label_review(label_id=str(label.id), user=users["admin"], verdict="confirm")
+    return episodes
+
+
+def unzip(export: Export, media: Path, into: Path) -> Path:
+    with zipfile.ZipFile(media / export.file) as archive:
+        names = archive.namelist()
+        assert all(not n.startswith("/") and ".." not in n for n in names)
+        archive.extractall(into)
+    return into
+
+
+def video_frames(path: Path) -> list[float]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        return [float(frame.time) for frame in container.decode(stream)]
+
+
+def test_lerobot_v3_export_is_what_lerobots_loader_requires(labeled: list[str], users: dict[str, Any], settings: Any, tmp_path: Path) -> None:
+    export = export_run(str(export_create(user=users["labeler"], format="lerobot_v3").id))
+    assert export.state == "done", export.message
+    assert export.progress == 1.0 and len(export.episodes) == 2  # the unlabeled episode stays out
+    root = unzip(export, settings.MEDIA_ROOT, tmp_path / "dataset")
+
+    info = json.loads((root / "meta" / "info.json").read_text())
+    assert info["codebase_version"] == "v3.0" and info["fps"] == 10.0 and info["total_episodes"] == 2
+    assert info["total_frames"] == 60 + 90 and info["splits"] == {"train": "0:2"}
+    features = info["features"]
+    for name in ("timestamp", "frame_index", "episode_index", "index", "task_index"):
+        assert features[name]["shape"] == [1]
+    cameras = [k for k, f in features.items() if f["dtype"] == "video"]
+    assert cameras == ["observation.images.head", "observation.images.wrist_left"]
+
+    data = pq.read_table(root / "data" / "chunk-000" / "file-000.parquet")
+    # Exactly the non-video features as columns: an extra fails to load, a missing one comes back None.
+    assert set(data.column_names) == {k for k, f in features.items() if f["dtype"] != "video"}
+    assert pa.types.is_fixed_size_list(data.schema.field("observation.state").type)
+    assert data.column("index").to_pylist() == list(range(150))
+    frame_index = data.column("frame_index").to_pylist()
+    assert frame_index == list(range(60)) + list(range(90))
+    assert data.column("timestamp").to_pylist() == pytest.approx([np.float32(i / 10) for i in frame_index])
+    modes = data.column("action_mode").to_pylist()
+    intervention = data.column("intervention").to_pylist()
+    assert set(modes[:60]) == {0, 1, 2}  # robot, pre_intervention, human within the first episode
+    assert intervention == [m in (2, 3) for m in modes]
+    assert intervention[:60].index(True) == 40  # the takeover at 4 s, 10 fps
+
+    tasks = pq.read_table(root / "meta" / "tasks.parquet")
+    pandas_meta = json.loads(tasks.schema.metadata[b"pandas"])
+    assert pandas_meta["index_columns"] == ["__index_level_0__"]  # else item["task"] becomes an int
+    assert tasks.column("task_index").to_pylist() == [0] and tasks.column("__index_level_0__").to_pylist() == ["install self-tapping nuts, both sides"]
+
+    episodes = pq.read_table(root / "meta" / "episodes" / "chunk-000" / "file-000.parquet").to_pylist()
+    assert [e["episode_index"] for e in episodes] == [0, 1]
+    assert [(e["dataset_from_index"], e["dataset_to_index"]) for e in episodes] == [(0, 60), (60, 150)]
+    assert [e["failure_mode"] for e in episodes] == ["cross_threaded", "dropped_nut"] and not any(e["success"] for e in episodes)
+    for episode in episodes:
+        for camera in cameras:
+            assert episode[f"videos/{camera}/from_timestamp"] == 0.0
+            path = root / "videos" / camera / f"chunk-{episode[f'videos/{camera}/chunk_index']:03d}" / f"file-{episode[f'videos/{camera}/file_index']:03d}.mp4"
+            times = video_frames(path)
+            assert len(times) == episode["length"]
+            # The loader wants frame k at k/fps within 1e-4 s.
+            assert max(abs(t - k / 10) for k, t in enumerate(times)) < 1e-4
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            assert [stream.codec_context.height, stream.codec_context.width, 3] == features[camera]["shape"]
+
+    stats = json.loads((root / "meta" / "stats.json").read_text())
+    for name in ("observation.state", "action", "intervention"):
+        assert set(stats[name]) >= {"min", "max", "mean", "std", "q01", "q10", "q50", "q90", "q99", "count"}
+    assert stats["intervention"]["min"] == [False] and stats["intervention"]["max"] == [True]
+    assert np.asarray(stats["observation.images.head"]["mean"]).shape == (3, 1, 1)
+    assert len(stats["observation.state"]["mean"]) == features["observation.state"]["shape"][0]
+
+
+def test_exports_are_deterministic(labeled: list[str], users: dict[str, Any], settings: Any) -> None:
+    first = export_run(str(export_create(user=users["labeler"], format="lerobot_v3").id))
+    second = export_run(str(export_create(user=users["labeler"], format="lerobot_v3").id))
+    assert first.sha256 == second.sha256 and first.file != second.file
+
+
+def test_xr0_export(labeled: list[str], users: dict[str, Any], settings: Any, tmp_path: Path) -> None:
+    export = export_run(str(export_create(user=users["labeler"], format="xr0", episode_ids=labeled[:1]).id))
+    assert export.state == "done", export.message
+    root = unzip(export, settings.MEDIA_ROOT, tmp_path / "xr0")
+    (directory,) = [p for p in root.iterdir() if p.is_dir()]
+    episode = json.loads((directory / "episode.json").read_text())
+    n = episode["num_frames"]
+    assert n == 60 and episode["trajectory_type"] == "success"  # a good human recovery is a demonstration
+    for group in ("proprios", "actions"):
+        for side in ("left", "right"):
+            assert np.asarray(episode[group][f"{side}_ee_pos"]).shape == (n, 3)
+            assert np.asarray(episode[group][f"{side}_ee_rotm"]).shape == (n, 9)
+            assert np.asarray(episode[group][f"{side}_arm_joint"]).shape == (n, 6)
+            assert np.asarray(episode[group][f"{side}_gripper_pos"]).shape == (n, 1)
+    assert set(episode["observations"]) == {"ego", "wrist_left"}
+    for view in episode["observations"].values():
+        assert len(video_frames(directory / view[0]["path"])) == n and view[0]["end"] == n
+    conversation = episode["instruction"]["general"][0]["conversations"]
+    assert conversation[0]["value"].count("<image>") == 2 and conversation[1]["value"] == "<bot></bot>"
+
+
+def test_export_refusals_and_http_flow(labeled: list[str], users: dict[str, Any], settings: Any) -> None:
+    with pytest.raises(BadExport, match="no labeled episodes"):
+        export_create(user=users["labeler"], format="lerobot_v3", robot="r3")
+    with pytest.raises(BadExport, match="cannot be exported"):
+        export_create(user=users["labeler"], format="lerobot_v3", episode_ids=labeled)  # the third has no label
+    client = Client()
+    client.force_login(users["labeler"])
+    started = client.post("/api/labeling/exports", json.dumps({"format": "lerobot_v3", "review": "labeled"}), content_type="application/json")
+    assert started.status_code == 200, started.content
+    body = started.json()
+    assert body["state"] == "queued" and body["episodes"] == 2 and body["download"] is None
+    export_run(body["id"])  # what the Celery worker does (tests/integration runs a real worker)
+    done = client.get(f"/api/labeling/exports/{body['id']}").json()
+    assert done["state"] == "done" and done["progress"] == 1.0
+    download = client.get(done["download"])
+    assert download.status_code == 200 and "attachment" in download["Content-Disposition"]
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content)))
+    assert "meta/info.json" in archive.namelist()
+    client.force_login(users["operator"])
+    assert client.get(done["download"]).status_code == 403

@@ -1,0 +1,151 @@
+"""Dataset exports: choose labeled episodes, write LeRobotDataset v3.0 or XR0's format, zip it.
+
+Deterministic: the same selection gives the same bytes (episodes in a fixed order, one-thread
+H.264, sorted JSON, zip entries sorted with a fixed date). Progress is saved as the work goes, so
+the page can show a bar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from django.conf import settings
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from webapp.fleet.models import Episode
+from webapp.fleet.roles import user_can
+from webapp.fleet.selectors import iso
+from webapp.fleet.services.audit import audit_record
+from webapp.fleet.services.errors import Forbidden, ServiceError
+from webapp.labeling.models import Clip, Export, Label
+from webapp.labeling.services import lerobot, xr0
+
+MAX_EPISODES = 5000
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+class BadExport(ServiceError):
+    code = "bad_message"
+    http_status = 422
+
+
+def exportable_episodes(*, review: str = "confirmed", station: str | None = None, robot: str | None = None,
+                        policy: str | None = None) -> QuerySet[Episode]:
+    """Episodes with a processed clip and a current label (confirmed only, or any not disputed)."""
+    labels = Label.objects.filter(current=True)
+    labels = labels.filter(review=Label.Review.CONFIRMED) if review == "confirmed" else labels.exclude(review=Label.Review.DISPUTED)
+    items = Episode.objects.filter(id__in=labels.values("episode_id"), clip__isnull=False)
+    if station:
+        items = items.filter(station__name=station)
+    if robot:
+        items = items.filter(robot__name=robot)
+    if policy:
+        items = items.filter(policy_version=policy)
+    return items.order_by("started_at", "id")
+
+
+def export_create(*, user: Any, format: str, episode_ids: list[str] | None = None, review: str = "confirmed",
+                  station: str | None = None, robot: str | None = None, policy: str | None = None, source: str = "") -> Export:
+    if not user_can(user, "label"):
+        raise Forbidden("your role may not export datasets (label)")
+    if format not in Export.Format.values:
+        raise BadExport(f"format must be one of {', '.join(Export.Format.values)}")
+    chosen = exportable_episodes(review=review, station=station, robot=robot, policy=policy)
+    if episode_ids:
+        chosen = chosen.filter(id__in=episode_ids)
+    ids = [str(i) for i in chosen.values_list("id", flat=True)[: MAX_EPISODES + 1]]
+    if not ids:
+        raise BadExport("no labeled episodes match this selection (a clip and a current, undisputed label are needed)")
+    if len(ids) > MAX_EPISODES:
+        raise BadExport(f"more than {MAX_EPISODES} episodes: narrow the selection")
+    if episode_ids and len(ids) != len(set(episode_ids)):
+        missing = sorted(set(episode_ids) - set(ids))
+        raise BadExport(f"{len(missing)} of the chosen episodes cannot be exported (no clip or no usable label), e.g. {missing[0]}")
+    export = Export.objects.create(created_by=user, format=format, episodes=ids,
+                                   filters={"review": review, "station": station, "robot": robot, "policy": policy})
+    audit_record(actor=user.username, action="export_created", robot=None, source=source, export=str(export.id),
+                 format=format, episodes=len(ids))
+    return export
+
+
+def _sources(export: Export) -> tuple[list[lerobot.EpisodeSource], dict[str, str]]:
+    clips = {str(c.episode_id): c for c in Clip.objects.select_related("upload", "episode__station", "episode__robot")
+             .filter(episode_id__in=export.episodes)}
+    labels = {str(label.episode_id): label for label in Label.objects.filter(current=True, episode_id__in=export.episodes)}
+    sources, started = [], {}
+    for key in export.episodes:
+        clip = clips.get(key)
+        if clip is None:
+            raise BadExport(f"episode {key} has no clip any more")
+        episode = clip.episode
+        directory = Path(settings.MEDIA_ROOT) / clip.upload.directory
+        label = labels.get(key)
+        sources.append(lerobot.EpisodeSource(
+            key=key, task=(episode.station.task if episode.station else "") or "install self-tapping nuts, both sides",
+            fps=clip.fps, steps=pq.read_table(directory / "steps.parquet"),
+            videos={camera: directory / info["file"] for camera, info in sorted(clip.videos.items())},
+            success=episode.outcome == Episode.Outcome.SUCCESS, failure_mode=label.failure_mode if label else "",
+            failure_t=label.failure_t if label else None, good_demo=label.good_demo if label else None,
+            robot=episode.robot.name, policy_version=episode.policy_version,
+        ))
+        started[key] = iso(episode.started_at) or ""
+    return sources, started
+
+
+def zip_directory(directory: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+            info = zipfile.ZipInfo(str(path.relative_to(directory)), date_time=ZIP_DATE)
+            info.compress_type = zipfile.ZIP_STORED if path.suffix == ".mp4" else zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, path.read_bytes())
+
+
+def export_run(export_id: str) -> Export:
+    export = Export.objects.get(pk=export_id)
+    if export.state == Export.State.DONE:
+        return export
+    export.state, export.progress, export.message = Export.State.RUNNING, 0.0, "starting"
+    export.save(update_fields=["state", "progress", "message"])
+
+    def progress(fraction: float, message: str) -> None:
+        Export.objects.filter(pk=export.pk).update(progress=round(min(0.95, fraction * 0.95), 3), message=message[:500])
+
+    work = Path(tempfile.mkdtemp(prefix="foreman-export-"))
+    try:
+        sources, started = _sources(export)
+        root = work / f"foreman-{export.format}"
+        if export.format == Export.Format.LEROBOT_V3:
+            lerobot.write_dataset(sources, root, robot_type="foreman_sim_nut_station", progress=progress)
+        else:
+            xr0.write_episodes(sources, root, started=started, progress=progress)
+        target = Path(settings.MEDIA_ROOT) / "exports" / f"{export.id}.zip"
+        zip_directory(root, target)
+        digest = hashlib.sha256(target.read_bytes()).hexdigest()
+        export.state, export.progress, export.message = Export.State.DONE, 1.0, f"{len(sources)} episodes"
+        export.file, export.size, export.sha256 = str(target.relative_to(settings.MEDIA_ROOT)), target.stat().st_size, digest
+    except Exception as error:  # noqa: BLE001 - a failed export says why and keeps nothing half-written
+        export.state, export.message = Export.State.FAILED, f"{type(error).__name__}: {error}"[:500]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    export.finished_at = timezone.now()
+    export.save()
+    return export
+
+
+def export_dict(export: Export) -> dict[str, Any]:
+    return {
+        "id": str(export.id), "format": export.format, "state": export.state, "progress": export.progress,
+        "message": export.message, "episodes": len(export.episodes), "created_by": export.created_by.username,
+        "created_at": iso(export.created_at), "finished_at": iso(export.finished_at), "size": export.size,
+        "sha256": export.sha256 or None, "filters": export.filters,
+        "download": f"/api/labeling/exports/{export.id}/download" if export.state == Export.State.DONE else None,
+    }

@@ -1,0 +1,252 @@
+"""LeRobotDataset v3.0 writer (pyarrow + PyAV, no LeRobot needed); ../shared/lerobot-v3-format.md
+lists what LeRobot's loader requires and the mistakes that load silently wrong.
+
+One row per video frame. A clip's video frame k shows robot time k/fps into the episode; its row
+takes the step recorded at (or just before) that time: state, action, action mode. Videos are
+re-encoded (H.264, yuv420p, GOP 2, one thread: deterministic bytes) one file per episode and
+camera, each from timestamp 0.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable
+
+import av
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ACTION_MODES = ("robot", "pre_intervention", "human", "shared")
+CHUNK_SIZE = 1000
+QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
+
+
+@dataclass
+class EpisodeSource:
+    """One labeled episode as the exporter needs it."""
+
+    key: str  # the episode's uuid
+    task: str
+    fps: float
+    steps: pa.Table  # the agent's step table (t, state, action, action_mode, ...)
+    videos: dict[str, Path]  # camera -> mp4
+    success: bool
+    failure_mode: str  # the label's, "" for none
+    failure_t: float | None
+    good_demo: bool | None
+    robot: str
+    policy_version: str
+
+
+@dataclass
+class _Written:
+    rows: dict[str, list[Any]] = field(default_factory=dict)
+    episodes: list[dict[str, Any]] = field(default_factory=list)
+    image_samples: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+
+def frame_count(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(container.streams.video[0]))
+
+
+def reencode(source: Path, target: Path, fps: Fraction, frames: int, samples: list[np.ndarray]) -> tuple[int, int]:
+    """Copy the first `frames` frames into a LeRobot-friendly H.264 file with pts k/fps; returns (w, h)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    width = height = 0
+    with av.open(str(source)) as src, av.open(str(target), mode="w", format="mp4") as out:
+        stream = None
+        written = 0
+        for frame in src.decode(src.streams.video[0]):
+            if written >= frames:
+                break
+            if stream is None:
+                width, height = frame.width, frame.height
+                stream = out.add_stream("libx264", rate=fps)
+                stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+                stream.options = {"g": "2", "crf": "23", "preset": "veryfast", "threads": "1"}
+            image = frame.to_ndarray(format="rgb24")
+            if written % 10 == 0:  # a sample of frames for the image statistics
+                samples.append(image[::4, ::4].reshape(-1, 3).astype(np.float32) / 255.0)
+            fresh = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+            fresh.pts = written  # in 1/fps units: frame k at k/fps
+            for packet in stream.encode(fresh):
+                out.mux(packet)
+            written += 1
+        if stream is not None:
+            for packet in stream.encode(None):
+                out.mux(packet)
+    return width, height
+
+
+def rows_for(source: EpisodeSource, frames: int) -> dict[str, np.ndarray]:
+    """For each video frame, the step recorded at (or just before) its moment."""
+    t = source.steps.column("t").to_numpy(zero_copy_only=False).astype(np.float64)
+    t = t - t[0]
+    moments = np.arange(frames) / source.fps
+    index = np.clip(np.searchsorted(t, moments + 1e-9, side="right") - 1, 0, len(t) - 1)
+    state = np.asarray(source.steps.column("state").to_pylist(), dtype=np.float32)[index]
+    action = np.asarray(source.steps.column("action").to_pylist(), dtype=np.float32)[index]
+    modes = np.asarray([ACTION_MODES.index(m) for m in source.steps.column("action_mode").to_pylist()], dtype=np.int64)[index]
+    return {"observation.state": state, "action": action, "action_mode": modes,
+            "intervention": np.isin(modes, [ACTION_MODES.index("human"), ACTION_MODES.index("shared")])}
+
+
+def feature_stats(values: np.ndarray) -> dict[str, Any]:
+    """min/max/mean/std/quantiles per dimension (scalars as shape [1]); bool min/max stay booleans."""
+    values = np.asarray(values)
+    if values.ndim == 1:
+        values = values.reshape(-1, 1)
+    numbers = values.astype(np.float64)
+    stats: dict[str, Any] = {"min": values.min(axis=0).tolist(), "max": values.max(axis=0).tolist(),
+                             "mean": numbers.mean(axis=0).tolist(), "std": numbers.std(axis=0).tolist(),
+                             "count": [int(values.shape[0])]}
+    for name, q in QUANTILES.items():
+        stats[name] = np.quantile(numbers, q, axis=0).tolist()
+    return stats
+
+
+def image_stats(samples: list[np.ndarray]) -> dict[str, Any]:
+    pixels = np.concatenate(samples) if samples else np.zeros((1, 3), dtype=np.float32)
+    per_channel = {"min": pixels.min(axis=0), "max": pixels.max(axis=0), "mean": pixels.mean(axis=0), "std": pixels.std(axis=0)}
+    per_channel.update({name: np.quantile(pixels, q, axis=0) for name, q in QUANTILES.items()})
+    stats: dict[str, Any] = {k: [[[float(c)]] for c in v] for k, v in per_channel.items()}
+    stats["count"] = [int(pixels.shape[0])]
+    return stats
+
+
+def tasks_table(tasks: list[str]) -> pa.Table:
+    """tasks.parquet with the pandas metadata that makes the task text the index (LeRobot reads it so)."""
+    table = pa.table({"task_index": pa.array(range(len(tasks)), pa.int64()), "__index_level_0__": pa.array(tasks, pa.string())})
+    pandas_meta = {
+        "index_columns": ["__index_level_0__"],
+        "column_indexes": [{"name": None, "field_name": None, "pandas_type": "unicode", "numpy_type": "object", "metadata": {"encoding": "UTF-8"}}],
+        "columns": [
+            {"name": "task_index", "field_name": "task_index", "pandas_type": "int64", "numpy_type": "int64", "metadata": None},
+            {"name": None, "field_name": "__index_level_0__", "pandas_type": "unicode", "numpy_type": "object", "metadata": None},
+        ],
+        "creator": {"library": "pyarrow", "version": pa.__version__},
+        "pandas_version": "2.2.3",
+    }
+    return table.replace_schema_metadata({b"pandas": json.dumps(pandas_meta).encode()})
+
+
+def write_dataset(sources: list[EpisodeSource], root: Path, *, robot_type: str,
+                  progress: Callable[[float, str], None] = lambda fraction, message: None) -> dict[str, Any]:
+    """Write the dataset under `root`; returns info.json's content."""
+    if not sources:
+        raise ValueError("nothing to export: no episodes selected")
+    fps_values = {s.fps for s in sources}
+    if len(fps_values) != 1:
+        raise ValueError(f"episodes have different frame rates ({sorted(fps_values)}): export them separately")
+    fps = Fraction(fps_values.pop()).limit_denominator(1000)
+    cameras = sorted(set.intersection(*(set(s.videos) for s in sources)))
+    if not cameras:
+        raise ValueError("the selected episodes share no camera")
+    tasks = sorted({s.task for s in sources})
+    written = _Written(rows={k: [] for k in ("observation.state", "action", "action_mode", "intervention", "timestamp",
+                                             "frame_index", "episode_index", "index", "task_index")},
+                       image_samples={c: [] for c in cameras})
+    shapes: dict[str, tuple[int, int]] = {}
+    total = 0
+    for episode_index, source in enumerate(sources):
+        frames = min([frame_count(source.videos[c]) for c in cameras])
+        if frames == 0:
+            raise ValueError(f"episode {source.key} has an empty video")
+        rows = rows_for(source, frames)
+        chunk, file_index = episode_index // CHUNK_SIZE, episode_index % CHUNK_SIZE
+        episode_row: dict[str, Any] = {
+            "episode_index": episode_index, "tasks": [source.task], "length": frames,
+            "data/chunk_index": 0, "data/file_index": 0,
+            "dataset_from_index": total, "dataset_to_index": total + frames,
+            "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0,
+            "success": source.success, "failure_mode": source.failure_mode, "failure_t": source.failure_t,
+            "good_demo": source.good_demo, "foreman_episode": source.key, "robot": source.robot,
+            "policy_version": source.policy_version,
+        }
+        for camera in cameras:
+            key = f"observation.images.{camera}"
+            target = root / "videos" / key / f"chunk-{chunk:03d}" / f"file-{file_index:03d}.mp4"
+            shapes[camera] = reencode(source.videos[camera], target, fps, frames, written.image_samples[camera])
+            episode_row.update({f"videos/{key}/chunk_index": chunk, f"videos/{key}/file_index": file_index,
+                                f"videos/{key}/from_timestamp": 0.0, f"videos/{key}/to_timestamp": frames / float(fps)})
+        for name, values in rows.items():
+            written.rows[name].extend(values.tolist())
+        written.rows["timestamp"].extend((np.arange(frames, dtype=np.float64) / float(fps)).astype(np.float32).tolist())
+        written.rows["frame_index"].extend(range(frames))
+        written.rows["episode_index"].extend([episode_index] * frames)
+        written.rows["index"].extend(range(total, total + frames))
+        written.rows["task_index"].extend([tasks.index(source.task)] * frames)
+        written.episodes.append(episode_row)
+        total += frames
+        progress((episode_index + 1) / len(sources) * 0.9, f"episode {episode_index + 1} of {len(sources)}")
+
+    state_dim = len(written.rows["observation.state"][0])
+    action_dim = len(written.rows["action"][0])
+    data = pa.table({
+        "observation.state": pa.array(written.rows["observation.state"], pa.list_(pa.float32(), state_dim)),
+        "action": pa.array(written.rows["action"], pa.list_(pa.float32(), action_dim)),
+        "action_mode": pa.array(written.rows["action_mode"], pa.int64()),
+        "intervention": pa.array(written.rows["intervention"], pa.bool_()),
+        "timestamp": pa.array(written.rows["timestamp"], pa.float32()),
+        "frame_index": pa.array(written.rows["frame_index"], pa.int64()),
+        "episode_index": pa.array(written.rows["episode_index"], pa.int64()),
+        "index": pa.array(written.rows["index"], pa.int64()),
+        "task_index": pa.array(written.rows["task_index"], pa.int64()),
+    })
+    (root / "data" / "chunk-000").mkdir(parents=True, exist_ok=True)
+    pq.write_table(data, root / "data" / "chunk-000" / "file-000.parquet")
+
+    features: dict[str, Any] = {
+        "observation.state": {"dtype": "float32", "shape": [state_dim], "names": None},
+        "action": {"dtype": "float32", "shape": [action_dim], "names": None},
+        "action_mode": {"dtype": "int64", "shape": [1], "names": None},
+        "intervention": {"dtype": "bool", "shape": [1], "names": None},
+        "timestamp": {"dtype": "float32", "shape": [1], "names": None},
+        "frame_index": {"dtype": "int64", "shape": [1], "names": None},
+        "episode_index": {"dtype": "int64", "shape": [1], "names": None},
+        "index": {"dtype": "int64", "shape": [1], "names": None},
+        "task_index": {"dtype": "int64", "shape": [1], "names": None},
+    }
+    for camera in cameras:
+        width, height = shapes[camera]
+        features[f"observation.images.{camera}"] = {
+            "dtype": "video", "shape": [height, width, 3], "names": ["height", "width", "channels"],
+            "info": {"video.height": height, "video.width": width, "video.codec": "h264", "video.pix_fmt": "yuv420p",
+                     "video.is_depth_map": False, "video.fps": float(fps), "video.channels": 3, "has_audio": False},
+        }
+
+    stats: dict[str, Any] = {}
+    for name in ("observation.state", "action", "action_mode", "intervention", "timestamp", "frame_index", "episode_index", "index", "task_index"):
+        stats[name] = feature_stats(np.asarray(written.rows[name]))
+    for camera in cameras:
+        stats[f"observation.images.{camera}"] = image_stats(written.image_samples[camera])
+
+    episodes = written.episodes
+    for row in episodes:  # per-episode statistics, as LeRobot writes them
+        lo, hi = row["dataset_from_index"], row["dataset_to_index"]
+        for name in ("observation.state", "action"):
+            part = np.asarray(written.rows[name][lo:hi])
+            for stat in ("min", "max", "mean", "std"):
+                row[f"stats/{name}/{stat}"] = getattr(part, stat)(axis=0).astype(np.float64).tolist()
+    (root / "meta" / "episodes" / "chunk-000").mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(episodes), root / "meta" / "episodes" / "chunk-000" / "file-000.parquet")
+    pq.write_table(tasks_table(tasks), root / "meta" / "tasks.parquet")
+    info = {
+        "codebase_version": "v3.0", "robot_type": robot_type, "fps": float(fps),
+        "total_episodes": len(episodes), "total_frames": total, "total_tasks": len(tasks),
+        "chunks_size": CHUNK_SIZE, "data_files_size_in_mb": 100, "video_files_size_in_mb": 200,
+        "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
+        "video_path": "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
+        "features": features, "splits": {"train": f"0:{len(episodes)}"},
+        "foreman": {"action_modes": list(ACTION_MODES),
+                    "note": "action_mode indexes action_modes; intervention is true where a person drove (human or shared)"},
+    }
+    (root / "meta" / "info.json").write_text(json.dumps(info, indent=2, sort_keys=True))
+    (root / "meta" / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True))
+    progress(1.0, "dataset written")
+    return info
