@@ -5,6 +5,7 @@ the queue, reads the timeline, labels it with the keyboard; a second reviewer co
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,17 @@ def test_a_labeler_labels_an_uploaded_failure_and_a_second_reviewer_confirms(bro
     reviewer = logged_in_page(browser, demo, "admin", landing=f"/labeling/episodes/{episode}/")
     reviewer.locator("#history li.current button", has_text="Confirm").click()
     reviewer.wait_for_function("document.querySelector('#history li.current').textContent.includes('confirmed by admin')", timeout=10_000)
-    reviewer.goto(f"{demo.url}/labeling/?state=confirmed")
+    reviewer.goto(f"{demo.url}/labeling/?state=confirmed&robot=r8")
     reviewer.locator(f"#queue li[data-episode='{episode}'] .state", has_text="confirmed").wait_for(timeout=10_000)
+
+    # Export the confirmed episode as a LeRobot v3 dataset and download it.
+    reviewer.click("#export-form button[type=submit]")
+    link = reviewer.locator("#exports li.done a", has_text="Download").first
+    link.wait_for(timeout=60_000)
+    screenshot(reviewer, "labeling-export")
+    with reviewer.expect_download() as download_info:
+        link.click()
+    archive = zipfile.ZipFile(download_info.value.path())
+    info = json.loads(archive.read("meta/info.json"))
+    assert info["codebase_version"] == "v3.0" and info["total_episodes"] == 1 and info["total_frames"] == 80
     reviewer.close()

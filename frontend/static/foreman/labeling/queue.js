@@ -99,3 +99,47 @@ for (const key of KEYS) {
 form.addEventListener("change", () => { selected = 0; load(); });
 load();
 setInterval(load, 5000);
+
+// ---------------------------------------------------------------- exports (labelers)
+
+const exportForm = /** @type {HTMLFormElement|null} */ (document.getElementById("export-form"));
+const exportsList = document.getElementById("exports");
+
+/** @param {any} item */
+function exportRow(item) {
+  const percent = Math.round(item.progress * 100);
+  const bar = el("progress", { max: "100", value: String(percent), "aria-label": `export ${percent}%` });
+  const parts = [
+    el("strong", {}, [item.format === "xr0" ? "XR0" : "LeRobot v3"]), ` · ${item.episodes} episodes · ${item.state}`,
+    item.state === "running" || item.state === "queued" ? bar : "",
+    item.message ? el("span", { class: "muted" }, [` ${item.message}`]) : "",
+  ];
+  if (item.download) parts.push(" ", el("a", { href: item.download, class: "button" }, [`Download (${(item.size / 1e6).toFixed(1)} MB)`]));
+  return el("li", { class: `export ${item.state}`, "data-export": item.id }, parts);
+}
+
+async function loadExports() {
+  if (!exportsList) return;
+  try {
+    const items = await api("/api/labeling/exports?limit=5");
+    exportsList.replaceChildren(...items.map(exportRow));
+  } catch (error) { /* the queue's status line already says when the server is away */ }
+}
+
+exportForm?.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const data = new FormData(exportForm);
+  const body = { format: data.get("format"), review: data.get("review") };
+  for (const key of ["station", "robot", "policy"]) {
+    const value = /** @type {HTMLSelectElement} */ (form.elements.namedItem(key)).value;
+    if (value) Object.assign(body, { [key]: value });
+  }
+  try {
+    await api("/api/labeling/exports", body);
+    status.textContent = "Export started.";
+  } catch (error) {
+    status.textContent = `Export refused: ${/** @type {Error} */ (error).message}`;
+  }
+  loadExports();
+});
+if (exportsList) { loadExports(); setInterval(loadExports, 1500); }
