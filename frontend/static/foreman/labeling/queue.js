@@ -110,11 +110,11 @@ function exportRow(item) {
   const percent = Math.round(item.progress * 100);
   const bar = el("progress", { max: "100", value: String(percent), "aria-label": `export ${percent}%` });
   const parts = [
-    el("strong", {}, [item.format === "xr0" ? "XR0" : "LeRobot v3"]), ` · ${item.episodes} episodes · ${item.state}`,
+    el("strong", {}, [item.format === "xr0" ? "XR0" : "LeRobot v3"]), ` · ${item.episodes} episode${item.episodes === 1 ? "" : "s"} · ${item.state}`,
     item.state === "running" || item.state === "queued" ? bar : "",
-    item.message ? el("span", { class: "muted" }, [` ${item.message}`]) : "",
+    item.message && item.state !== "done" ? el("span", { class: "muted" }, [` ${item.message}`]) : "",
   ];
-  if (item.download) parts.push(" ", el("a", { href: item.download, class: "button" }, [`Download (${(item.size / 1e6).toFixed(1)} MB)`]));
+  if (item.download) parts.push(" ", el("a", { href: item.download, class: "button" }, [`Download (${item.size >= 1e6 ? `${(item.size / 1e6).toFixed(1)} MB` : `${Math.max(1, Math.round(item.size / 1e3))} kB`})`]));
   return el("li", { class: `export ${item.state}`, "data-export": item.id }, parts);
 }
 
