@@ -2,9 +2,10 @@
 lists what LeRobot's loader requires and the mistakes that load silently wrong.
 
 One row per video frame. A clip's video frame k shows robot time k/fps into the episode; its row
-takes the step recorded at (or just before) that time: state, action, action mode. Videos are
-re-encoded (H.264, yuv420p, GOP 2, one thread: deterministic bytes) one file per episode and
-camera, each from timestamp 0.
+takes the step recorded at (or just before) that time: state, action, action mode. Videos go one
+file per episode and camera, each from timestamp 0: the agent's H.264 packets copied as they are
+when their timing already is k/fps (the usual case), else re-encoded (H.264, yuv420p, GOP 2, one
+thread: deterministic bytes).
 """
 
 from __future__ import annotations
@@ -50,8 +51,55 @@ class _Written:
 
 
 def frame_count(path: Path) -> int:
+    """Frames in the file: the container's count when it keeps one (mp4 does), else by decoding."""
     with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(container.streams.video[0]))
+        stream = container.streams.video[0]
+        if stream.frames:
+            return int(stream.frames)
+        return sum(1 for _ in container.decode(stream))
+
+
+def copy_video(source: Path, target: Path, fps: Fraction, frames: int, samples: list[np.ndarray]) -> tuple[int, int]:
+    """The first `frames` frames into `target`: copied packet for packet when the source already is
+    what LeRobot needs (H.264, yuv420p, frame k at k/fps in decode order — what the agent records),
+    else re-encoded. Returns (width, height)."""
+    if _copy_packets(source, target, fps, frames, samples):
+        return _size(target)
+    return reencode(source, target, fps, frames, samples)
+
+
+def _size(path: Path) -> tuple[int, int]:
+    with av.open(str(path)) as container:
+        context = container.streams.video[0].codec_context
+        return context.width, context.height
+
+
+def _copy_packets(source: Path, target: Path, fps: Fraction, frames: int, samples: list[np.ndarray]) -> bool:
+    taken: list[np.ndarray] = []
+    with av.open(str(source)) as src:
+        stream = src.streams.video[0]
+        if stream.codec_context.name != "h264" or stream.codec_context.pix_fmt != "yuv420p":
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with av.open(str(target), mode="w", format="mp4") as out:
+            copy = out.add_stream_from_template(stream)
+            index = 0
+            for packet in src.demux(stream):
+                if packet.size == 0 or index >= frames:
+                    continue
+                if packet.pts is None or abs(float(packet.pts * packet.time_base) - index / float(fps)) > 1e-4:
+                    break  # reordered or irregular timing: re-encode instead
+                for frame in packet.decode():
+                    if index % 10 == 0:  # a sample of frames for the image statistics
+                        taken.append(frame.to_ndarray(format="rgb24")[::4, ::4].reshape(-1, 3).astype(np.float32) / 255.0)
+                packet.stream = copy
+                out.mux(packet)
+                index += 1
+    if index != frames:
+        target.unlink(missing_ok=True)
+        return False
+    samples.extend(taken)
+    return True
 
 
 def reencode(source: Path, target: Path, fps: Fraction, frames: int, samples: list[np.ndarray]) -> tuple[int, int]:
@@ -171,7 +219,7 @@ def write_dataset(sources: list[EpisodeSource], root: Path, *, robot_type: str,
         for camera in cameras:
             key = f"observation.images.{camera}"
             target = root / "videos" / key / f"chunk-{chunk:03d}" / f"file-{file_index:03d}.mp4"
-            shapes[camera] = reencode(source.videos[camera], target, fps, frames, written.image_samples[camera])
+            shapes[camera] = copy_video(source.videos[camera], target, fps, frames, written.image_samples[camera])
             episode_row.update({f"videos/{key}/chunk_index": chunk, f"videos/{key}/file_index": file_index,
                                 f"videos/{key}/from_timestamp": 0.0, f"videos/{key}/to_timestamp": frames / float(fps)})
         for name, values in rows.items():

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from webapp.labeling.services.lerobot import EpisodeSource, frame_count, reencode, rows_for
+from webapp.labeling.services.lerobot import EpisodeSource, copy_video, frame_count, rows_for
 
 VIEWS = {"head": "ego", "wrist_left": "wrist_left", "wrist_right": "wrist_right"}
 ARM_STATE = 9  # per arm in the sim's state vector: x, y, z, vx, vy, vz, grip, torque/10, installed
@@ -55,7 +55,7 @@ def write_episodes(sources: list[EpisodeSource], root: Path, *, started: dict[st
         observations = {}
         for camera in cameras:
             name = f"{VIEWS[camera]}.mp4"
-            reencode(source.videos[camera], directory / name, fps, frames, [])
+            copy_video(source.videos[camera], directory / name, fps, frames, [])
             observations[VIEWS[camera]] = [{"path": name, "start": 0, "end": frames, "fps": float(fps), "crop_bbox": None}]
         proprios: dict[str, Any] = {}
         actions: dict[str, Any] = {}
