@@ -292,3 +292,42 @@ def test_a_large_fleet_pauses_the_video_of_tiles_out_of_view(browser: Any, demo:
     page.locator(".tile[data-robot='r1']").scroll_into_view_if_needed()
     page.wait_for_function("window.foreman.tiles.get('r1').player && window.foreman.tiles.get('r1').player.state === 'live'", timeout=20_000)
     page.close()
+
+
+FAKE_GAMEPAD = """
+// A test stand-in for a USB gamepad (standard mapping): the page reads it like a real one.
+window.__pad = {id: "Test pad (standard)", connected: true, index: 0, mapping: "standard",
+  axes: [0, 0, 0, 0], buttons: Array.from({length: 16}, () => ({pressed: false, touched: false, value: 0}))};
+navigator.getGamepads = () => [window.__pad];
+"""
+
+
+def test_gamepad_and_shared_autonomy(browser: Any, demo: Demo, needy_robot: NeedyRobot) -> None:
+    needy_robot.ensure_running()
+    page = logged_in_page(browser, demo, "operator")
+    page.add_init_script(FAKE_GAMEPAD)
+    page.goto(f"{demo.url}/robots/r9/")
+    page.wait_for_function("window.foreman.player && window.foreman.player.state === 'live'", timeout=30_000)
+    page.wait_for_function("(window.foreman.socket.robots.get('r9').telemetry?.phase || '').includes('pick')", timeout=30_000)
+    page.locator("#claim-teleop:not([disabled])").click()
+    page.locator("#teleop").wait_for(state="visible")
+    page.wait_for_function("document.querySelector('#gamepad').textContent.includes('Test pad')")
+    before = left_arm_z(page)
+    page.evaluate("window.__pad.axes[3] = -1")  # right stick up
+    page.wait_for_function(f"window.foreman.socket.robots.get('r9').telemetry.arms.left.z_mm > {before + 20}", timeout=10_000)
+    page.evaluate("window.__pad.axes[3] = 0")
+    page.click("#release")
+    page.wait_for_function("document.querySelector('#holder').textContent === 'Nobody holds control.'", timeout=10_000)
+
+    page.locator("#claim-shared:not([disabled])").click()
+    page.wait_for_function("document.querySelector('#badge').textContent === 'shared by operator'", timeout=10_000)
+    assert "shared autonomy" in page.locator("#drive-mode").inner_text()
+    page.wait_for_function("window.foreman.socket.robots.get('r9').telemetry?.mode === 'shared'", timeout=10_000)
+    page.keyboard.down("r")  # a nudge on top of the policy's own motion
+    time.sleep(0.6)
+    page.keyboard.up("r")
+    assert not (page.evaluate("window.foreman.socket.robots.get('r9').telemetry.warning") or "").startswith("deadman")
+    screenshot(page, "robot-shared")
+    page.click("#release")
+    page.wait_for_function("document.querySelector('#holder').textContent === 'Nobody holds control.'", timeout=10_000)
+    page.close()
