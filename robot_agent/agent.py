@@ -9,6 +9,7 @@ import concurrent.futures
 import hashlib
 import logging
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
@@ -102,6 +103,8 @@ class Agent:
         self.gateway = WebRtcGateway(self.hub, send_signal=lambda m: self.link.send(m), on_teleop=self.on_teleop,
                                      ice_loopback=config.ice_loopback, stamp_frames=config.stamp_frames)
         self.teleop_counters: dict[str, int] = {}
+        self.command_latency_ms: deque[float] = deque(maxlen=100)
+        self.loop.command_ms = lambda: float(np.median(self.command_latency_ms)) if self.command_latency_ms and self.modes.mode in ("teleop", "shared") else None
         self._last_teleop_state = 0.0
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
@@ -228,6 +231,11 @@ class Agent:
         if reason is not None:
             self.teleop_counters[reason] = self.teleop_counters.get(reason, 0) + 1
             return reason
+        if command.sent_ms is not None:
+            # One-way command latency by the two clocks (same machine, or NTP-synced ones).
+            latency = time.time() * 1000.0 - command.sent_ms
+            if -50.0 < latency < 10_000.0:
+                self.command_latency_ms.append(latency)
         now = time.monotonic()
         if now - self._last_teleop_state >= 0.1:
             self._last_teleop_state = now

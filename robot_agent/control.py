@@ -103,6 +103,7 @@ class ControlLoop:
         self._last_mode = modes.mode
         self.next_tick_t: float | None = None
         self.pending_swap: Callable[[], None] | None = None  # e.g. a rolled-out policy, applied between cycles
+        self.command_ms: Callable[[], float | None] = lambda: None  # median teleop command latency, if measured
 
     # ------------------------------------------------------------------ running
 
@@ -345,5 +346,9 @@ class ControlLoop:
             "torque_nm": float(torque) if torque is not None and np.isfinite(torque) else None,
             "arms": self.robot.arm_poses(),
             "latency": {"inference_ms": round(inference_ms, 2) if inference_ms is not None else None,
-                        "loop_jitter_ms": round(self.stats.jitter_ms, 2), "command_ms": None},
+                        "loop_jitter_ms": round(self.stats.jitter_ms, 2), "command_ms": _rounded(self.command_ms())},
         }
+
+
+def _rounded(value: float | None) -> float | None:
+    return round(max(0.0, value), 2) if value is not None else None

@@ -159,6 +159,7 @@ def test_operator_takes_control_drives_with_keys_and_hands_back(browser: Any, de
     settled = left_arm_z(page)
     time.sleep(1.0)
     assert abs(left_arm_z(page) - settled) < 2, "the arm must stop when the keys are released"
+    page.wait_for_function("document.querySelector('#f-rtt').textContent.includes('to the robot')", timeout=5_000)
     assert "data channel" in page.locator("#f-rtt").inner_text()
     screenshot(page, "robot-teleop")
 

@@ -239,7 +239,7 @@ function sendCommand() {
   // Supervisory mode: no motion commands at all, so the agent's deadman holds the robot.
   if (supervisory) return;
   seq += 1;
-  const body = { type: "teleop", lease_id: lease.id, seq, sent_ms: Date.now(), arm, ...velocity(), grip: gripClosed ? "close" : "open" };
+  const body = { type: "teleop", lease_id: lease.id, seq, sent_ms: performance.timeOrigin + performance.now(), arm, ...velocity(), grip: gripClosed ? "close" : "open" };
   if (!player || !player.sendTeleop(body)) socket.send({ ...body, robot: NAME });  // WebSocket fallback
 }
 
@@ -280,7 +280,10 @@ document.addEventListener("keydown", (event) => {
   }
   if (!lease) return;
   if (event.key === "Shift") held.add("fine");
-  if (KEY_ACTIONS[key]) { held.add(KEY_ACTIONS[key]); event.preventDefault(); }
+  if (KEY_ACTIONS[key]) {
+    event.preventDefault();
+    if (!held.has(KEY_ACTIONS[key])) { held.add(KEY_ACTIONS[key]); sendCommand(); }  // at once, not at the next 50 ms tick
+  }
   if (key === "g" && !event.repeat) gripClosed = !gripClosed;
   if (key === "1") setArm("left");
   if (key === "2") setArm("right");
@@ -289,7 +292,7 @@ document.addEventListener("keydown", (event) => {
 document.addEventListener("keyup", (event) => {
   const key = event.key.toLowerCase();
   if (event.key === "Shift") held.delete("fine");
-  if (KEY_ACTIONS[key]) held.delete(KEY_ACTIONS[key]);
+  if (KEY_ACTIONS[key] && held.delete(KEY_ACTIONS[key])) sendCommand();  // stopping is as urgent as starting
   renderPad();
 });
 window.addEventListener("blur", () => { held.clear(); renderPad(); });  // keys released elsewhere never stick
@@ -388,7 +391,9 @@ function render() {
   figure("f-mode", fresh && t ? t.mode : status.label);
   figure("f-g2g", Number.isFinite(g2g) ? `${g2g.toFixed(0)} ms` : "—", g2g > MAX_LATENCY_MS);
   figure("f-video", player ? `${player.state}${player.frames ? ` · ${player.frames} frames` : ""}` : "—", Boolean(player && player.state !== "live"));
-  figure("f-rtt", Number.isFinite(rtt) ? `${rtt.toFixed(1)} ms (data channel)` : player?.teleop?.readyState === "open" ? "measuring…" : "— (WebSocket fallback)");
+  const viaChannel = player?.teleop?.readyState === "open";
+  const oneWay = t && fresh && t.latency?.command_ms != null ? ` · ${t.latency.command_ms.toFixed(1)} ms to the robot` : "";
+  figure("f-rtt", (Number.isFinite(rtt) && viaChannel ? `${rtt.toFixed(1)} ms round trip (data channel)` : viaChannel ? "measuring…" : "WebSocket fallback") + oneWay);
   figure("f-server", Number.isFinite(socket.serverRttMs) ? `${socket.serverRttMs.toFixed(0)} ms` : "—");
   const left = lease ? (lease.expiresAt - Date.now()) / 1000 : NaN;
   figure("f-lease", lease ? `${Math.max(0, left).toFixed(1)} s (renewed every ${(socket.leaseTtlS / 3).toFixed(1)} s)` : other ? `held by ${other.holder}` : "—", lease !== null && left < 1.5);
@@ -423,4 +428,4 @@ setArm("left");
 renderPad();
 render();
 socket.connect();
-Object.assign(window, { foreman: { socket, get player() { return player; }, get lease() { return lease; } } });
+Object.assign(window, { foreman: { socket, get player() { return player; }, get lease() { return lease; }, get seq() { return seq; } } });
