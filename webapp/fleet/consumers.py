@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Awaitable, Callable
 
 from channels.db import database_sync_to_async
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.core.cache import cache
@@ -87,11 +88,26 @@ def client_source(scope: dict[str, Any]) -> str:
     return f"ws {client[0]}"
 
 
+# Hot paths (every telemetry frame in, every batch out) skip AsyncConsumer.dispatch's
+# aclose_old_connections() — a thread-pool hop per message, most of their cost
+# (shared/channels-capacity.md). Safe because these consumers touch the ORM only through
+# database_sync_to_async, which closes stale connections itself around each call.
+HOT_MESSAGE_TYPES = frozenset({"websocket.receive", "fleet.telemetry"})
+
+
 class ProtocolConsumer(AsyncWebsocketConsumer):
     """JSON framing, validation and error replies shared by both endpoints."""
 
     parse: Callable[[str | bytes], Any]
     rejected = 0
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        if message.get("type") in HOT_MESSAGE_TYPES:
+            handler = getattr(self, get_handler_name(message), None)
+            if handler is not None:
+                await handler(message)
+                return
+        await super().dispatch(message)
 
     async def send_json(self, payload: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(payload, separators=(",", ":")))
