@@ -16,6 +16,7 @@ ROWS = [
     ("control", "async_faster_pct", 25.0, False, "async vs sync cycle (% faster)"),
     ("export", "seconds_per_hour", 60.0, True, "export s per hour of 30 fps data"),
     ("alert", "p95_ms", 20.0, True, "alert p95 at 50 robots (ms)"),
+    ("fleet", "max_robots", 300.0, False, "fleet: robots at p95 ≤ 150 ms"),
     ("teleop", "datachannel_p95_ms", 10.0, True, "teleop p95, data channel (ms)"),
     ("teleop", "websocket_p95_ms", 10.0, True, "teleop p95, WebSocket fallback (ms)"),
 ]
