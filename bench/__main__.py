@@ -1,12 +1,12 @@
-"""python -m bench NAME — NAME: control, export, alert, teleop, fleet, or all (runs each that is implemented)."""
+"""python -m bench NAME — NAME: control, export, alert, teleop, fleet, video, or all (runs each that is implemented)."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-IMPLEMENTED = ["control", "export", "alert", "teleop", "fleet"]
-PLANNED = ["video", "soak"]  # issue 6: not written yet — said, not faked
+IMPLEMENTED = ["control", "export", "alert", "teleop", "fleet", "video"]
+PLANNED = ["soak"]  # issue 6: not written yet — said, not faked
 
 
 def main(argv: list[str]) -> int:

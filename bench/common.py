@@ -43,3 +43,53 @@ def finish(name: str, metrics: dict[str, Any], goals: dict[str, str], summary: l
     sys.stdout.flush()
     print(json.dumps(result))
     return result
+
+
+def in_namespace() -> bool:
+    return os.environ.get("FOREMAN_BENCH_NETNS") == "1"
+
+
+def reexec_isolated(name: str) -> int:
+    """Browser benches run inside a loopback-only network namespace (Chromium reaches out otherwise)."""
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+        raise SystemExit(f"bench {name} needs root, unshare and ip for a loopback-only network namespace")
+    env = {**os.environ, "FOREMAN_BENCH_NETNS": "1"}
+    command = f"ip link set lo up && exec {sys.executable} -m bench {name}"
+    return subprocess.run(["unshare", "-n", "--", "sh", "-c", command], env=env, cwd=Path(__file__).resolve().parents[1]).returncode
+
+
+def start_demo(work: Path, *args: str) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+    """`manage.py demo` on embedded settings in `work`; returns (process, url, env) once it answers."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env.update(FOREMAN_SQLITE_PATH=str(work / "db.sqlite3"), FOREMAN_MEDIA_ROOT=str(work / "media"), FOREMAN_LOG_LEVEL="WARNING")
+    root = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen([sys.executable, "manage.py", "demo", "--port", str(port), *args], cwd=root, env=env,
+                               stdout=open(work / "demo.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/accounts/login/", timeout=2).close()
+            return process, url, env
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the demo did not start; see {work / 'demo.log'}") from None
+            time.sleep(0.3)
+
+
+def stop_demo(process: subprocess.Popen[bytes]) -> None:
+    import signal
+
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)

@@ -13,39 +13,18 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.common import finish, percentile
+from bench.common import finish, in_namespace, percentile, reexec_isolated, start_demo, stop_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESSES = 120
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def in_namespace() -> bool:
-    return os.environ.get("FOREMAN_BENCH_NETNS") == "1"
-
-
-def reexec_isolated() -> int:
-    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
-        raise SystemExit("bench teleop needs root, unshare and ip for a loopback-only network namespace")
-    env = {**os.environ, "FOREMAN_BENCH_NETNS": "1"}
-    command = f"ip link set lo up && exec {sys.executable} -m bench teleop"
-    return subprocess.run(["unshare", "-n", "--", "sh", "-c", command], env=env, cwd=ROOT).returncode
 
 
 def drive(url: str, samples: dict[str, list[float]], phase: list[str], errors: list[str]) -> None:
@@ -117,38 +96,20 @@ async def measure(url: str, token: str, state: Path) -> dict[str, list[float]]:
 
 def run() -> dict[str, Any]:
     if not in_namespace():
-        code = reexec_isolated()
+        code = reexec_isolated("teleop")
         if code:
             raise SystemExit(code)
         return {}
     work = Path(tempfile.mkdtemp(prefix="foreman-bench-teleop-"))
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env.update(FOREMAN_SQLITE_PATH=str(work / "db.sqlite3"), FOREMAN_MEDIA_ROOT=str(work / "media"), FOREMAN_LOG_LEVEL="WARNING")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    demo = subprocess.Popen([sys.executable, "manage.py", "demo", "--robots", "1", "--no-agents", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=open(work / "demo.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    demo, url, env = start_demo(work, "--robots", "1", "--no-agents")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/accounts/login/", timeout=2).close()
-                break
-            except OSError:
-                if demo.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the server did not start; see {work / 'demo.log'}")
-                time.sleep(0.3)
         token = subprocess.run([sys.executable, "manage.py", "robot_token", "r1"], cwd=ROOT, env=env, capture_output=True,
                                text=True, check=True).stdout.strip()
         print(f"Chromium drives the robot page: {PRESSES} key presses per transport…", flush=True)
         os.environ.pop("DATABASE_URL", None)
         samples = asyncio.run(measure(url, token, work / "agent"))
     finally:
-        os.killpg(demo.pid, signal.SIGINT)
-        try:
-            demo.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(demo.pid, signal.SIGKILL)
+        stop_demo(demo)
         shutil.rmtree(work, ignore_errors=True)
     channel, websocket = samples["datachannel"], samples["websocket"]
     metrics = {

@@ -52,6 +52,7 @@ class Command(BaseCommand):
 
         children: list[subprocess.Popen[bytes]] = []
         agents: dict[str, list[str]] = {}  # robot name -> its agent command line
+        given_up: set[str] = set()
         env = dict(os.environ)
         python = sys.executable
         url = f"http://{options['host'] if options['host'] != '0.0.0.0' else '127.0.0.1'}:{options['port']}"
@@ -103,12 +104,18 @@ class Command(BaseCommand):
                 time.sleep(0.5)
                 if children[0].poll() is not None:
                     raise CommandError("daphne exited; see its output above")
-                # A robot agent that dies is said out loud and restarted, as a service manager would.
+                # A robot agent that dies is said out loud and restarted, as a service manager would —
+                # except after a fatal refusal (exit code 2: bad token, bad settings), which would only repeat.
                 for index, child in enumerate(children):
                     name = next((n for n, args in agents.items() if child.args == args), None)
-                    if name is not None and child.poll() is not None:
-                        self.stderr.write(f"robot agent {name} exited with code {child.returncode}; restarting it")
-                        children[index] = subprocess.Popen(agents[name], env=env)
+                    if name is None or child.poll() is None or name in given_up:
+                        continue
+                    if child.returncode == 2:
+                        self.stderr.write(f"robot agent {name} refused to start (exit code 2); not restarting it")
+                        given_up.add(name)
+                        continue
+                    self.stderr.write(f"robot agent {name} exited with code {child.returncode}; restarting it")
+                    children[index] = subprocess.Popen(agents[name], env=env)
                 if options["exit_after"] is not None and time.monotonic() - started > options["exit_after"]:
                     break
         except KeyboardInterrupt:
