@@ -57,6 +57,20 @@ class Client:
                 return message
 
 
+@pytest.fixture(autouse=True)
+def servers_settle_before_flush(transactional_db: Any) -> Iterator[None]:
+    """After each test the servers are still writing what its closed sockets caused (robot offline,
+    leases ended, audit rows); the database flush's TRUNCATE racing those INSERTs deadlocks. Wait."""
+    yield
+    from webapp.fleet.models import ControlSession, Robot
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (Robot.objects.filter(online=True).exists()
+                                           or ControlSession.objects.filter(ended_at__isnull=True).exists()):
+        time.sleep(0.1)
+    time.sleep(0.5)
+
+
 async def connect_robot(server: DaphneServer, token: str) -> Client:
     ws = await websockets.connect(server.url.replace("http", "ws") + "/ws/robot/", additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=5)
     client = Client(ws)
