@@ -109,9 +109,12 @@ def run() -> dict[str, Any]:
                 if viewers == 1:
                     first = pages[0].evaluate(REPORT)
             browser.close()
-    finally:
+    except BaseException:
         stop_demo(demo)
-        shutil.rmtree(work, ignore_errors=True)
+        print(f"the demo's log is kept in {work / 'demo.log'}", flush=True)
+        raise
+    stop_demo(demo)
+    shutil.rmtree(work, ignore_errors=True)
     g2g = first.get("g2g", [])
     per_stream = round(by_viewers["1"] - by_viewers["0"], 1)
     extra = round((by_viewers["4"] - by_viewers["1"]) / 3, 1)

@@ -81,7 +81,11 @@ class CameraTrack(VideoStreamTrack):
                 raise MediaStreamError
         self.last_index = frame.index
         image = stamp_frame(frame.image, frame.capture_ms) if self.stamp else frame.image
-        video = av.VideoFrame.from_ndarray(image, format="rgb24")
+        # Converted once here, to the encoders' own format: MediaRelay hands this very frame to
+        # every viewer's encoder, each in its own thread, and an encoder that had to convert a
+        # shared frame would use the frame's one cached swscale context from several threads at
+        # once — a segfault with two viewers (seen: agent exit -11 in aiortc's vpx encode).
+        video = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
         video.pts = int((frame.capture_monotonic - self.origin) * VIDEO_CLOCK_RATE)
         video.time_base = fractions.Fraction(1, VIDEO_CLOCK_RATE)
         self.sent += 1

@@ -197,3 +197,30 @@ async def test_trickled_candidates_and_non_loopback_ones_dropped(tmp_path):
         await agent.gateway.close_all()
         await agent.hub.stop()
         agent.recorder.close()
+
+
+async def test_several_viewers_of_one_camera_share_its_frames_safely(agent_with_viewer):  # type: ignore[no-untyped-def]
+    """MediaRelay gives every viewer's encoder the same frame, each encoding in its own thread; a
+    frame any encoder had to convert would share one swscale context across threads (a segfault
+    with two viewers, seen in the demo). Four viewers at once must all keep decoding."""
+    agent, station, first, _ = agent_with_viewer
+    signals: list[dict[str, Any]] = []
+
+    async def capture(message: dict[str, Any]) -> None:
+        signals.append(message)
+
+    agent.gateway.send_signal = capture
+    viewers = [ViewerPeer(cameras=1) for _ in range(3)]
+    try:
+        for index, viewer in enumerate(viewers):
+            peer = f"viewer-extra-{index}"
+            await agent.gateway.handle_signal(ViewerSignal(type="signal", peer=peer, kind="offer", sdp=await viewer.offer()))
+            answer = next(m for m in signals if m["kind"] == "answer" and m["peer"] == peer)
+            await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+        await eventually(lambda: all(v.frames.get(0, 0) >= 30 for v in [first, *viewers]), timeout=30, what="30 frames on every viewer")
+        before = [v.frames[0] for v in [first, *viewers]]
+        await asyncio.sleep(1.0)
+        assert all(v.frames[0] > b for v, b in zip([first, *viewers], before))  # all still decoding
+    finally:
+        for viewer in viewers:
+            await viewer.close()
