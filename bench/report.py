@@ -17,6 +17,9 @@ ROWS = [
     ("export", "seconds_per_hour", 60.0, True, "export s per hour of 30 fps data"),
     ("alert", "p95_ms", 20.0, True, "alert p95 at 50 robots (ms)"),
     ("fleet", "max_robots", 300.0, False, "fleet: robots at p95 ≤ 150 ms"),
+    ("video", "g2g_p50_ms", 45.0, True, "video glass-to-glass p50 (ms)"),
+    ("video", "g2g_p95_ms", 70.0, True, "video glass-to-glass p95 (ms)"),
+    ("video", "cpu_pct_per_stream", 20.0, True, "agent CPU per video stream (%)"),
     ("teleop", "datachannel_p95_ms", 10.0, True, "teleop p95, data channel (ms)"),
     ("teleop", "websocket_p95_ms", 10.0, True, "teleop p95, WebSocket fallback (ms)"),
 ]
