@@ -1,11 +1,13 @@
 """Episode recording: every cycle is an episode (uuid, cycle_started/cycle_ended).
 
 Per control step: t, phase, mode, action_mode (robot / pre_intervention / human / shared), state
-vector, action vector, confidence, torque — kept in a bounded ring buffer (the latest
-`max_seconds` of the cycle). Per camera: frames sampled from the CameraHub at `record_fps`
+vector, action vector, confidence, torque — the first `max_seconds` of the cycle (default 15 min,
+long enough for a robot holding while it waits for a person). Per camera: frames sampled from the CameraHub at `record_fps`
 (default 10 fps), downscaled to 320×240 and encoded to H.264 as they come, into a working
 directory on disk. Keeping raw frames for a 76 s cycle would cost ~260 MB per robot; encoding
-320×240 at 10 fps costs a few % of a core and a few MB. Videos stop growing at `max_seconds`.
+320×240 at 10 fps costs a few % of a core and a few MB. Videos stop growing at `max_seconds` too, so
+the step table and the videos of an episode always cover the same stretch (labeling and the
+dataset export line them up by time).
 
 When a cycle ends, failures and intervened episodes are finalised into the spool
 (state_dir/spool/<episode>/ with metadata.json, steps.parquet, video_<camera>.mp4) for upload;
@@ -105,7 +107,7 @@ class _Episode:
 
 
 class EpisodeRecorder:
-    def __init__(self, state_dir: Path, cameras: list[str], *, record_fps: float = 10.0, control_hz: float = 30.0, max_seconds: float = 300.0) -> None:
+    def __init__(self, state_dir: Path, cameras: list[str], *, record_fps: float = 10.0, control_hz: float = 30.0, max_seconds: float = 900.0) -> None:
         self.work_dir = state_dir / "recording"
         self.spool_dir = state_dir / "spool"
         self.cameras = cameras
@@ -127,7 +129,7 @@ class EpisodeRecorder:
             self.abandon()
         directory = self.work_dir / info.episode
         directory.mkdir(parents=True)
-        episode = self.current = _Episode(info=info, directory=directory, steps=deque(maxlen=self.max_steps))
+        episode = self.current = _Episode(info=info, directory=directory, steps=deque())
 
         def open_writers() -> None:
             for camera in self.cameras:
@@ -136,7 +138,7 @@ class EpisodeRecorder:
         self.worker.submit(open_writers)
 
     def add_step(self, step: StepRecord) -> None:
-        if self.current is not None:
+        if self.current is not None and len(self.current.steps) < self.max_steps:
             self.current.steps.append(step)
 
     def add_frame(self, camera: str, image: np.ndarray) -> None:

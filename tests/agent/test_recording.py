@@ -1,0 +1,31 @@
+"""The recorder keeps the step table and the videos of an episode over the same stretch of time."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pyarrow.parquet as pq
+
+from robot_agent.recording import EpisodeInfo, EpisodeRecorder, EpisodeResult, StepRecord, utc_iso
+
+
+def test_a_long_episode_keeps_steps_and_video_over_the_same_first_seconds(tmp_path: Path) -> None:
+    recorder = EpisodeRecorder(tmp_path, ["head"], record_fps=10.0, control_hz=30.0, max_seconds=1.0)
+    recorder.begin(EpisodeInfo("00000000-0000-4000-8000-000000000001", 0, "v", 1, utc_iso(0.0), 0.0))
+    for i in range(90):  # 3 s of steps and frames: only the first second is kept, of both
+        recorder.add_step(StepRecord(t=i / 30, phase="p", mode="autonomous", action_mode="robot", progress=0.0,
+                                     confidence=0.9, torque_nm=0.0, state=[0.0], action=[0.0]))
+        if i % 3 == 0:
+            recorder.add_frame("head", np.full((240, 320, 3), i, dtype=np.uint8))
+    spool = recorder.finish(EpisodeResult("failure", "other", 3.0, False), keep=True).result(timeout=60)
+    recorder.close()
+    assert spool is not None
+    steps = pq.read_table(spool / "steps.parquet")
+    assert steps.num_rows == 30 and steps.column("t").to_pylist()[-1] < 1.0
+    with av.open(str(spool / "video_head.mp4")) as container:
+        frames = sum(1 for _ in container.decode(container.streams.video[0]))
+    assert frames == 10
+    assert json.loads((spool / "metadata.json").read_text())["steps"] == 30
