@@ -77,6 +77,7 @@ class Hello(Message):
     mode: RobotMode
     estopped: bool
     lease_id: Uuid | None = None
+    open_interventions: Annotated[list[Uuid], Field(max_length=100)] | None = None
 
 
 class Latency(Message):

@@ -184,6 +184,7 @@ class Agent:
             "capabilities": ["teleop", "shared", "webrtc", "datachannel"], "policy_version": self.version,
             "mode": self.modes.mode, "estopped": self.latch.estopped,
             "lease_id": self.modes.lease.id if self.modes.lease else None,
+            "open_interventions": list(self.loop.open_interventions)[:100],
         }
 
     # ------------------------------------------------------------------ inbound

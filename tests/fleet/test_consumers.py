@@ -341,3 +341,24 @@ async def drain(socket: Any, quiet_s: float = 0.3) -> list[dict[str, Any]]:
     while not await socket.nothing(quiet_s):
         messages.append(await socket.recv())
     return messages
+
+
+async def test_a_restarted_agent_closes_the_interventions_it_forgot(fleet, users, cleanup):
+    from webapp.fleet.models import Intervention
+
+    robot, _ = await robot_socket(fleet.tokens["r1"])
+    cleanup.append(robot)
+    kept, forgotten = str(uuid.uuid4()), str(uuid.uuid4())
+    for intervention in (kept, forgotten):
+        await robot.send({"type": "intervention_raised", "intervention": intervention, "trigger": "policy_uncertainty",
+                          "severity": "high", "detail": "unsure", "episode": None})
+    dashboard, _ = await fleet_socket(users["supervisor"])
+    cleanup.append(dashboard)
+    await robot.close()
+    # The agent comes back having kept only one of them (it restarted in between, say).
+    again, _ = await robot_socket(fleet.tokens["r1"], open_interventions=[kept])
+    cleanup.append(again)
+    update = await dashboard.recv_until(lambda m: m["type"] == "intervention" and m["intervention"]["id"] == forgotten)
+    assert update["intervention"]["state"] == "resolved" and update["intervention"]["resolution"] == "gone_on_robot"
+    states = await database_sync_to_async(lambda: dict(Intervention.objects.values_list("id", "state")))()
+    assert states[uuid.UUID(kept)] == "raised" and states[uuid.UUID(forgotten)] == "resolved"

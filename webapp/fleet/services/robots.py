@@ -72,10 +72,29 @@ def robot_connected(*, robot: Robot, hello: Any, channel: str, source: str = "")
             "station": {"name": robot.station.name, "takt_s": robot.station.takt_s} if robot.station else None,
         }
         realtime.broadcast_robot(robot.name)
+        if getattr(hello, "open_interventions", None) is not None:
+            _resolve_forgotten_interventions(robot, set(hello.open_interventions))
     if hello.estopped and not robot.estopped:
         # The robot's own latch is set (e.g. its e-stop button): the server latches too.
         robot_estop(robot_name=robot.name, actor=None, reason="reported by robot", source=source)
     return welcome, previous
+
+
+def _resolve_forgotten_interventions(robot: Robot, still_open: set[str]) -> None:
+    """Interventions the robot no longer waits on (its agent restarted) would wait forever: close them."""
+    from webapp.fleet.models import Intervention
+
+    now = timezone.now()
+    # Only what the agent itself raises; not the server's own (supervisor, e-stop), nor one a person is handling.
+    raised_by_robot = [Intervention.Trigger.POLICY_UNCERTAINTY, Intervention.Trigger.FAULT, Intervention.Trigger.TAKT_OVERRUN]
+    stale = (Intervention.objects.filter(robot=robot, trigger__in=raised_by_robot)
+             .exclude(state__in=[Intervention.State.RESOLVED, Intervention.State.CLAIMED]).exclude(id__in=still_open))
+    for item in stale:
+        item.state, item.resolved_at, item.resolution = Intervention.State.RESOLVED, now, "gone_on_robot"
+        item.save(update_fields=["state", "resolved_at", "resolution"])
+        audit_record(actor=f"robot:{robot.name}", action="intervention_resolved", robot=robot, intervention=str(item.id),
+                     resolution="gone_on_robot")
+        realtime.broadcast_intervention(item.id)
 
 
 def robot_disconnected(*, robot_name: str, channel: str) -> None:
