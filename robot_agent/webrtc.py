@@ -36,6 +36,16 @@ VIDEO_CLOCK_RATE = 90_000
 LOOPBACK_HOSTS = ("127.0.0.1", "::1")
 MAX_VIEWERS = 8
 NEGOTIATION_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 20.0  # answered but never connected: the slot is freed (MAX_VIEWERS is small)
+
+
+def looks_like_offer(sdp: str) -> bool:
+    """The parts every real WebRTC offer has; aiortc would answer far less (even plain text) with an
+    empty session that never connects and holds a viewer slot."""
+    lines = sdp.replace("\r\n", "\n").split("\n")
+    return (bool(lines) and lines[0].strip() == "v=0" and any(line.startswith("m=") for line in lines)
+            and any(line.startswith("a=ice-ufrag:") for line in lines) and any(line.startswith("a=ice-pwd:") for line in lines)
+            and any(line.startswith("a=fingerprint:") for line in lines))
 PREFERRED_CODECS = ("video/VP8", "video/H264")  # VP8: lowest sender CPU and display latency here
 
 
@@ -165,6 +175,13 @@ class WebRtcGateway:
             self.counters["viewers_refused"] += 1
             await self.send_signal({"type": "signal", "peer": peer, "kind": "bye"})
             return
+        if not looks_like_offer(sdp):
+            self.counters["negotiation_failed"] += 1
+            self.counters["bad_offer"] += 1
+            if previous is not None:
+                await self._close(previous)
+            await self.send_signal({"type": "signal", "peer": peer, "kind": "bye"})
+            return
         if self.ice_loopback:
             sdp = keep_loopback_candidates(sdp)
         pc = RTCPeerConnection(self._configuration())
@@ -212,6 +229,14 @@ class WebRtcGateway:
             viewer.tasks.append(asyncio.create_task(self._frame_clock(viewer)))
         await pc.setLocalDescription(await pc.createAnswer())
         await self.send_signal({"type": "signal", "peer": viewer.peer, "kind": "answer", "sdp": pc.localDescription.sdp})
+        viewer.tasks.append(asyncio.create_task(self._connect_deadline(viewer)))
+
+    async def _connect_deadline(self, viewer: Viewer) -> None:
+        await asyncio.sleep(CONNECT_TIMEOUT_S)
+        if self.viewers.get(viewer.peer) is viewer and viewer.pc.connectionState != "connected":
+            self.counters["connect_timeout"] += 1
+            log.info("viewer %s did not connect within %.0f s: closing it", viewer.peer, CONNECT_TIMEOUT_S)
+            await self.close_viewer(viewer.peer, say_bye=True)
 
     async def _remote_candidate(self, peer: str, candidate: Any) -> None:
         viewer = self.viewers.get(peer)
@@ -280,7 +305,8 @@ class WebRtcGateway:
     async def _close(self, viewer: Viewer) -> None:
         self.hub.viewers = max(0, self.hub.viewers - 1)
         for task in viewer.tasks:
-            task.cancel()
+            if task is not asyncio.current_task():  # the connect deadline may be the one closing it
+                task.cancel()
         try:
             async with asyncio.timeout(5):
                 await viewer.pc.close()

@@ -224,3 +224,62 @@ async def test_several_viewers_of_one_camera_share_its_frames_safely(agent_with_
     finally:
         for viewer in viewers:
             await viewer.close()
+
+
+async def test_garbage_offers_end_only_their_own_viewer(agent_with_viewer, monkeypatch):  # type: ignore[no-untyped-def]
+    """Bad SDP gets a `bye` for that peer and a counter; an offer broken deeper down (truncated, a
+    bogus fingerprint) may get an answer but never a lasting slot; the other viewer carries on."""
+    import robot_agent.webrtc as webrtc
+
+    monkeypatch.setattr(webrtc, "CONNECT_TIMEOUT_S", 1.0)
+    agent, station, viewer, _ = agent_with_viewer
+    signals: list[dict[str, Any]] = []
+
+    async def capture(message: dict[str, Any]) -> None:
+        signals.append(message)
+
+    agent.gateway.send_signal = capture
+    real = await ViewerPeer(cameras=1).offer()
+    garbage = [
+        "garbage",
+        "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n",  # no media at all
+        real.replace("a=ice-ufrag:", "a=ice-ufrag-broken:"),
+        "\x00\x01\x02" * 100,
+    ]
+    before = agent.gateway.counters["bad_offer"]
+    for index, sdp in enumerate(garbage):
+        peer = f"bad-{index}"
+        await agent.gateway.handle_signal(ViewerSignal(type="signal", peer=peer, kind="offer", sdp=sdp))
+        assert not any(m.get("kind") == "answer" and m["peer"] == peer for m in signals), sdp[:40]
+        assert peer not in agent.gateway.viewers
+        assert any(m.get("kind") == "bye" and m["peer"] == peer for m in signals)
+    assert agent.gateway.counters["bad_offer"] - before == len(garbage)
+    broken = [real[: len(real) // 2], real.replace("a=fingerprint:sha-256", "a=fingerprint:sha-999")]
+    for index, sdp in enumerate(broken):
+        await agent.gateway.handle_signal(ViewerSignal(type="signal", peer=f"broken-{index}", kind="offer", sdp=sdp))
+    await eventually(lambda: not any(p.startswith("broken-") for p in agent.gateway.viewers), timeout=15, what="broken offers closed")
+    frames = viewer.frames.get(0, 0)
+    await eventually(lambda: viewer.frames.get(0, 0) > frames + 10, timeout=10, what="the good viewer keeps decoding")
+
+
+async def test_an_answered_viewer_that_never_connects_frees_its_slot(agent_with_viewer, monkeypatch):  # type: ignore[no-untyped-def]
+    import robot_agent.webrtc as webrtc
+
+    monkeypatch.setattr(webrtc, "CONNECT_TIMEOUT_S", 1.0)
+    agent, station, viewer, _ = agent_with_viewer
+    signals: list[dict[str, Any]] = []
+
+    async def capture(message: dict[str, Any]) -> None:
+        signals.append(message)
+
+    agent.gateway.send_signal = capture
+    silent = ViewerPeer(cameras=1)  # offers, but never applies the answer: ICE never starts
+    try:
+        await agent.gateway.handle_signal(ViewerSignal(type="signal", peer="silent", kind="offer", sdp=await silent.offer()))
+        assert any(m.get("kind") == "answer" and m["peer"] == "silent" for m in signals)
+        await eventually(lambda: "silent" not in agent.gateway.viewers, timeout=10, what="the silent viewer closed")
+        assert agent.gateway.counters["connect_timeout"] == 1
+        assert any(m.get("kind") == "bye" and m["peer"] == "silent" for m in signals)
+        assert "viewer-1" in agent.gateway.viewers  # the connected one stays
+    finally:
+        await silent.close()
