@@ -23,7 +23,7 @@ from typing import Any
 
 import websockets
 
-from bench.common import finish, percentile
+from bench.common import finish, free_port, percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 ROBOTS = 50
@@ -34,20 +34,12 @@ REDIS = os.environ.get("FOREMAN_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 SEED = """
 import json
-from webapp.fleet.models import Robot
 from webapp.fleet.services.demo import demo_seed
-from webapp.fleet.services.robots import robot_issue_token
 from webapp.fleet.services.users import api_token_issue
 from django.contrib.auth import get_user_model
 fleet = demo_seed(robots={robots}, password="bench-only")
 print(json.dumps({{"robots": fleet.tokens, "dashboard": api_token_issue(user=get_user_model().objects.get(username="supervisor"))}}))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Stack:

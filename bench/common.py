@@ -60,14 +60,19 @@ def reexec_isolated(name: str) -> int:
     return subprocess.run(["unshare", "-n", "--", "sh", "-c", command], env=env, cwd=Path(__file__).resolve().parents[1]).returncode
 
 
-def start_demo(work: Path, *args: str) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
-    """`manage.py demo` on embedded settings in `work`; returns (process, url, env) once it answers."""
+def free_port() -> int:
     import socket
-    import urllib.request
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        return sock.getsockname()[1]
+
+
+def start_demo(work: Path, *args: str) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+    """`manage.py demo` on embedded settings in `work`; returns (process, url, env) once it answers."""
+    import urllib.request
+
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update(FOREMAN_SQLITE_PATH=str(work / "db.sqlite3"), FOREMAN_MEDIA_ROOT=str(work / "media"), FOREMAN_LOG_LEVEL="WARNING")
     root = Path(__file__).resolve().parents[1]

@@ -20,7 +20,8 @@ from django.test import Client
 from tests.labeling.recordings import record_episode
 from tests.labeling.test_processing import post
 from webapp.labeling.models import Export
-from webapp.labeling.services.exports import BadExport, export_create, export_run
+from webapp.fleet.services.errors import Invalid
+from webapp.labeling.services.exports import export_create, export_run
 from webapp.labeling.services.labels import label_review, label_submit
 from webapp.labeling.services.processing import upload_process
 
@@ -144,9 +145,9 @@ def test_xr0_export(labeled: list[str], users: dict[str, Any], settings: Any, tm
 
 
 def test_export_refusals_and_http_flow(labeled: list[str], users: dict[str, Any], settings: Any) -> None:
-    with pytest.raises(BadExport, match="no labeled episodes"):
+    with pytest.raises(Invalid, match="no labeled episodes"):
         export_create(user=users["labeler"], format="lerobot_v3", robot="r3")
-    with pytest.raises(BadExport, match="cannot be exported"):
+    with pytest.raises(Invalid, match="cannot be exported"):
         export_create(user=users["labeler"], format="lerobot_v3", episode_ids=labeled)  # the third has no label
     client = Client()
     client.force_login(users["labeler"])

@@ -41,3 +41,10 @@ class Estopped(ServiceError):
 class RobotOffline(ServiceError):
     code = "robot_offline"
     http_status = 409
+
+
+class Invalid(ServiceError):
+    """The request is well-formed but its content is not acceptable (a label, an export selection)."""
+
+    code = "bad_message"
+    http_status = 422

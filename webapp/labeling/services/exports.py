@@ -23,17 +23,12 @@ from webapp.fleet.models import Episode
 from webapp.fleet.roles import user_can
 from webapp.fleet.selectors import iso
 from webapp.fleet.services.audit import audit_record
-from webapp.fleet.services.errors import Forbidden, ServiceError
+from webapp.fleet.services.errors import Forbidden, Invalid
 from webapp.labeling.models import Clip, Export, Label
 from webapp.labeling.services import lerobot, xr0
 
 MAX_EPISODES = 5000
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-
-
-class BadExport(ServiceError):
-    code = "bad_message"
-    http_status = 422
 
 
 def exportable_episodes(*, review: str = "confirmed", station: str | None = None, robot: str | None = None,
@@ -56,18 +51,18 @@ def export_create(*, user: Any, format: str, episode_ids: list[str] | None = Non
     if not user_can(user, "label"):
         raise Forbidden("your role may not export datasets (label)")
     if format not in Export.Format.values:
-        raise BadExport(f"format must be one of {', '.join(Export.Format.values)}")
+        raise Invalid(f"format must be one of {', '.join(Export.Format.values)}")
     chosen = exportable_episodes(review=review, station=station, robot=robot, policy=policy)
     if episode_ids:
         chosen = chosen.filter(id__in=episode_ids)
     ids = [str(i) for i in chosen.values_list("id", flat=True)[: MAX_EPISODES + 1]]
     if not ids:
-        raise BadExport("no labeled episodes match this selection (a clip and a current, undisputed label are needed)")
+        raise Invalid("no labeled episodes match this selection (a clip and a current, undisputed label are needed)")
     if len(ids) > MAX_EPISODES:
-        raise BadExport(f"more than {MAX_EPISODES} episodes: narrow the selection")
+        raise Invalid(f"more than {MAX_EPISODES} episodes: narrow the selection")
     if episode_ids and len(ids) != len(set(episode_ids)):
         missing = sorted(set(episode_ids) - set(ids))
-        raise BadExport(f"{len(missing)} of the chosen episodes cannot be exported (no clip or no usable label), e.g. {missing[0]}")
+        raise Invalid(f"{len(missing)} of the chosen episodes cannot be exported (no clip or no usable label), e.g. {missing[0]}")
     export = Export.objects.create(created_by=user, format=format, episodes=ids,
                                    filters={"review": review, "station": station, "robot": robot, "policy": policy})
     audit_record(actor=user.username, action="export_created", robot=None, source=source, export=str(export.id),
@@ -83,7 +78,7 @@ def _sources(export: Export) -> tuple[list[lerobot.EpisodeSource], dict[str, str
     for key in export.episodes:
         clip = clips.get(key)
         if clip is None:
-            raise BadExport(f"episode {key} has no clip any more")
+            raise Invalid(f"episode {key} has no clip any more")
         episode = clip.episode
         directory = Path(settings.MEDIA_ROOT) / clip.upload.directory
         label = labels.get(key)

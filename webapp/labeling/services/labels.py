@@ -11,13 +11,8 @@ from django.utils import timezone
 from webapp.fleet.models import Episode
 from webapp.fleet.roles import user_can
 from webapp.fleet.services.audit import audit_record
-from webapp.fleet.services.errors import Conflict, Forbidden, NotFound, ServiceError
+from webapp.fleet.services.errors import Conflict, Forbidden, Invalid, NotFound
 from webapp.labeling.models import FailureMode, Label, QueueItem
-
-
-class BadLabel(ServiceError):
-    code = "bad_message"
-    http_status = 422
 
 
 def taxonomy_for(station_id: int | None) -> list[FailureMode]:
@@ -40,14 +35,14 @@ def label_submit(*, episode_id: str, user: Any, failure_mode: str, failure_t: fl
             raise NotFound(f"no episode {episode_id}")
         modes = {m.key: m for m in taxonomy_for(episode.station_id)}
         if failure_mode and failure_mode not in modes:
-            raise BadLabel(f"failure mode {failure_mode!r} is not in this station's taxonomy ({', '.join(modes)})")
+            raise Invalid(f"failure mode {failure_mode!r} is not in this station's taxonomy ({', '.join(modes)})")
         if failure_mode and modes[failure_mode].needs_text and not other_text.strip():
-            raise BadLabel(f"'{modes[failure_mode].label}' needs a few words saying what went wrong")
+            raise Invalid(f"'{modes[failure_mode].label}' needs a few words saying what went wrong")
         duration = episode.duration_s or 0.0
         if failure_t is not None and not 0.0 <= failure_t <= max(duration, 0.0) + 0.5:
-            raise BadLabel(f"the moment of failure must lie within the episode (0–{duration:.1f} s)")
+            raise Invalid(f"the moment of failure must lie within the episode (0–{duration:.1f} s)")
         if not failure_mode and failure_t is not None:
-            raise BadLabel("a moment of failure needs a failure mode")
+            raise Invalid("a moment of failure needs a failure mode")
         Label.objects.filter(episode=episode, current=True).update(current=False)
         label = Label.objects.create(episode=episode, author=user, failure_mode=failure_mode, failure_t=failure_t,
                                      good_demo=good_demo, other_text=other_text.strip()[:300], notes=notes[:4000])
@@ -60,7 +55,7 @@ def label_submit(*, episode_id: str, user: Any, failure_mode: str, failure_t: fl
 def label_review(*, label_id: str, user: Any, verdict: str, note: str = "", source: str = "") -> Label:
     _require(user, "label")
     if verdict not in ("confirm", "dispute"):
-        raise BadLabel("verdict must be confirm or dispute")
+        raise Invalid("verdict must be confirm or dispute")
     with transaction.atomic():
         label = Label.objects.select_for_update().select_related("episode__robot").filter(pk=label_id).first()
         if label is None:
@@ -70,7 +65,7 @@ def label_review(*, label_id: str, user: Any, verdict: str, note: str = "", sour
         if label.author_id == user.pk:
             raise Conflict("a second reviewer must be someone other than the label's author")
         if verdict == "dispute" and not note.strip():
-            raise BadLabel("say why you dispute the label")
+            raise Invalid("say why you dispute the label")
         label.review = Label.Review.CONFIRMED if verdict == "confirm" else Label.Review.DISPUTED
         label.reviewer, label.reviewed_at, label.review_note = user, timezone.now(), note.strip()[:1000]
         label.save(update_fields=["review", "reviewer", "reviewed_at", "review_note"])
@@ -93,7 +88,7 @@ def queue_assign(*, episode_id: str, user: Any, assignee: str | None, source: st
             if target is None:
                 raise NotFound(f"no user {assignee!r}")
             if not user_can(target, "label"):
-                raise BadLabel(f"{assignee} may not label")
+                raise Invalid(f"{assignee} may not label")
         item.assigned_to = target
         item.save(update_fields=["assigned_to"])
         audit_record(actor=user.username, action="label_assigned", robot=item.episode.robot, source=source,
