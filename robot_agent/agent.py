@@ -108,6 +108,7 @@ class Agent:
         self._last_teleop_state = 0.0
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
+        self.server_name: str | None = None  # the robot's name at the server (from welcome)
 
     def _make_executor(self, policy: Any) -> ChunkExecutor:
         def infer(observation: Any, prefix: np.ndarray | None) -> PolicyOutput:
@@ -132,6 +133,12 @@ class Agent:
             asyncio.create_task(self._record_frames(), name="record-frames"),
             asyncio.create_task(self.uploader.run(), name="uploader"),
         ]
+        if self.config.sim_supervisor_token:
+            from robot_agent.sim.supervisor import ScriptedSupervisor
+
+            supervisor = ScriptedSupervisor(http_base=http_base_url(self.config.server), token=self.config.sim_supervisor_token,
+                                            agent=self)
+            self._tasks.append(asyncio.create_task(supervisor.run(), name="sim-supervisor"))
         link_task = asyncio.create_task(self.link.run(), name="link")
         try:
             done, _ = await asyncio.wait([link_task, self._tasks[1]], return_when=asyncio.FIRST_COMPLETED)
@@ -191,6 +198,7 @@ class Agent:
 
     async def on_welcome(self, welcome: Any) -> None:
         log.info("connected to the server as %s", welcome.robot)
+        self.server_name = welcome.robot
         if welcome.station is not None:
             self.loop.settings.takt_s = welcome.station.takt_s
         self.gateway.ice_servers = list(welcome.ice_servers)

@@ -79,6 +79,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("seed", int, "seed of the first cycle (default 1000; cycle i uses seed + i)"),
     Setting("max_cycles", int, "stop after this many cycles (default: run forever)"),
     Setting("log_level", str, "logging level (default INFO)"),
+    Setting("sim_supervisor_token", str, "sim only: a user API token (fut_...) for the scripted supervisor, the sim's expert acting as a remote teleoperator over /ws/fleet/ (the learning round uses it)"),
 )
 
 
@@ -110,6 +111,7 @@ class AgentConfig:
     seed: int = 1000
     max_cycles: int | None = None
     log_level: str = "INFO"
+    sim_supervisor_token: str = ""
 
     @property
     def resolved_state_dir(self) -> Path:

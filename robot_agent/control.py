@@ -313,6 +313,8 @@ class ControlLoop:
     def _record(self, action: np.ndarray | None, action_mode: str, confidence: float | None) -> None:
         assert self.recorder is not None and self.cycle is not None
         state = self.robot.state()
+        if action is None:  # a hold: record the braking command it applied, so the episode replays exactly
+            action = self.robot.applied_action()
         self.recorder.add_step(StepRecord(
             t=self.clock.now() - self.cycle.started_t, phase=self.status.phase, mode=self.modes.mode,
             action_mode=action_mode,  # type: ignore[arg-type]

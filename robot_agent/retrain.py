@@ -111,20 +111,35 @@ def _supervised_batch(policy: VisuomotorPolicy, seeds: list[int], refill: int, e
     return records
 
 
+def arm_weights(modes: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """(T, 2) weights by who acted: robot 1, pre-intervention PRE_INTERVENTION_WEIGHT, human 1 — except an
+    arm the person was not driving (teleop moves one arm at a time; the other stands still), which
+    teaches nothing about that arm: 0. Shared steps count as the person's."""
+    weights = np.select([modes == "pre_intervention", np.isin(modes, ("robot", "human", "shared"))],
+                        [PRE_INTERVENTION_WEIGHT, 1.0], 0.0)[:, None].repeat(2, axis=1)  # anything else: left out
+    for index in range(2):
+        arm = actions[:, 5 * index: 5 * index + 5]
+        idle = (np.abs(arm[:, [0, 1, 2, 4]]).max(axis=1) == 0.0)  # no motion and no spin commanded
+        weights[(modes == "human") & idle, index] = 0.0
+    return weights.astype(np.float32)
+
+
 def round_samples(episodes: list[SupervisedEpisode], horizon: int) -> tuple[Samples, dict[str, int]]:
     """Weighted per-arm samples from supervised episodes: human share fixed, pre-intervention down."""
-    parts, human_masks, counts = [], [], {"robot": 0, "pre_intervention": 0, "human": 0}
+    parts, human_masks, counts = [], [], {"robot": 0, "pre_intervention": 0, "human": 0, "shared": 0}
     for episode in episodes:
         modes = np.asarray(episode.action_modes)
         if not episode.success and episode.intervened_at is None:
             continue  # a failure nobody caught teaches nothing good
-        weights = np.where(modes == "pre_intervention", PRE_INTERVENTION_WEIGHT, 1.0)
+        actions = np.asarray(episode.actions)
         kept = [t for t in episode.kept if t < len(modes)]
-        parts.append(samples_from_steps(episode.images[: len(kept)], episode.states[: len(kept)], np.asarray(episode.actions),
-                                        kept, horizon, weights))
-        human_masks.append(np.repeat(modes[kept] == "human", 2))  # two per-arm samples per step
+        parts.append(samples_from_steps(episode.images[: len(kept)], episode.states[: len(kept)], actions,
+                                        kept, horizon, arm_weights(modes, actions)))
+        human_masks.append(np.repeat(np.isin(modes[kept], ("human", "shared")), 2))  # two per-arm samples per step
         for mode in counts:
             counts[mode] += int(np.sum(modes[kept] == mode))
+    if not parts:
+        raise ValueError("no episode to learn from: every one was an uncaught failure")
     samples = Samples.concat(parts)
     # Interventions carry a fixed share of the total weight, however few they are.
     human = np.concatenate(human_masks)

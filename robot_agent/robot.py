@@ -69,6 +69,11 @@ class Robot(ABC):
             TeleopVelocity(nudge.lease_id, nudge.seq, nudge.arm, 0.0, 0.0, 0.0, 0.0, None, nudge.received_at)
         )
 
+    def applied_action(self) -> np.ndarray | None:
+        """The command the last step or hold actually applied (a hold brakes: it is not all zeros), if
+        the robot knows it. Recorded with each step so an episode can be replayed exactly."""
+        return None
+
     def arm_poses(self) -> dict[str, dict[str, Any]] | None:
         """Each arm's end-effector pose for telemetry (protocol `ArmPose`), if the robot knows it."""
         return None

@@ -89,6 +89,16 @@ class SimRobot(Robot):
             self.station.hold()
             return status_of(self.station)
 
+    def snapshot(self) -> NutStation:
+        """A copy of the station's ground truth (for the scripted supervisor, never for a policy)."""
+        with self.lock:
+            return copy.deepcopy(self.station)
+
+    def applied_action(self) -> np.ndarray | None:
+        with self.lock:
+            action = self.station.last_action
+            return None if action is None else action.copy()
+
     def render(self, camera: str, size: tuple[int, int]) -> np.ndarray:
         with self.lock:  # copy under the lock, draw outside it: the control loop never waits for video
             snapshot = copy.deepcopy(self.station)

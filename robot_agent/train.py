@@ -39,6 +39,9 @@ from robot_agent.sim.render import policy_image
 from robot_agent.sim.station import ARMS, NutStation
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "weights" / "bc-sim-v1.pt"
+# Near the part and the feeder the noise is scaled down: millimetres decide a grasp or an engagement
+# there, and a demonstration that fails early never shows the later steps of the cycle.
+NEAR_SURFACE_NOISE = 0.1
 
 
 @dataclass
@@ -68,14 +71,17 @@ def chunk_labels(actions: np.ndarray, horizon: int) -> np.ndarray:
 
 def samples_from_steps(images: list[np.ndarray], states: list[np.ndarray], actions: np.ndarray, keep: list[int],
                        horizon: int, weights: np.ndarray | None = None) -> Samples:
-    """Per-arm samples at the kept steps of one episode (images/states per kept step, actions for every step)."""
+    """Per-arm samples at the kept steps of one episode (images/states per kept step, actions for every step).
+    `weights`: per step (T,) or per step and arm (T, 2)."""
     chunks = chunk_labels(actions, horizon)[keep]  # (K, 2, H, 5)
     step_weights = np.ones(len(actions), dtype=np.float32) if weights is None else weights.astype(np.float32)
+    if step_weights.ndim == 1:
+        step_weights = np.repeat(step_weights[:, None], 2, axis=1)
     return Samples(
         images=(np.concatenate(images) * 255).round().astype(np.uint8),
         states=np.concatenate(states),
         chunks=chunks.reshape(-1, horizon, ARM_ACTION_DIM).astype(np.float32),
-        weights=np.repeat(step_weights[keep], 2),
+        weights=step_weights[keep].reshape(-1),
     )
 
 
@@ -101,7 +107,7 @@ def collect_demonstrations(episodes: int, seed: int, *, horizon: int = 15, every
             for index in range(len(ARMS)):
                 arm = station.arms[ARMS[index]]
                 if arm.nut is None or arm.nut.state != "threading":  # threading arms are held by the thread
-                    executed[5 * index: 5 * index + 3] += drift[3 * index: 3 * index + 3] * (0.3 if arm.position[2] < 0.03 else 1.0)
+                    executed[5 * index: 5 * index + 3] += drift[3 * index: 3 * index + 3] * (NEAR_SURFACE_NOISE if arm.position[2] < 0.03 else 1.0)
             station.step(executed)
         parts.append(samples_from_steps(images, states, np.asarray(actions), keep, horizon))
         if progress is not None:

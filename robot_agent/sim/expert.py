@@ -37,7 +37,7 @@ ACCEL = 1.0  # m/s²
 GAIN = 4.0  # 1/s: proportional gain on position error
 MIN_SPEED = 0.006
 DRIVE_SPIN = 0.8
-SEAT_SPIN = 0.35
+SEAT_SPIN = 0.2
 STOP_TORQUE_NM = 8.2
 
 

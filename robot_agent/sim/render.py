@@ -124,7 +124,7 @@ def _draw_scene(canvas: Canvas, station: NutStation, *, arms: bool) -> None:
             height = max(0.0, z - PART_TOP_Z)
             canvas.disc(x, y, 0.012 + 0.05 * height, ARM_COLOURS[side] * 0.6, inner=0.009)  # gripper, bigger when high
             if arm.nut is not None and arm.nut.state == "held":
-                canvas.disc(x, y, 0.005, BRASS, inner=0.0022)
+                canvas.disc(arm.nut.position[0], arm.nut.position[1], 0.005, BRASS, inner=0.0022)
 
 
 def render(station: NutStation, camera: str, size: tuple[int, int], *, noise: bool = True,
@@ -149,7 +149,8 @@ def render(station: NutStation, camera: str, size: tuple[int, int], *, noise: bo
     canvas = Canvas(width, height, x - half_w, y - half_h, x + half_w, y + half_h, TABLE)
     _draw_scene(canvas, station, arms=False)
     if arm.nut is not None and arm.nut.state == "held":
-        canvas.disc(x, y, 0.005, BRASS * 0.8, inner=0.0040)  # the held nut's rim around the bore
+        nut = arm.nut.position  # an off-centre grasp shows as a rim off the image centre
+        canvas.disc(float(nut[0]), float(nut[1]), 0.005, BRASS * 0.8, inner=0.0040)  # the held nut's rim around the bore
     else:
         canvas.disc(x, y, 0.0012, ARM_COLOURS[side])  # the driver's tip: a small dot at the centre
     return canvas.finish(rng, light)

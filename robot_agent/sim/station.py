@@ -5,15 +5,19 @@ hole, lower it onto the thread, drive it to torque, release, and do the same for
 Physics-lite, at the control period: every failure comes from the motion that was commanded —
 
 - missed_pick:     the gripper closed while not centred on a nut (the nut is knocked off the feeder);
-- dropped_nut:     the gripper opened with a nut not yet threaded, or the arm jerked while carrying it;
-- misaligned_nut:  the nut met the part more than HOLE_TOLERANCE_M off the hole's axis;
-- cross_threaded:  it met the hole too fast, or the arm pushed sideways while the nut was threading;
+- dropped_nut:     the gripper opened with a nut not yet threaded, or the arm jerked while carrying it
+                   (an off-centre grasp holds the nut by an edge: it slips at a smaller jerk);
+- misaligned_nut:  the nut met the part more than HOLE_TOLERANCE_M off the hole's axis (the jaws centre
+                   a nut only partly, so an off-centre grasp also carries the nut off the gripper's axis);
+- cross_threaded:  it met the hole too fast or still moving sideways, or the arm pushed sideways while
+                   the nut was threading;
 - over_torque:     the driver kept turning past the seat (stripped thread);
 - under_torque:    the nut was released before it reached seating torque;
 - takt_overrun:    the cycle took longer than the takt.
 
 Everything random (part pose from imperfect fixturing, where the feeder presents each nut, thread
-friction) comes from the episode's seed, so a seed and an action sequence give one outcome.
+friction and how stiffly each cast thread seats) comes from the episode's seed, so a seed and an
+action sequence give one outcome.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ PICK_TOLERANCE_M = 0.0025
 PICK_HEIGHT_TOLERANCE_M = 0.004
 HOLE_TOLERANCE_M = 0.0015
 MAX_CONTACT_SPEED = 0.025  # m/s downward when the nut meets the hole
+MAX_CONTACT_SIDE_SPEED = 0.012  # m/s sideways when the nut meets the hole: faster tilts it onto the thread
+JAW_CENTRING = 0.8  # closing jaws pull an off-centre nut this share of the way onto the gripper's axis
 SIDE_LOAD_TAU_S = 0.2  # the wrist's compliance springs back with this time constant
 SIDE_LOAD_LIMIT_M = 0.003  # sustained sideways deflection that cross-threads (≈ 15 mm/s held)
 MAX_ACCEL_CARRYING = 3.0  # m/s²: more and the nut slips out
@@ -52,7 +58,8 @@ GRIP_STEPS = 6  # control periods to close or open the gripper
 THREAD_PITCH_M = 0.001
 SEAT_REVS = 5.0
 RUNNING_TORQUE_NM = 0.6
-SEAT_STIFFNESS_NM_PER_REV = 12.0
+SEAT_STIFFNESS_NM_PER_REV = 12.0  # typical; each cast hole seats stiffer or softer (SEAT_STIFFNESS_SIGMA)
+SEAT_STIFFNESS_SIGMA = 0.3  # log-normal spread of the casting's thread stiffness, hole to hole
 TORQUE_MIN_NM = 7.5
 TORQUE_MAX_NM = 9.5
 TORQUE_FAULT_NM = 9.0  # station fault: stop and ask for a person before the thread strips
@@ -81,6 +88,8 @@ class Arm:
     side_load: float = 0.0  # sideways deflection of the compliant wrist while threading (m)
     torque: float = 0.0
     nut: Nut | None = None  # the nut it holds or drives
+    nut_offset: np.ndarray = field(default_factory=lambda: np.zeros(2))  # held nut's centre minus the gripper's axis
+    grip_quality: float = 1.0  # 1 for a centred grasp, toward 0 at the edge of PICK_TOLERANCE_M
     installed: int = 0
     feeder_nut: Nut | None = None  # the nut its feeder presents now
 
@@ -117,6 +126,10 @@ class NutStation:
         self.part_yaw = float(yaw)
         self.holes = {side: [self.part_centre + rotation @ o for o in HOLE_OFFSETS[side]] for side in ARMS}
         self.friction = float(self.rng.uniform(0.8, 1.25))  # thread friction of this part's casting
+        # Drawn from their own stream so the pose and feeder draws of a seed stay what they were.
+        casting = np.random.default_rng([self.seed, 1])
+        self.seat_stiffness = {side: [float(SEAT_STIFFNESS_NM_PER_REV * casting.lognormal(0.0, SEAT_STIFFNESS_SIGMA))
+                                      for _ in HOLE_OFFSETS[side]] for side in ARMS}
         self.arms = {side: Arm(side, HOME[side].copy()) for side in ARMS}
         for arm in self.arms.values():
             arm.feeder_nut = self._present_nut(arm.side)
@@ -126,6 +139,7 @@ class NutStation:
         self.outcome = Outcome(done=False)
         self.fault: str | None = None
         self.fault_detail = ""
+        self.last_action: np.ndarray | None = None  # what the last step applied (a hold's braking command too)
 
     def _present_nut(self, side: str) -> Nut:
         xy = FEEDERS[side] + np.clip(self.rng.normal(0.0, FEEDER_SIGMA_M, 2), -0.008, 0.008)
@@ -146,6 +160,7 @@ class NutStation:
         if action.shape[0] != self.ACTION_DIM or not np.all(np.isfinite(action)):
             raise ValueError(f"action must be {self.ACTION_DIM} finite numbers")
         self.fault = None
+        self.last_action = action.copy()
         for index, side in enumerate(ARMS):
             failure = self._step_arm(self.arms[side], action[5 * index: 5 * index + 5])
             if failure is not None:
@@ -194,7 +209,8 @@ class NutStation:
             nut.position[2] = PART_TOP_Z - depth_revs * THREAD_PITCH_M
             arm.position[2] = CONTACT_Z - depth_revs * THREAD_PITCH_M
             over = max(0.0, arm.revs - SEAT_REVS)
-            arm.torque = RUNNING_TORQUE_NM * self.friction * (1.0 if spin > 0 else 0.3) + SEAT_STIFFNESS_NM_PER_REV * over
+            stiffness = self.seat_stiffness[arm.side][arm.installed]
+            arm.torque = RUNNING_TORQUE_NM * self.friction * (1.0 if spin > 0 else 0.3) + stiffness * over
             if arm.torque > TORQUE_MAX_NM:
                 return "over_torque", f"{arm.torque:.1f} N·m stripped the thread"
             if arm.torque > TORQUE_FAULT_NM:
@@ -202,8 +218,8 @@ class NutStation:
         else:
             arm.spin = spin
             arm.torque = 0.0
-            if nut is not None and nut.state == "held" and accel > MAX_ACCEL_CARRYING:
-                return "dropped_nut", f"jerked at {accel:.1f} m/s² while carrying"
+            if nut is not None and nut.state == "held" and accel > MAX_ACCEL_CARRYING * arm.grip_quality:
+                return "dropped_nut", f"jerked at {accel:.1f} m/s² while carrying a nut gripped {arm.grip_quality:.0%} well"
             new_position = arm.position + velocity * DT
             new_position[2] = max(new_position[2], self._floor(arm, new_position))
             if nut is not None and nut.state == "held" and new_position[2] <= CONTACT_Z + 1e-9 and self._over_part(new_position):
@@ -212,7 +228,7 @@ class NutStation:
                     return failure
             arm.position = new_position
             if nut is not None and nut.state == "held":
-                nut.position = arm.position - np.array([0.0, 0.0, 0.004])
+                nut.position = arm.position + np.array([arm.nut_offset[0], arm.nut_offset[1], -0.004])
         arm.velocity = velocity
 
         # Gripper: closing or opening takes GRIP_STEPS periods; the nut follows the jaws.
@@ -237,14 +253,17 @@ class NutStation:
     def _engage(self, arm: Arm, position: np.ndarray, velocity: np.ndarray) -> tuple[str, str] | None:
         hole = self.target_hole(arm.side)
         assert hole is not None and arm.nut is not None
-        error = float(np.linalg.norm(position[:2] - hole))
+        error = float(np.linalg.norm(position[:2] + arm.nut_offset - hole))
         if error > HOLE_TOLERANCE_M:
             return "misaligned_nut", f"nut met the part {error * 1000:.1f} mm off the hole"
         if velocity[2] < -MAX_CONTACT_SPEED:
             return "cross_threaded", f"nut met the hole at {-velocity[2] * 1000:.0f} mm/s"
+        side_speed = float(np.linalg.norm(velocity[:2]))
+        if side_speed > MAX_CONTACT_SIDE_SPEED:
+            return "cross_threaded", f"nut met the hole moving sideways at {side_speed * 1000:.0f} mm/s"
         arm.nut.state = "threading"
         arm.nut.position = np.array([hole[0], hole[1], PART_TOP_Z])
-        position[:2] = hole
+        position[:2] = hole - arm.nut_offset  # the thread holds the nut; the gripper stays where it is on it
         position[2] = CONTACT_Z
         arm.revs = 0.0
         arm.side_load = 0.0
@@ -261,6 +280,9 @@ class NutStation:
             return "missed_pick", f"closed {error * 1000:.1f} mm off the nut, {height * 1000:.1f} mm above it"
         nut.state = "held"
         arm.nut = nut
+        arm.nut_offset = (nut.position[:2] - arm.position[:2]) * (1.0 - JAW_CENTRING)
+        arm.grip_quality = 1.0 - (error / PICK_TOLERANCE_M) ** 2
+        nut.position = arm.position + np.array([arm.nut_offset[0], arm.nut_offset[1], -0.004])
         arm.feeder_nut = None
         return None
 
@@ -275,6 +297,8 @@ class NutStation:
             return "under_torque", f"released at {arm.revs:.1f} of {SEAT_REVS:.0f} turns, {arm.torque:.1f} N·m"
         nut.state = "installed"
         arm.installed += 1
+        arm.nut_offset = np.zeros(2)
+        arm.grip_quality = 1.0
         self.installed_nuts.append(nut)
         arm.revs = 0.0
         arm.torque = 0.0

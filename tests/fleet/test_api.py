@@ -80,6 +80,8 @@ def call(client: Client, method: str, path: str, token: str | None) -> int:
         body = {"verdict": "confirm"}
     if path.endswith("/exports"):
         body = {"format": "lerobot_v3"}
+    if path.endswith("/retraining"):
+        body = {"export": str(uuid.uuid4())}
     if method == "get":
         return client.get(fill(path), **headers).status_code
     if "/upload" in path:

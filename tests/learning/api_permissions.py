@@ -6,4 +6,7 @@ REQUIRED: dict[tuple[str, str], str | None] = {
     ("post", "/api/learning/rollouts/{rollout_id}/promote"): "rollout",
     ("post", "/api/learning/rollouts/{rollout_id}/rollback"): "rollout",
     ("get", "/api/learning/rollouts/{rollout_id}"): "view",
+    ("post", "/api/learning/retraining"): "rollout",
+    ("get", "/api/learning/retraining"): "view",
+    ("get", "/api/learning/retraining/{round_id}"): "view",
 }

@@ -198,3 +198,55 @@ def test_cameras_render_640x480_and_small() -> None:
         robot.render("nowhere", (64, 48))
     with pytest.raises(ValueError):
         SimRobot(control_hz=50)
+
+
+def pick_off_centre(station: NutStation, offset_m: float) -> None:
+    """Drive the left arm to its feeder nut like the expert, but close `offset_m` off the nut's centre."""
+    drive_until(station, lambda s: s.arms["left"].feeder_nut is not None and s.arms["left"].position[2] < 0.0015
+                and np.linalg.norm(s.arms["left"].position[:2] - s.arms["left"].feeder_nut.position[:2]) < 0.0002)
+    arm = station.arms["left"]
+    arm.position[:2] = arm.feeder_nut.position[:2] + np.array([offset_m, 0.0])  # the policy's error
+    arm.velocity[:] = 0.0
+    while arm.nut is None and not station.outcome.done:
+        action = Expert.action(station)
+        action[0:3], action[3] = 0.0, 1.0
+        station.step(action)
+
+
+def test_an_off_centre_grasp_carries_the_nut_off_axis_and_holds_it_less_firmly() -> None:
+    centred, off = NutStation(11), NutStation(11)
+    pick_off_centre(centred, 0.0)
+    pick_off_centre(off, 0.002)
+    assert centred.arms["left"].grip_quality == pytest.approx(1.0) and np.allclose(centred.arms["left"].nut_offset, 0.0)
+    arm = off.arms["left"]
+    assert arm.grip_quality == pytest.approx(1 - (0.002 / 0.0025) ** 2)
+    assert arm.nut_offset[0] == pytest.approx(-0.002 * 0.2, abs=1e-6)  # the jaws pull it most of the way in
+    assert np.allclose(arm.nut.position[:2], arm.position[:2] + arm.nut_offset)
+    # A jerk a centred grasp survives drops the edge-gripped nut.
+    for station in (centred, off):
+        action = Expert.action(station)
+        action[0:3] = station.arms["left"].velocity + np.array([0.06, 0.0, 0.0])  # 1.8 m/s² for one period
+        station.step(action)
+    assert not centred.outcome.done
+    assert off.outcome.failure_mode == "dropped_nut" and "gripped" in off.outcome.detail
+
+
+def test_meeting_the_hole_while_still_moving_sideways_cross_threads() -> None:
+    station = NutStation(11)
+    drive_until(station, lambda s: left_phase(s) == "align" and s.arms["left"].position[2] < 0.0245
+                and np.linalg.norm(s.arms["left"].position[:2] - s.target_hole("left")) < 0.0005)
+    while not station.outcome.done and left_phase(station) == "align":
+        action = Expert.action(station)
+        action[0:3] = (0.015, 0.0, -0.01)  # sliding in at 15 mm/s
+        station.step(action)
+    assert station.outcome.failure_mode in ("cross_threaded", "misaligned_nut")
+    assert station.outcome.failure_mode == "cross_threaded", station.outcome.detail
+
+
+def test_each_hole_seats_with_its_own_stiffness_from_the_seed() -> None:
+    a, b = NutStation(3), NutStation(3)
+    assert a.seat_stiffness == b.seat_stiffness
+    values = [v for seed in range(40) for side in NutStation(seed).seat_stiffness.values() for v in side]
+    assert min(values) < 8.0 < 16.0 < max(values)  # soft and stiff castings both occur
+    # The pose and feeder draws of a seed do not depend on the stiffness draws.
+    assert np.allclose(NutStation(3).part_centre, a.part_centre)

@@ -12,14 +12,21 @@ from ninja import Router, Schema
 
 from webapp.fleet.api import require, source
 from webapp.learning import selectors
-from webapp.learning.models import Rollout
-from webapp.learning.services import rollouts
+from webapp.learning.models import RetrainingRound, Rollout
+from webapp.learning.services import retraining, rollouts
 
 router = Router(tags=["learning"])
 
 
 class CanaryIn(Schema):
     robot: str
+
+
+class RetrainIn(Schema):
+    export: str  # a finished export: its episodes and their labels are the round's data
+    base_policy: str | None = None  # default: the policy most of the episodes ran
+    name: str | None = None  # the new version's name (default <base>-r1, -r2, …)
+    options: dict[str, int] = {}  # epochs, rehearsal_episodes, eval_episodes, eval_seed, seed
 
 
 @router.get("/policies")
@@ -60,7 +67,32 @@ def rollout_detail(request: HttpRequest, rollout_id: str) -> Any:
     return selectors.rollout_dict(rollout)
 
 
-def _uuid(value: str) -> str:
+@router.post("/retraining")
+def start_retraining(request: HttpRequest, body: RetrainIn) -> Any:
+    user = require(request, "rollout")
+    round_ = retraining.retraining_start(user=user, export_id=_uuid(body.export, "export"), base_policy=body.base_policy,
+                                         name=body.name, options=body.options, source=source(request))
+    return retraining.retraining_dict(round_)
+
+
+@router.get("/retraining")
+def retraining_list(request: HttpRequest) -> Any:
+    require(request, "view")
+    return {"rounds": [retraining.retraining_dict(r) for r in RetrainingRound.objects.select_related("result")[:50]]}
+
+
+@router.get("/retraining/{round_id}")
+def retraining_detail(request: HttpRequest, round_id: str) -> Any:
+    require(request, "view")
+    round_ = RetrainingRound.objects.select_related("result").filter(pk=_uuid(round_id, "retraining round")).first()
+    if round_ is None:
+        from webapp.fleet.services.errors import NotFound
+
+        raise NotFound(f"no retraining round {round_id}")
+    return retraining.retraining_dict(round_)
+
+
+def _uuid(value: str, what: str = "rollout") -> str:
     import uuid
 
     from webapp.fleet.services.errors import NotFound
@@ -68,4 +100,4 @@ def _uuid(value: str) -> str:
     try:
         return str(uuid.UUID(value))
     except ValueError:
-        raise NotFound(f"no rollout {value!r}") from None
+        raise NotFound(f"no {what} {value!r}") from None

@@ -233,8 +233,10 @@ def _check_and_describe(upload: EpisodeUpload, directory: Path) -> dict[str, Any
             raise UploadRejected(f"video for camera {camera!r} is missing")
         facts = probe_video(path, fps)
         # The step table and each video cover the same stretch of the cycle (both are bounded
-        # to the agent's last max_seconds); a mismatch means files from different episodes.
-        if abs(facts.duration_s - steps_span) > max(2.0, 0.1 * steps_span):
+        # to the agent's last max_seconds); a mismatch means files from different episodes. A video
+        # sampled at fps can miss up to a frame interval at either end (a sped-up sim records few
+        # frames per robot second).
+        if abs(facts.duration_s - steps_span) > max(2.0, 0.1 * steps_span, 2.0 / fps):
             raise UploadRejected(f"{camera}.mp4 lasts {facts.duration_s:.1f} s but the step table spans {steps_span:.1f} s")
         videos[camera] = {"file": path.name, "frames": facts.frames, "width": facts.width, "height": facts.height,
                           "codec": facts.codec, "duration_s": round(facts.duration_s, 3)}

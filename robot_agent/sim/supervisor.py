@@ -1,0 +1,187 @@
+"""The scripted supervisor of the learning round: the sim's expert as a remote teleoperator.
+
+It does what a person at the dashboard does, over the same path: it is a user with an API token on
+the fleet WebSocket (`/ws/fleet/`); when its robot holds for an intervention it sends `claim`, gets
+a lease from the server (which the server hands to the robot), drives one arm at a time with
+`teleop` messages relayed by the server (lease-bound, sequence-numbered, deadman-guarded on the
+robot), renews the lease with `heartbeat`, and hands back with `release` once that arm has installed
+its next nut. The only thing a person would not have is its eyes: it reads the simulated station's
+ground truth (`Expert.teleop_command`), which is why it lives in the sim agent's process.
+
+Started by `python -m robot_agent --sim --sim-supervisor-token TOKEN` (the learning round does this).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import time
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from robot_agent.sim.expert import Expert
+from robot_agent.sim.station import ARMS, NutStation
+
+log = logging.getLogger(__name__)
+
+CLAIM_TIMEOUT_S = 5.0
+LEASE_ARRIVAL_TIMEOUT_S = 5.0
+MAX_TAKEOVER_S = 120.0  # of robot time: a takeover that achieves nothing is handed back
+
+
+def fleet_websocket_url(http_base: str) -> str:
+    scheme, _, rest = http_base.partition("://")
+    return f"{'wss' if scheme == 'https' else 'ws'}://{rest.rstrip('/')}/ws/fleet/"
+
+
+class ScriptedSupervisor:
+    def __init__(self, *, http_base: str, token: str, agent: Any) -> None:
+        self.http_base = http_base.rstrip("/")
+        self.token = token
+        self.robot_name = ""  # the server's name for the robot, from its welcome
+        self.agent = agent  # robot (SimRobot), loop (ControlLoop), modes (ModeController), config
+        self.period_s = 1.0 / (agent.config.control_hz * agent.config.time_scale)  # one command per control tick
+        self.ids = itertools.count(1)
+        self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.lease_id: str | None = None
+        self.lease_ttl_s = 5.0
+        self.arm: str | None = None
+        self.goal_installed = 0
+        self.takeover_started_t = 0.0
+        self.seq = 0
+        self.takeovers = 0
+
+    async def run(self) -> None:
+        while not self.agent.server_name:  # the robot's own link says who it is
+            await asyncio.sleep(0.1)
+        self.robot_name = self.agent.server_name
+        delay = 0.5
+        while True:
+            try:
+                async with connect(fleet_websocket_url(self.http_base), open_timeout=5, max_size=2**22,
+                                   additional_headers={"Authorization": f"Bearer {self.token}", "Origin": self.http_base}) as ws:
+                    delay = 0.5
+                    reader = asyncio.create_task(self._read(ws))
+                    try:
+                        await ws.send(json.dumps({"type": "subscribe", "robots": [self.robot_name]}))
+                        await self._supervise(ws)
+                    finally:
+                        reader.cancel()
+            except (OSError, ConnectionClosed, InvalidHandshake, InvalidURI, TimeoutError) as error:
+                log.warning("supervisor: fleet socket lost (%s); retrying in %.1f s", error, delay)
+            self.lease_id = None
+            for future in self.pending.values():
+                future.cancel()
+            self.pending.clear()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _read(self, ws: ClientConnection) -> None:
+        async for raw in ws:
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                continue
+            if message.get("type") == "result" and message.get("ref") in self.pending:
+                future = self.pending.pop(message["ref"])
+                if not future.done():
+                    future.set_result(message)
+            elif message.get("type") == "error" and message.get("ref") in self.pending:
+                future = self.pending.pop(message["ref"])
+                if not future.done():
+                    future.set_result({**message, "ok": False})
+
+    async def _request(self, ws: ClientConnection, message: dict[str, Any]) -> dict[str, Any]:
+        request_id = f"sup-{next(self.ids)}"
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.pending[request_id] = future
+        await ws.send(json.dumps({**message, "id": request_id}))
+        try:
+            return await asyncio.wait_for(future, CLAIM_TIMEOUT_S)
+        finally:
+            self.pending.pop(request_id, None)
+
+    def _snapshot(self) -> NutStation | None:
+        snapshot = getattr(self.agent.robot, "snapshot", None)
+        return snapshot() if snapshot is not None else None
+
+    async def _supervise(self, ws: ClientConnection) -> None:
+        last_heartbeat = 0.0
+        lease_asked_at = 0.0
+        while True:
+            await asyncio.sleep(self.period_s)
+            loop, modes = self.agent.loop, self.agent.modes
+            if self.lease_id is None:
+                if loop.cycle is not None and modes.mode == "hold" and loop.open_interventions:
+                    await self._claim(ws)
+                    lease_asked_at = last_heartbeat = time.monotonic()
+                continue
+            now = time.monotonic()
+            if modes.lease is None or modes.lease.id != self.lease_id:
+                if now - lease_asked_at > LEASE_ARRIVAL_TIMEOUT_S:  # the robot never got it: give it back
+                    await self._release(ws, "the robot never received the lease")
+                continue
+            station = self._snapshot()
+            if station is None:
+                await self._release(ws, "no ground truth to act on")
+                continue
+            if self._finished(station, loop):
+                await self._release(ws, "done")
+                continue
+            if now - last_heartbeat > self.lease_ttl_s / 3:
+                await ws.send(json.dumps({"type": "heartbeat", "id": f"sup-{next(self.ids)}", "robot": self.robot_name,
+                                          "lease_id": self.lease_id}))
+                last_heartbeat = now
+            assert self.arm is not None
+            command = Expert.teleop_command(station, self.arm)
+            self.seq += 1
+            await ws.send(json.dumps({
+                "type": "teleop", "robot": self.robot_name, "lease_id": self.lease_id, "seq": self.seq, "arm": self.arm,
+                "vx": command.vx, "vy": command.vy, "vz": command.vz, "spin": command.spin, "grip": command.grip,
+                "sent_ms": time.time() * 1000.0,
+            }))
+
+    def _finished(self, station: NutStation, loop: Any) -> bool:
+        if loop.cycle is None or station.outcome.done:
+            return True
+        if station.t - self.takeover_started_t > MAX_TAKEOVER_S:
+            return True
+        return station.arms[self.arm].installed >= self.goal_installed if self.arm else True
+
+    async def _claim(self, ws: ClientConnection) -> None:
+        station = self._snapshot()
+        if station is None:
+            return
+        arm = choose_arm(station)
+        if arm is None:
+            return
+        reply = await self._request(ws, {"type": "claim", "robot": self.robot_name, "mode": "teleop"})
+        if not reply.get("ok"):
+            log.warning("supervisor: claim refused: %s", reply.get("message") or reply)
+            await asyncio.sleep(1.0)
+            return
+        lease = reply.get("data", {}).get("lease") or {}
+        self.lease_id, self.lease_ttl_s = lease.get("id"), float(lease.get("ttl_s") or 5.0)
+        self.arm, self.goal_installed = arm, min(station.arms[arm].installed + 1, 2)
+        self.takeover_started_t, self.seq = station.t, 0
+        self.takeovers += 1
+        log.info("supervisor: took over %s (%s arm, to nut %d)", self.robot_name, arm, self.goal_installed)
+
+    async def _release(self, ws: ClientConnection, why: str) -> None:
+        lease_id, self.lease_id = self.lease_id, None
+        if lease_id is None:
+            return
+        reply = await self._request(ws, {"type": "release", "robot": self.robot_name, "lease_id": lease_id})
+        log.info("supervisor: handed %s back (%s)%s", self.robot_name, why, "" if reply.get("ok") else f": {reply}")
+
+
+def choose_arm(station: NutStation) -> str | None:
+    """The arm that is furthest behind (a carried or threading nut first: that is where it got stuck)."""
+    candidates = [side for side in ARMS if not station.arms[side].done]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda side: (station.arms[side].installed, station.arms[side].nut is None, ARMS.index(side)))
