@@ -93,9 +93,11 @@ class Agent:
                 control_hz=config.control_hz, warning_confidence=config.warning_confidence,
                 intervention_confidence=config.intervention_confidence, takt_warning_fraction=config.takt_warning_fraction,
                 seed=config.seed, max_cycles=config.max_cycles, offline_policy=config.offline_policy,
+                sim_time_waits=config.sim and config.time_scale > 1.0,
             ),
             recorder=self.recorder, policy_version=lambda: self.version,
             on_cycle_end=lambda result, kept: self._cycle_ended(kept),
+            on_mode_change=self._mode_changed,
         )
         self.loop.online = False  # until the first welcome (offline policy applies)
         self.link = Link(config.websocket_url, config.token, hello=self.hello, on_welcome=self.on_welcome,
@@ -194,6 +196,13 @@ class Agent:
             "open_interventions": list(self.loop.open_interventions)[:100],
         }
 
+    def _mode_changed(self, previous: str, mode: str) -> None:
+        # A sped-up sim runs at real time while a person drives it: people (and their commands'
+        # network latency) do not speed up with the simulation.
+        set_scale = getattr(self.clock, "set_time_scale", None)
+        if set_scale is not None and self.config.time_scale != 1.0:
+            set_scale(1.0 if mode in ("teleop", "shared") else self.config.time_scale)
+
     # ------------------------------------------------------------------ inbound
 
     async def on_welcome(self, welcome: Any) -> None:
@@ -288,24 +297,39 @@ class Agent:
     # ------------------------------------------------------------------ recording
 
     async def _record_frames(self) -> None:
-        # One frame per camera every 1/record_fps seconds of wall time, on a fixed schedule (no
-        # drift), repeating the latest frame when the camera has nothing newer: the video has a
-        # constant frame rate and frame k shows robot time k/recorder.record_fps into the cycle,
-        # which is what labeling and the dataset export line up against the step table.
-        period = 1.0 / self.config.record_fps
-        loop = asyncio.get_running_loop()
-        deadline = loop.time()
+        # One frame per camera every 1/recorder.record_fps seconds of robot time (record_fps of wall
+        # time at the nominal time scale), on a fixed schedule (no drift), repeating the latest frame
+        # when the camera has nothing newer: the video has a constant frame rate and frame k shows
+        # robot time k/recorder.record_fps into the cycle, which is what labeling and the dataset
+        # export line up against the step table — also when a sped-up sim slows down (the CPU, a
+        # person driving at real time).
+        # The schedule starts with each cycle, so even a cycle shorter than a frame interval has a
+        # first frame of every camera.
+        period = 1.0 / self.recorder.record_fps
+        episode: str | None = None
+        deadline = 0.0
         while True:
-            deadline += period
-            await asyncio.sleep(max(0.0, deadline - loop.time()))
-            if loop.time() - deadline > 1.0:
-                deadline = loop.time()  # the machine stalled: start a fresh schedule, do not burst
-            if self.loop.cycle is None:
+            cycle = self.loop.cycle
+            if cycle is None:
+                episode = None
+                await asyncio.sleep(0.01)
                 continue
+            if cycle.episode != episode:
+                episode, deadline = cycle.episode, cycle.started_t
+            now = self.clock.now()
+            if now < deadline:  # wake at the next frame, or soon enough to see a new cycle begin
+                await self.clock.sleep_until(min(deadline, now + 0.05 * self.clock_scale()))
+                continue
+            if now - deadline > 1.0 * self.clock_scale():
+                deadline = now  # the machine stalled: start a fresh schedule, do not burst
+            deadline += period
             for name in self.hub.names:
                 frame = self.hub.latest.get(name)
                 if frame is not None:
                     self.recorder.add_frame(name, frame.image)
+
+    def clock_scale(self) -> float:
+        return float(getattr(self.clock, "time_scale", self.config.time_scale))
 
     def _cycle_ended(self, kept: bool) -> None:
         if kept:

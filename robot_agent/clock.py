@@ -23,9 +23,28 @@ class MonotonicClock(Clock):
             raise ValueError("time_scale must be > 0")
         self.time_scale = time_scale
         self._origin = time.monotonic()
+        self._offset = 0.0  # robot time at _origin
+        self._last = 0.0  # never go back, even after hold_back()
 
     def now(self) -> float:
-        return (time.monotonic() - self._origin) * self.time_scale
+        self._last = max(self._last, self._offset + (time.monotonic() - self._origin) * self.time_scale)
+        return self._last
+
+    def hold_back(self, t: float) -> None:
+        """Let robot time resume from `t` (≤ now): a sped-up simulation the CPU cannot keep up with
+        waits for its control loop instead of skipping control periods. Time read before stays the
+        latest (now() never goes back); it moves on once the clock passes it again."""
+        wall = time.monotonic()
+        self._offset, self._origin = min(t, self.now()), wall
+
+    def set_time_scale(self, time_scale: float) -> None:
+        """Change the rate from now on; robot time stays continuous."""
+        if time_scale <= 0:
+            raise ValueError("time_scale must be > 0")
+        if time_scale != self.time_scale:
+            wall = time.monotonic()
+            self._offset += (wall - self._origin) * self.time_scale
+            self._origin, self.time_scale = wall, time_scale
 
     async def sleep_until(self, t: float) -> None:
         delay = (t - self.now()) / self.time_scale

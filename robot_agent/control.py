@@ -40,6 +40,9 @@ class LoopSettings:
     seed: int = 1000
     max_cycles: int | None = None
     offline_policy: str = "finish"
+    # A sped-up simulation: when the CPU cannot keep up, robot time waits for the loop (so the
+    # takt and the station's physics keep the same clock) instead of skipping control periods.
+    sim_time_waits: bool = False
 
 
 @dataclass
@@ -78,6 +81,7 @@ class ControlLoop:
         recorder: EpisodeRecorder | None = None,
         policy_version: Callable[[], str] = lambda: "",
         on_cycle_end: Callable[[EpisodeResult, bool], None] | None = None,
+        on_mode_change: Callable[[str, str], None] | None = None,
         wall_time: Callable[[], float] = time.monotonic,
     ) -> None:
         self.robot = robot
@@ -89,6 +93,7 @@ class ControlLoop:
         self.recorder = recorder
         self.policy_version = policy_version
         self.on_cycle_end = on_cycle_end
+        self.on_mode_change = on_mode_change
         self.wall_time = wall_time
         self.dt = 1.0 / settings.control_hz
         self.cycle: Cycle | None = None
@@ -118,9 +123,13 @@ class ControlLoop:
             self.next_tick_t += self.dt
             now = self.clock.now()
             lateness = now - self.next_tick_t
-            if lateness > self.dt:  # more than a tick behind: skip ahead, never burst to catch up
+            if lateness > self.dt:  # more than a tick behind: never burst to catch up
                 self.stats.overruns += 1
-                self.next_tick_t = now
+                hold_back = getattr(self.clock, "hold_back", None)
+                if self.settings.sim_time_waits and hold_back is not None:
+                    hold_back(self.next_tick_t)  # a sped-up sim slows down rather than lose control periods
+                else:
+                    self.next_tick_t = now  # a real robot's time does not wait: skip ahead
             await self.clock.sleep_until(self.next_tick_t)
             self.stats.jitter_ms = max(0.0, (self.clock.now() - self.next_tick_t) * 1000.0)
             if self.settings.max_cycles is not None and self.cycle is None and self.cycle_count >= self.settings.max_cycles:
@@ -202,6 +211,9 @@ class ControlLoop:
         self.emit({"type": "cycle_started", "episode": self.cycle.episode, "cycle_index": index,
                    "policy_version": self.policy_version() or None, "seed": seed, "started_t": now}, True)
         if self.modes.mode in ("teleop", "shared"):
+            # A new part never moves on the previous part's stick input (a held "close" would grab
+            # at nothing): the arm holds until the person sends a command for this part.
+            self.modes.forget_command()
             self.cycle.intervened = True
             if self.recorder is not None:
                 self.recorder.mark_intervention(now)
@@ -236,6 +248,8 @@ class ControlLoop:
     # ------------------------------------------------------------------ safety
 
     def _mode_changed(self, previous: str, mode: str) -> None:
+        if self.on_mode_change is not None:
+            self.on_mode_change(previous, mode)
         if mode not in ("autonomous", "shared") and self.executor is not None:
             self.executor.reset()  # never resume on a chunk computed before a person stepped in
         if mode == "estopped" and self.recorder is not None and self.cycle is not None:

@@ -221,6 +221,10 @@ class ModeController:
             return "old_seq"
         return None
 
+    def forget_command(self) -> None:
+        """Drop the last teleop command (the lease stays): nothing moves until a newer one arrives."""
+        self.last_command = None
+
     def teleop_velocity(self) -> TeleopVelocity | None:
         """The command to apply now, or None: no command yet, or the deadman (200 ms) has tripped."""
         command = self.last_command

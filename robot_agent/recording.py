@@ -224,7 +224,11 @@ class EpisodeRecorder:
 
 
 def write_steps(steps: list[StepRecord], path: Path) -> None:
-    columns: dict[str, Any] = {name: [getattr(s, name) for s in steps] for name in ("t", "phase", "mode", "action_mode", "progress", "confidence", "torque_nm")}
+    # Explicit types: a cycle a person drove from start to end has no confidence at all, and a
+    # column of only nulls must still be a float column.
+    types = {"t": pa.float64(), "phase": pa.string(), "mode": pa.string(), "action_mode": pa.string(),
+             "progress": pa.float64(), "confidence": pa.float64(), "torque_nm": pa.float64()}
+    columns = {name: pa.array([getattr(s, name) for s in steps], type=kind) for name, kind in types.items()}
     table = pa.table({
         **columns,
         "state": pa.array([s.state for s in steps], type=pa.list_(pa.float32())),

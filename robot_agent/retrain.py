@@ -133,8 +133,11 @@ def round_samples(episodes: list[SupervisedEpisode], horizon: int) -> tuple[Samp
             continue  # a failure nobody caught teaches nothing good
         actions = np.asarray(episode.actions)
         kept = [t for t in episode.kept if t < len(modes)]
+        weights = arm_weights(modes, actions)
+        if not episode.success:  # the robot's part of a failed cycle is not worth imitating; the person's is
+            weights[~np.isin(modes, ("human", "shared"))] = 0.0
         parts.append(samples_from_steps(episode.images[: len(kept)], episode.states[: len(kept)], actions,
-                                        kept, horizon, arm_weights(modes, actions)))
+                                        kept, horizon, weights))
         human_masks.append(np.repeat(np.isin(modes[kept], ("human", "shared")), 2))  # two per-arm samples per step
         for mode in counts:
             counts[mode] += int(np.sum(modes[kept] == mode))

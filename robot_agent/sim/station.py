@@ -52,7 +52,7 @@ SIDE_LOAD_TAU_S = 0.2  # the wrist's compliance springs back with this time cons
 SIDE_LOAD_LIMIT_M = 0.003  # sustained sideways deflection that cross-threads (≈ 15 mm/s held)
 MAX_ACCEL_CARRYING = 3.0  # m/s²: more and the nut slips out
 MAX_SPEED = 0.25
-HOLD_DECEL = 2.0  # m/s²: a protective stop brakes, it does not jerk (a held nut stays put)
+HOLD_DECEL = 2.0  # m/s²: a protective stop brakes, it does not jerk; carrying, it brakes within what the grasp holds
 MAX_SPIN = 3.0  # rev/s
 GRIP_STEPS = 6  # control periods to close or open the gripper
 THREAD_PITCH_M = 0.001
@@ -180,8 +180,11 @@ class NutStation:
         command = np.zeros(self.ACTION_DIM)
         for index, arm in enumerate(self.arms.values()):
             speed = float(np.linalg.norm(arm.velocity))
+            decel = HOLD_DECEL
+            if arm.nut is not None and arm.nut.state == "held":  # an edge-gripped nut stays put
+                decel = min(decel, 0.8 * MAX_ACCEL_CARRYING * arm.grip_quality)
             if speed > 0:
-                command[5 * index: 5 * index + 3] = arm.velocity * max(0.0, 1.0 - HOLD_DECEL * DT / speed)
+                command[5 * index: 5 * index + 3] = arm.velocity * max(0.0, 1.0 - decel * DT / speed)
             command[5 * index + 3] = arm.grip_command
         return self.step(command)
 

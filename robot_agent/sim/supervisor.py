@@ -52,6 +52,7 @@ class ScriptedSupervisor:
         self.arm: str | None = None
         self.goal_installed = 0
         self.takeover_started_t = 0.0
+        self.episode: str | None = None  # the cycle it took over: it hands back when that cycle ends
         self.seq = 0
         self.takeovers = 0
 
@@ -112,11 +113,22 @@ class ScriptedSupervisor:
     async def _supervise(self, ws: ClientConnection) -> None:
         last_heartbeat = 0.0
         lease_asked_at = 0.0
+        idle_hold_since: float | None = None
         while True:
             await asyncio.sleep(self.period_s)
             loop, modes = self.agent.loop, self.agent.modes
+            if self.lease_id is None and loop.cycle is None and modes.mode == "hold":
+                # Held between cycles (a lease that ended after its cycle): a person presses resume.
+                idle_hold_since = idle_hold_since or time.monotonic()
+                if time.monotonic() - idle_hold_since > 1.0:
+                    reply = await self._request(ws, {"type": "resume", "robot": self.robot_name})
+                    log.info("supervisor: resumed %s between cycles (%s)", self.robot_name, "ok" if reply.get("ok") else reply)
+                    idle_hold_since = None
+                continue
+            idle_hold_since = None
             if self.lease_id is None:
-                if loop.cycle is not None and modes.mode == "hold" and loop.open_interventions:
+                # A robot holding mid-cycle waits for a person: an intervention, or a lease that ended.
+                if loop.cycle is not None and modes.mode == "hold":
                     await self._claim(ws)
                     lease_asked_at = last_heartbeat = time.monotonic()
                 continue
@@ -146,7 +158,7 @@ class ScriptedSupervisor:
             }))
 
     def _finished(self, station: NutStation, loop: Any) -> bool:
-        if loop.cycle is None or station.outcome.done:
+        if loop.cycle is None or loop.cycle.episode != self.episode or station.outcome.done:
             return True
         if station.t - self.takeover_started_t > MAX_TAKEOVER_S:
             return True
@@ -157,8 +169,9 @@ class ScriptedSupervisor:
         if station is None:
             return
         arm = choose_arm(station)
-        if arm is None:
+        if arm is None or self.agent.loop.cycle is None:
             return
+        episode = self.agent.loop.cycle.episode
         reply = await self._request(ws, {"type": "claim", "robot": self.robot_name, "mode": "teleop"})
         if not reply.get("ok"):
             log.warning("supervisor: claim refused: %s", reply.get("message") or reply)
@@ -168,6 +181,7 @@ class ScriptedSupervisor:
         self.lease_id, self.lease_ttl_s = lease.get("id"), float(lease.get("ttl_s") or 5.0)
         self.arm, self.goal_installed = arm, min(station.arms[arm].installed + 1, 2)
         self.takeover_started_t, self.seq = station.t, 0
+        self.episode = episode
         self.takeovers += 1
         log.info("supervisor: took over %s (%s arm, to nut %d)", self.robot_name, arm, self.goal_installed)
 

@@ -180,3 +180,23 @@ def test_estop_stops_motion_immediately(tmp_path):
     assert h.station.moving_steps == moved
     assert h.loop.telemetry()["mode"] == "estopped"
     np.testing.assert_equal(h.loop.telemetry()["confidence"], None)
+
+
+def test_a_new_part_never_moves_on_the_previous_parts_teleop_command(tmp_path):
+    h = Harness(tmp_path, ConfidencePolicy(), station=KinematicStation(cycle_steps=40, succeed=True))
+    h.run(5)
+    expires = (datetime.now(timezone.utc) + timedelta(seconds=5)).isoformat()
+    lease = LeaseInfo(id=str(uuid.uuid4()), holder="operator", mode="teleop", expires_at=expires, ttl_s=5.0)
+    h.modes.lease_granted(lease)
+    seq = 0
+    while not h.of("cycle_ended"):  # the person finishes the part, stick held forward
+        seq += 1
+        h.modes.teleop(TeleopCommand(type="teleop", lease_id=lease.id, seq=seq, vx=0.2))
+        h.run(1)
+    h.run(3)  # the next part starts (the station resets), still under the person's lease; no new command yet
+    assert len(h.of("cycle_started")) == 2 and h.modes.mode == "teleop"
+    x = h.station.position[0]
+    assert x == 0.0  # the arm did not move on the old command (well within the deadman)
+    h.modes.teleop(TeleopCommand(type="teleop", lease_id=lease.id, seq=seq + 1, vx=0.2))
+    h.run(1)
+    assert h.station.position[0] > x

@@ -250,3 +250,19 @@ def test_each_hole_seats_with_its_own_stiffness_from_the_seed() -> None:
     assert min(values) < 8.0 < 16.0 < max(values)  # soft and stiff castings both occur
     # The pose and feeder draws of a seed do not depend on the stiffness draws.
     assert np.allclose(NutStation(3).part_centre, a.part_centre)
+
+
+def test_a_protective_stop_never_drops_an_edge_gripped_nut() -> None:
+    station = NutStation(11)
+    pick_off_centre(station, 0.002)
+    arm = station.arms["left"]
+    for step in range(1, 60):  # carry it away at 0.5 m/s², within what the grasp holds
+        action = np.zeros(10)
+        action[3] = action[8] = 1.0
+        action[1] = min(0.04, 0.5 * step * DT)
+        station.step(action)
+    assert arm.nut is not None and np.linalg.norm(arm.velocity) > 0.03
+    while np.linalg.norm(arm.velocity) > 0:
+        station.hold()
+        assert not station.outcome.done, station.outcome
+    assert arm.nut is not None and arm.nut.state == "held"

@@ -84,6 +84,8 @@ class Command(BaseCommand):
         names = list(tokens)
         Robot.objects.filter(name__in=names).update(online=False, connection="")
         work = Path(tempfile.mkdtemp(prefix="foreman-learning-"))
+        logs: dict[str, Any] = {}  # each agent's log: shown (its tail) when the fleet fails
+        failed = True
         children: list[subprocess.Popen[bytes]] = []
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -104,13 +106,17 @@ class Command(BaseCommand):
                     "--policy", str(Path(settings.MEDIA_ROOT) / base.checkpoint),
                     "--seed", str(FIRST_SEED + 1000 * index), "--max-cycles", str(cycles), "--time-scale", str(options["time_scale"]),
                     "--record-fps", str(options["record_fps"]), "--ice-loopback", "--state-dir", str(work / name),
-                    "--sim-supervisor-token", users["learning-supervisor-token"], "--log-level", "WARNING",
-                ], env=env))
+                    # Sped up 8×, an inference's wall latency would be 8× longer in robot time than on a real
+                    # robot; synchronous inference (robot time waits for it) is what evaluation measures too.
+                    "--sync-inference",
+                    "--sim-supervisor-token", users["learning-supervisor-token"], "--log-level", "INFO",
+                ], env=env, stdout=logs.setdefault(name, open(work / f"{name}.log", "wb")), stderr=subprocess.STDOUT))
             children.extend(agents)
             self._say(f"fleet: {robots} robots × {cycles} cycles at {options['time_scale']:g}× on {url} (policy {base.name})")
             since = datetime.fromtimestamp(fleet_started, tz=timezone.utc)
             self._wait_for_agents(agents, names, robots * cycles, since, deadline)
             episodes = self._wait_for_uploads(names, since, deadline)
+            failed = False
         finally:
             for child in reversed(children):
                 if child.poll() is None:
@@ -120,6 +126,11 @@ class Command(BaseCommand):
                     child.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     child.kill()
+            for name, handle in logs.items():
+                handle.close()
+                if failed:
+                    lines = (work / f"{name}.log").read_text(errors="replace").splitlines()[-15:]
+                    self._say(f"--- last lines of {name}'s log ---\n" + "\n".join(lines))
             shutil.rmtree(work, ignore_errors=True)
         fleet_s = time.monotonic() - started
         outcomes = Counter(e.outcome if e.outcome != "failure" else f"failure:{e.failure_mode}" for e in episodes["all"])
