@@ -19,7 +19,7 @@ import numpy as np
 from foreman_protocol import PROTOCOL_VERSION
 from robot_agent import __version__
 from robot_agent.cameras import Camera, CameraHub, PlayerCamera, RenderedCamera
-from robot_agent.chunking import ChunkExecutor, PolicyOutput, thread_submit
+from robot_agent.chunking import ChunkExecutor, PolicyOutput, inline_submit, thread_submit
 from robot_agent.clock import Clock, MonotonicClock
 from robot_agent.config import AgentConfig, http_base_url
 from robot_agent.control import ControlLoop, LoopSettings
@@ -118,8 +118,12 @@ class Agent:
                 return policy_output(self.policy.infer(observation, prefix=prefix))
             return policy_output(self.policy.infer(observation))
 
+        # A sped-up sim runs inference in the control tick and robot time waits for it (the loop holds
+        # the clock back): a wall-clock inference would otherwise last time_scale× longer in robot
+        # time than on a real robot. Same chunk semantics as `robot_agent.evaluate`.
+        sped_up_sim = self.config.sim and self.config.time_scale > 1.0
         return ChunkExecutor(
-            infer, thread_submit(self.inference_pool), refill_below=self.config.refill_below,
+            infer, inline_submit if sped_up_sim else thread_submit(self.inference_pool), refill_below=self.config.refill_below,
             prefix_length=self.config.prefix_length, synchronous=self.config.sync_inference,
             supports_prefix=bool(getattr(policy, "supports_prefix", False)), action_dim=self.robot.action_dim or None,
         )

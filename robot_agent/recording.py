@@ -154,12 +154,14 @@ class EpisodeRecorder:
         self.worker.submit(encode)
 
     def mark_intervention(self, t: float) -> None:
-        """The robot asked for help at robot time t: its last seconds of driving are labelled."""
+        """The robot asked for help at robot time t (the clock's, like `started_t`): its last seconds
+        of driving are labelled."""
         if self.current is None:
             return
         self.current.intervened = True
+        since_start = t - self.current.info.started_t  # steps carry t from the cycle's start
         for step in reversed(self.current.steps):
-            if step.t < t - PRE_INTERVENTION_S:
+            if step.t < since_start - PRE_INTERVENTION_S:
                 break
             if step.action_mode == "robot":
                 step.action_mode = "pre_intervention"

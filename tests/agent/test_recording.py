@@ -29,3 +29,20 @@ def test_a_long_episode_keeps_steps_and_video_over_the_same_first_seconds(tmp_pa
         frames = sum(1 for _ in container.decode(container.streams.video[0]))
     assert frames == 10
     assert json.loads((spool / "metadata.json").read_text())["steps"] == 30
+
+
+def test_pre_intervention_marks_the_last_seconds_of_a_cycle_that_started_late(tmp_path: Path) -> None:
+    """Steps carry t from the cycle's start; the intervention comes at the clock's time (the
+    hundredth cycle of a shift starts long after zero)."""
+    recorder = EpisodeRecorder(tmp_path, [], control_hz=30.0)
+    started_t = 5000.0
+    recorder.begin(EpisodeInfo("00000000-0000-4000-8000-000000000002", 99, "v", 1, utc_iso(0.0), started_t))
+    for i in range(300):  # 10 s of robot driving
+        recorder.add_step(StepRecord(t=i / 30, phase="p", mode="autonomous", action_mode="robot", progress=0.0,
+                                     confidence=0.9, torque_nm=0.0, state=[0.0], action=[0.0]))
+    recorder.mark_intervention(started_t + 10.0)
+    spool = recorder.finish(EpisodeResult("failure", "other", 10.0, True), keep=True).result(timeout=60)
+    recorder.close()
+    assert spool is not None
+    modes = pq.read_table(spool / "steps.parquet").column("action_mode").to_pylist()
+    assert modes.count("pre_intervention") == 90 and modes[-90:] == ["pre_intervention"] * 90  # the last 3 s

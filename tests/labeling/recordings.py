@@ -33,7 +33,7 @@ def record_episode(state_dir: Path, seconds: float = 6.0, takeover_at: float | N
         if takeover_at is not None and i == int(takeover_at * HZ):
             recorder.mark_intervention(t)
         human = takeover_at is not None and i >= int(takeover_at * HZ)
-        recorder.add_step(StepRecord(t=t, phase="nut 1/4: L pick, R pick", mode="teleop" if human else "autonomous",
+        recorder.add_step(StepRecord(t=t - t0, phase="nut 1/4: L pick, R pick", mode="teleop" if human else "autonomous",
                                      action_mode="human" if human else "robot", progress=i / steps,
                                      confidence=None if human else 0.9 - 0.4 * i / steps, torque_nm=0.0,
                                      state=sim_state(i / HZ), action=[0.02, 0.0, -0.01, 1.0, 0.0] * 2))

@@ -106,9 +106,6 @@ class Command(BaseCommand):
                     "--policy", str(Path(settings.MEDIA_ROOT) / base.checkpoint),
                     "--seed", str(FIRST_SEED + 1000 * index), "--max-cycles", str(cycles), "--time-scale", str(options["time_scale"]),
                     "--record-fps", str(options["record_fps"]), "--ice-loopback", "--state-dir", str(work / name),
-                    # Sped up 8×, an inference's wall latency would be 8× longer in robot time than on a real
-                    # robot; synchronous inference (robot time waits for it) is what evaluation measures too.
-                    "--sync-inference",
                     "--sim-supervisor-token", users["learning-supervisor-token"], "--log-level", "INFO",
                 ], env=env, stdout=logs.setdefault(name, open(work / f"{name}.log", "wb")), stderr=subprocess.STDOUT))
             children.extend(agents)
