@@ -82,10 +82,12 @@ class ChunkExecutor:
         return self.request is not None
 
     def next_action(self, observation: Any) -> np.ndarray | None:
-        """The action for this tick, or None when there is none yet (the robot holds)."""
+        """The action for this tick, or None when there is none yet (the robot holds). `observation`
+        may be a function that takes it: then it is taken only when an inference starts (a camera
+        render and a state snapshot every tick would cost more than the policy)."""
         self._collect()
         if self.request is None and len(self.queue) <= max(0, self.refill_below - 1):
-            self._start(observation)
+            self._start(observation() if callable(observation) else observation)
             self._collect()  # an inline submit (tests, sync policies) completes at once
         if not self.queue:
             self.starved_ticks += 1

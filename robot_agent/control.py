@@ -151,7 +151,7 @@ class ControlLoop:
         confidence = None
         if self.cycle is not None and mode in ("autonomous", "shared") and self.executor is not None:
             try:
-                action = self.executor.next_action(self.robot.observation())
+                action = self.executor.next_action(self.robot.observation)
             except InferenceError as error:
                 self._fault("inference_failed", str(error))
                 action = None

@@ -154,3 +154,17 @@ def test_reset_abandons_inflight_inference():
     submit.complete_all()
     assert executor.next_action("o") is None  # the abandoned result is never executed; a new request starts
     assert len(submit.pending) == 1
+
+
+def test_a_callable_observation_is_taken_only_when_an_inference_starts():
+    taken = []
+
+    def observe() -> str:
+        taken.append(len(taken))
+        return f"obs{len(taken)}"
+
+    executor = ChunkExecutor(lambda observation, prefix: PolicyOutput(np.arange(15, dtype=float)[:, None] * np.ones((1, 2)), 0.9),
+                             inline_submit, refill_below=10, action_dim=2)
+    for _ in range(30):
+        assert executor.next_action(observe) is not None
+    assert len(taken) == 5  # one observation per chunk (every 6 ticks here), not one per tick
