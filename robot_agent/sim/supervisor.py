@@ -24,7 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from robot_agent.sim.expert import Expert
-from robot_agent.sim.station import ARMS, NutStation
+from robot_agent.sim.station import ARMS, TORQUE_FAULT_NM, NutStation
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +194,12 @@ class ScriptedSupervisor:
 
 
 def choose_arm(station: NutStation) -> str | None:
-    """The arm that is furthest behind (a carried or threading nut first: that is where it got stuck)."""
+    """A driver over its torque limit first (that is the fault the robot stopped for), else the arm
+    that is furthest behind (a carried or threading nut first: that is where it got stuck)."""
     candidates = [side for side in ARMS if not station.arms[side].done]
     if not candidates:
         return None
+    faulted = [side for side in candidates if station.arms[side].torque >= TORQUE_FAULT_NM]
+    if faulted:
+        return faulted[0]
     return min(candidates, key=lambda side: (station.arms[side].installed, station.arms[side].nut is None, ARMS.index(side)))

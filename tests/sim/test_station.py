@@ -266,3 +266,14 @@ def test_a_protective_stop_never_drops_an_edge_gripped_nut() -> None:
         station.hold()
         assert not station.outcome.done, station.outcome
     assert arm.nut is not None and arm.nut.state == "held"
+
+
+def test_the_scripted_supervisor_takes_the_faulted_driver_first() -> None:
+    from robot_agent.sim.supervisor import choose_arm
+
+    station = NutStation(11)
+    assert choose_arm(station) == "left"  # nothing installed: left first
+    station.arms["left"].installed = 1
+    assert choose_arm(station) == "right"  # the arm furthest behind
+    station.arms["left"].torque = 9.2
+    assert choose_arm(station) == "left"  # the driver over its limit is why the robot stopped
