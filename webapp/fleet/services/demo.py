@@ -18,12 +18,18 @@ class DemoFleet:
     tokens: dict[str, str]
 
 
-def demo_seed(*, robots: int, password: str) -> DemoFleet:
+def station_seed() -> Station:
+    """The site, its line and the nut station (76 s takt)."""
     site, _ = Site.objects.get_or_create(name="Die-casting workshop")
     line, _ = Line.objects.get_or_create(site=site, name="Line 1")
     station, _ = Station.objects.get_or_create(
         name="nut-1", defaults={"line": line, "task": "install self-tapping nuts, both sides", "takt_s": 76.0}
     )
+    return station
+
+
+def demo_seed(*, robots: int, password: str) -> DemoFleet:
+    station = station_seed()
     for username in DEMO_USERS:
         user_create_with_role(username=username, password=password, role=username)
     tokens: dict[str, str] = {}

@@ -170,9 +170,9 @@ class Command(BaseCommand):
         self.stderr.write(text)
 
     def _setup(self, robots: int) -> tuple[dict[str, Any], dict[str, str], Station]:
-        from webapp.fleet.services.demo import demo_seed
+        from webapp.fleet.services.demo import station_seed
 
-        fleet = demo_seed(robots=0, password=secrets.token_urlsafe(12))  # the site, line and nut station
+        station = station_seed()  # (not the demo users: their passwords stay as they are)
         users: dict[str, Any] = {}
         for username, role in BOTS.items():
             users[username] = user_create_with_role(username=username, password=secrets.token_urlsafe(16), role=role)
@@ -180,9 +180,9 @@ class Command(BaseCommand):
         tokens = {}
         for index in range(1, robots + 1):
             name = f"learn-{index}"
-            Robot.objects.get_or_create(name=name, defaults={"station": fleet.station, "cameras": ["head", "wrist_left", "wrist_right"]})
+            Robot.objects.get_or_create(name=name, defaults={"station": station, "cameras": ["head", "wrist_left", "wrist_right"]})
             tokens[name] = robot_issue_token(robot_name=name, actor="learning_round")
-        return users, tokens, fleet.station
+        return users, tokens, station
 
     def _base_policy(self) -> Any:
         """The shipped sim policy, registered under its own version name if it is not yet."""
