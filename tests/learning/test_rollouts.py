@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,21 @@ from webapp.learning.services.policies import policy_register
 from webapp.learning.services.rollouts import rollout_promote, rollout_rollback, rollout_start
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def server_settles_before_flush(transactional_db: Any) -> Iterator[None]:
+    """After each test the server is still writing what its closed sockets caused (robot offline,
+    leases ended, audit rows); the flush's TRUNCATE racing those INSERTs deadlocked in a CI run. Wait
+    (as tests/integration does)."""
+    yield
+    from webapp.fleet.models import ControlSession
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (Robot.objects.filter(online=True).exists()
+                                           or ControlSession.objects.filter(ended_at__isnull=True).exists()):
+        time.sleep(0.1)
+    time.sleep(0.5)
 
 
 def load_json_policy(path: str) -> ConfidencePolicy:
