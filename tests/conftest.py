@@ -135,3 +135,18 @@ async def close_db_connections_after_async_test() -> AsyncIterator[None]:
         if close_pools is not None:
             await close_pools()
     channel_layers.backends.clear()
+
+
+def wait_for_servers_to_settle(timeout_s: float = 10.0) -> None:
+    """After a test with real servers they are still writing what its closed sockets caused (robot
+    offline, leases ended, audit rows); the database flush's TRUNCATE racing those INSERTs deadlocks.
+    Call from a teardown before the flush."""
+    import time
+
+    from webapp.fleet.models import ControlSession, Robot
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and (Robot.objects.filter(online=True).exists()
+                                           or ControlSession.objects.filter(ended_at__isnull=True).exists()):
+        time.sleep(0.1)
+    time.sleep(0.5)

@@ -20,7 +20,7 @@ import websockets
 from channels.db import database_sync_to_async
 
 from tests.agent.conftest import ROOT, DaphneServer, daphne_env  # noqa: F401 - daphne_env is a fixture
-from tests.conftest import hello, telemetry
+from tests.conftest import hello, telemetry, wait_for_servers_to_settle
 from webapp.fleet.services.users import api_token_issue
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -59,16 +59,8 @@ class Client:
 
 @pytest.fixture(autouse=True)
 def servers_settle_before_flush(transactional_db: Any) -> Iterator[None]:
-    """After each test the servers are still writing what its closed sockets caused (robot offline,
-    leases ended, audit rows); the database flush's TRUNCATE racing those INSERTs deadlocks. Wait."""
     yield
-    from webapp.fleet.models import ControlSession, Robot
-
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (Robot.objects.filter(online=True).exists()
-                                           or ControlSession.objects.filter(ended_at__isnull=True).exists()):
-        time.sleep(0.1)
-    time.sleep(0.5)
+    wait_for_servers_to_settle()
 
 
 async def connect_robot(server: DaphneServer, token: str) -> Client:

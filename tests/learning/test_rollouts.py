@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from channels.db import database_sync_to_async
 from django.test import Client
 
 from tests.agent.conftest import eventually_async
+from tests.conftest import wait_for_servers_to_settle
 from tests.agent.station import ConfidencePolicy, KinematicStation, make_agent
 from webapp.fleet.models import AuditEvent, Robot
 from webapp.fleet.services.errors import Conflict, RobotOffline
@@ -26,17 +26,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(autouse=True)
 def server_settles_before_flush(transactional_db: Any) -> Iterator[None]:
-    """After each test the server is still writing what its closed sockets caused (robot offline,
-    leases ended, audit rows); the flush's TRUNCATE racing those INSERTs deadlocked in a CI run. Wait
-    (as tests/integration does)."""
     yield
-    from webapp.fleet.models import ControlSession
-
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (Robot.objects.filter(online=True).exists()
-                                           or ControlSession.objects.filter(ended_at__isnull=True).exists()):
-        time.sleep(0.1)
-    time.sleep(0.5)
+    wait_for_servers_to_settle()
 
 
 def load_json_policy(path: str) -> ConfidencePolicy:

@@ -198,7 +198,8 @@ class Command(BaseCommand):
                                replace=True)
 
     def _wait_for_server(self, url: str, deadline: float) -> None:
-        while time.monotonic() < min(deadline, time.monotonic() + 30):
+        give_up = min(deadline, time.monotonic() + 30)
+        while time.monotonic() < give_up:
             try:
                 with urllib.request.urlopen(f"{url}/healthz", timeout=1):
                     return
