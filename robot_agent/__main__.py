@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import faulthandler
 import logging
+import os
 import signal
 import sys
 import time
@@ -133,6 +134,14 @@ class LoopWatchdog:
                 reported = False
 
 
+def limit_torch_threads() -> None:
+    """One intra-op thread for the policy (read by torch when it is imported): its network is small,
+    and a second torch thread spin-waits against the control loop, the video encoders and other
+    agents on the same cores (one sped-up sim agent used 158% of a core with torch's default).
+    OMP_NUM_THREADS set by whoever starts the agent wins."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(argv)
@@ -141,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"robot_agent: {error}", file=sys.stderr)
         return 2
     faulthandler.enable()  # a native crash (codec, torch) leaves Python stacks on stderr
+    limit_torch_threads()
     logging.basicConfig(level=config.log_level.upper(), format=f"%(asctime)s {config.name} %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aioice").setLevel(logging.WARNING)
     logging.getLogger("aiortc").setLevel(logging.WARNING)

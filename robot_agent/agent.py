@@ -143,7 +143,7 @@ class Agent:
             from robot_agent.sim.supervisor import ScriptedSupervisor
 
             supervisor = ScriptedSupervisor(http_base=http_base_url(self.config.server), token=self.config.sim_supervisor_token,
-                                            agent=self)
+                                            agent=self, mode=self.config.sim_supervisor_mode)
             self._tasks.append(asyncio.create_task(supervisor.run(), name="sim-supervisor"))
         link_task = asyncio.create_task(self.link.run(), name="link")
         try:

@@ -80,6 +80,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_cycles", int, "stop after this many cycles (default: run forever)"),
     Setting("log_level", str, "logging level (default INFO)"),
     Setting("sim_supervisor_token", str, "sim only: a user API token (fut_...) for the scripted supervisor, the sim's expert acting as a remote teleoperator over /ws/fleet/ (the learning round uses it)"),
+    Setting("sim_supervisor_mode", str, "what the scripted supervisor does when the robot asks for help: drive (take over and install the nut, default) or resume (acknowledge and let the policy go on: the soak bench)"),
 )
 
 
@@ -112,6 +113,7 @@ class AgentConfig:
     max_cycles: int | None = None
     log_level: str = "INFO"
     sim_supervisor_token: str = ""
+    sim_supervisor_mode: str = "drive"
 
     @property
     def resolved_state_dir(self) -> Path:
@@ -127,6 +129,8 @@ class AgentConfig:
         robot_websocket_url(self.server)
         if not self.token:
             raise ConfigError("no robot token: pass --token or set FOREMAN_TOKEN")
+        if self.sim_supervisor_mode not in {"drive", "resume"}:
+            raise ConfigError(f"--sim-supervisor-mode must be drive or resume, not {self.sim_supervisor_mode!r}")
         if self.offline_policy not in {"finish", "hold"}:
             raise ConfigError(f"--offline-policy must be finish or hold, not {self.offline_policy!r}")
         if self.time_scale <= 0 or self.control_hz <= 0 or self.video_fps <= 0 or self.record_fps <= 0:

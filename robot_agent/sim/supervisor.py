@@ -5,7 +5,8 @@ the fleet WebSocket (`/ws/fleet/`); when its robot holds for an intervention it 
 a lease from the server (which the server hands to the robot), drives one arm at a time with
 `teleop` messages relayed by the server (lease-bound, sequence-numbered, deadman-guarded on the
 robot), renews the lease with `heartbeat`, and hands back with `release` once that arm has installed
-its next nut. The only thing a person would not have is its eyes: it reads the simulated station's
+its next nut. In `resume` mode (the soak bench) it acknowledges the robot's open interventions and
+sends `resume` instead, as a supervisor does with an alert that needs no hands. The only thing a person would not have is its eyes: it reads the simulated station's
 ground truth (`Expert.teleop_command`), which is why it lives in the sim agent's process.
 
 Started by `python -m robot_agent --sim --sim-supervisor-token TOKEN` (the learning round does this).
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 CLAIM_TIMEOUT_S = 5.0
 LEASE_ARRIVAL_TIMEOUT_S = 5.0
 MAX_TAKEOVER_S = 120.0  # of robot time: a takeover that achieves nothing is handed back
+RESUME_REACTION_S = 5.0  # of robot time: a resuming supervisor looks at the alert before letting the robot go on
 
 
 def fleet_websocket_url(http_base: str) -> str:
@@ -39,7 +41,7 @@ def fleet_websocket_url(http_base: str) -> str:
 
 
 class ScriptedSupervisor:
-    def __init__(self, *, http_base: str, token: str, agent: Any) -> None:
+    def __init__(self, *, http_base: str, token: str, agent: Any, mode: str = "drive") -> None:
         self.http_base = http_base.rstrip("/")
         self.token = token
         self.robot_name = ""  # the server's name for the robot, from its welcome
@@ -55,6 +57,8 @@ class ScriptedSupervisor:
         self.episode: str | None = None  # the cycle it took over: it hands back when that cycle ends
         self.seq = 0
         self.takeovers = 0
+        self.resumes = 0
+        self.mode = mode  # drive: take over and install the nut; resume: acknowledge and let the policy go on
 
     async def run(self) -> None:
         while not self.agent.server_name:  # the robot's own link says who it is
@@ -129,6 +133,9 @@ class ScriptedSupervisor:
             if self.lease_id is None:
                 # A robot holding mid-cycle waits for a person: an intervention, or a lease that ended.
                 if loop.cycle is not None and modes.mode == "hold":
+                    if self.mode == "resume":
+                        await self._acknowledge_and_resume(ws)
+                        continue
                     await self._claim(ws)
                     lease_asked_at = last_heartbeat = time.monotonic()
                 continue
@@ -184,6 +191,19 @@ class ScriptedSupervisor:
         self.episode = episode
         self.takeovers += 1
         log.info("supervisor: took over %s (%s arm, to nut %d)", self.robot_name, arm, self.goal_installed)
+
+    async def _acknowledge_and_resume(self, ws: ClientConnection) -> None:
+        """What a supervisor does with an alert that needs no hands: acknowledge it, let the policy go on."""
+        await asyncio.sleep(RESUME_REACTION_S / self.agent.config.time_scale)
+        for intervention in list(self.agent.loop.open_interventions):
+            reply = await self._request(ws, {"type": "ack", "intervention": intervention})
+            if not reply.get("ok"):
+                log.info("supervisor: ack of %s refused: %s", intervention, reply.get("message") or reply)
+        if self.agent.modes.mode != "hold" or self.agent.modes.lease is not None:
+            return
+        reply = await self._request(ws, {"type": "resume", "robot": self.robot_name})
+        self.resumes += 1
+        log.info("supervisor: resumed %s (%s)", self.robot_name, "ok" if reply.get("ok") else reply)
 
     async def _release(self, ws: ClientConnection, why: str) -> None:
         lease_id, self.lease_id = self.lease_id, None
