@@ -4,11 +4,13 @@ a bar against its goal (the goal line at 100%), so a glance says which are met."
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 OUT = ROOT / "docs" / "performance.svg"
+SOAK_OUT = ROOT / "docs" / "soak.svg"
 
 # bench, metric, goal, lower is better, label
 ROWS = [
@@ -22,7 +24,9 @@ ROWS = [
     ("video", "cpu_pct_per_stream", 20.0, True, "agent CPU per video stream (%)"),
     ("teleop", "datachannel_p95_ms", 10.0, True, "teleop p95, data channel (ms)"),
     ("teleop", "websocket_p95_ms", 10.0, True, "teleop p95, WebSocket fallback (ms)"),
+    ("soak", "wall_s", 600.0, True, "soak: 3-hour shift, 4 robots (wall s)"),
 ]
+SOAK_COLORS = ["#1f6feb", "#d64545", "#2f9e5b", "#b07d12", "#8250df", "#0e8a8a", "#6e7781", "#bf3989"]
 
 
 def main() -> None:
@@ -56,6 +60,60 @@ def main() -> None:
     parts.append("</svg>")
     OUT.write_text("\n".join(parts) + "\n")
     print(f"wrote {OUT.relative_to(ROOT)} ({len(rows)} measurements)")
+    soak = RESULTS / "soak.json"
+    if soak.is_file() and "timeline" in (result := json.loads(soak.read_text())):
+        SOAK_OUT.write_text(soak_chart(result))
+        print(f"wrote {SOAK_OUT.relative_to(ROOT)}")
+
+
+def soak_chart(result: dict) -> str:
+    """Two panels over wall time: cycles done (against the shift's total), and each process's RSS."""
+    timeline = result["timeline"]
+    t, cycles = timeline["t_s"], timeline["cycles"]
+    width, left, plot_w, panel_h = 880, 70, 600, 170
+    height = 60 + 2 * (panel_h + 50)
+    t_max = max(t[-1] if t else 1.0, 1.0)
+    x = lambda value: left + plot_w * value / t_max  # noqa: E731 - local scale
+
+    def polyline(values: list[float], top: float, low: float, high: float, color: str) -> str:
+        span = max(high - low, 1e-9)
+        points = " ".join(f"{x(a):.1f},{top + panel_h - panel_h * (b - low) / span:.1f}" for a, b in zip(t, values))
+        return f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2"/>'
+
+    def axes(top: float, label: str, low: float, high: float) -> list[str]:
+        out = [f'<text x="{left}" y="{top - 10}" font-weight="600">{label}</text>',
+               f'<line x1="{left}" y1="{top + panel_h}" x2="{left + plot_w}" y2="{top + panel_h}" stroke="#999"/>',
+               f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + panel_h}" stroke="#999"/>',
+               f'<text x="{left - 8}" y="{top + 5}" text-anchor="end">{high:g}</text>',
+               f'<text x="{left - 8}" y="{top + panel_h}" text-anchor="end">{low:g}</text>']
+        tick = 60 * max(1, math.ceil(t_max / 8 / 60))
+        for second in range(0, int(t_max) + 1, tick):
+            out.append(f'<text x="{x(second):.1f}" y="{top + panel_h + 16}" text-anchor="middle" fill="#555">{second} s</text>')
+        return out
+
+    expected = result["episodes_expected"]
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="system-ui, sans-serif" font-size="12">',
+             f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
+             f'<text x="12" y="22" font-size="15" font-weight="600">Soak: {result["robots"]} sim robots, {result["shift_hours"]:g}-hour shift at '
+             f'{result["time_scale"]:g}× — {result["episodes_recorded"]}/{expected} episodes recorded, {result["episodes_lost"]} lost</text>']
+    top = 60
+    parts += axes(top, "cycles done (dashed: the shift's parts)", 0, expected)
+    parts.append(polyline(cycles, top, 0, expected, "#1f6feb"))
+    parts.append(f'<line x1="{left}" y1="{top}" x2="{left + plot_w}" y2="{top}" stroke="#333" stroke-dasharray="5 4"/>')
+    top += panel_h + 50
+    series = timeline["rss_mb"]
+    values = [v for vs in series.values() for v in vs if v > 0]
+    low, high = (int(min(values) // 50 * 50), int(max(values) // 50 * 50 + 50)) if values else (0, 1)
+    parts += axes(top, "resident memory per process (MB)", low, high)
+    for index, (name, vs) in enumerate(series.items()):
+        color = SOAK_COLORS[index % len(SOAK_COLORS)]
+        parts.append(polyline(vs, top, low, high, color))
+        parts.append(f'<rect x="{left + plot_w + 20}" y="{top + index * 18}" width="12" height="12" fill="{color}"/>')
+        growth = result.get("rss", {}).get(name, {}).get("growth_mb")
+        note = f" ({growth:+g} MB)" if growth is not None else ""
+        parts.append(f'<text x="{left + plot_w + 38}" y="{top + index * 18 + 10}">{name}{note}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
 
 
 if __name__ == "__main__":

@@ -93,21 +93,23 @@ def read_ledger(log: Path) -> dict[str, Any]:
 
 
 class Memory:
-    """RSS samples per process, with the soak's progress (0…1) at each sample."""
+    """RSS samples per process over the run, with the soak's progress (cycles done) at each sample."""
 
-    def __init__(self, processes: dict[str, int]) -> None:
+    def __init__(self, processes: dict[str, int], expected: int) -> None:
         self.processes = processes
-        self.samples: dict[str, list[tuple[float, float]]] = {name: [] for name in processes}
+        self.expected = expected
+        self.started = time.monotonic()
+        self.rows: list[tuple[float, int, dict[str, float]]] = []  # (wall s, cycles done, name → MB)
 
-    def sample(self, progress: float) -> None:
-        for name, pid in self.processes.items():
-            if (value := rss_mb(pid)) > 0:
-                self.samples[name].append((progress, value))
+    def sample(self, done: int) -> None:
+        values = {name: value for name, pid in self.processes.items() if (value := rss_mb(pid)) > 0}
+        self.rows.append((time.monotonic() - self.started, done, values))
 
     def growth(self) -> dict[str, dict[str, float]]:
-        """Median RSS after warm-up (progress 10–25%) against the median of the last 15%."""
+        """Median RSS after warm-up (10–25% of the cycles done) against the median of the last 15%."""
         result = {}
-        for name, samples in self.samples.items():
+        for name in self.processes:
+            samples = [(done / self.expected, values[name]) for _, done, values in self.rows if name in values]
             warm = sorted(v for p, v in samples if 0.10 <= p <= 0.25)
             end = sorted(v for p, v in samples if p >= 0.85)
             if warm and end:
@@ -115,6 +117,13 @@ class Memory:
                 result[name] = {"after_warmup_mb": round(base, 1), "at_end_mb": round(last, 1), "growth_mb": round(last - base, 1),
                                 "peak_mb": round(max(v for _, v in samples), 1)}
         return result
+
+    def timeline(self, points: int = 120) -> dict[str, Any]:
+        """At most `points` evenly spaced samples, for the chart (python -m bench.report)."""
+        step = max(1, len(self.rows) // points)
+        rows = self.rows[::step]
+        return {"t_s": [round(t, 1) for t, _, _ in rows], "cycles": [done for _, done, _ in rows],
+                "rss_mb": {name: [round(values.get(name, 0.0), 1) for _, _, values in rows] for name in self.processes}}
 
 
 def api_get(url: str, token: str) -> Any:
@@ -194,14 +203,15 @@ def run() -> dict[str, Any]:
                 "--sim-supervisor-token", stack.tokens["dashboard"], "--sim-supervisor-mode", "resume", "--log-level", "INFO",
             ], cwd=ROOT, env=stack.env, stdout=open(work / f"{name}.log", "wb"), stderr=subprocess.STDOUT)
         processes.extend(agents.values())
-        memory = Memory({"daphne": stack.servers[0][0].pid, "celery": worker.pid, **{f"agent {n}": p.pid for n, p in agents.items()}})
+        memory = Memory({"daphne": stack.servers[0][0].pid, "celery": worker.pid, **{f"agent {n}": p.pid for n, p in agents.items()}},
+                        expected)
         deadline = started + TIMEOUT_S
         last_print = 0.0
         done = 0
         while any(agent.poll() is None for agent in agents.values()) and time.monotonic() < deadline:
             time.sleep(SAMPLE_S)
             done = sum(len(read_ledger(work / f"{name}.log")["cycles"]) for name in names)
-            memory.sample(done / expected)
+            memory.sample(done)
             if time.monotonic() - last_print > 15:
                 last_print = time.monotonic()
                 bar = "#" * int(30 * done / expected)
@@ -253,6 +263,7 @@ def run() -> dict[str, Any]:
         "rss_growth_mb": max((g["growth_mb"] for g in growth.values()), default=None), "rss": growth,
         "outcomes": dict(Counter(c[0] if c[0] != "failure" else f"failure:{c[1]}" for c in ran.values())),
         "agents_failed": agents_failed, "fleet_s": round(fleet_s, 1), "wall_s": round(time.monotonic() - started, 1),
+        "timeline": memory.timeline(),
     }
     summary = [
         f"{len(ran)}/{expected} cycles ran in {fleet_s:.0f} s of wall time ({'complete' if complete else 'NOT complete'}); "
