@@ -1,8 +1,9 @@
 """Fault injection: the Redis behind the channel layer restarts (and loses everything it held) while a
 robot and a dashboard are connected to daphne. Nothing is restarted by hand: once Redis is back, the
 clients (reconnecting as the agent and the dashboard do) get full service from the same daphne
-process — telemetry reaches the dashboard, a new alert arrives live, and the alert raised while
-Redis was down was kept (Postgres) and is in the dashboard's snapshot.
+process — telemetry reaches the dashboard, a new alert arrives live, and the alert the robot raised
+while Redis was down (daphne closes sockets whose channel layer failed; the agent re-sends what it
+still waits on when it reconnects) is on the server and in a reconnecting dashboard's snapshot.
 
 A private redis-server on a free loopback port, so the machine's shared Redis is never touched.
 """
@@ -83,12 +84,14 @@ def servers_settle_before_flush(transactional_db: Any) -> Iterator[None]:
 
 class Reconnecting:
     """A WebSocket client that, like the agent's link and the dashboard's socket, reconnects (with a
-    short back-off) whenever its connection is closed or refused."""
+    short back-off) whenever its connection is closed or refused. Like the agent, it sends its
+    greeting and then every intervention it still waits on again on each new connection."""
 
     def __init__(self, url: str, headers: dict[str, str], greeting: dict[str, Any] | None) -> None:
         self.url, self.headers, self.greeting = url, headers, greeting
         self.ws: Any = None
         self.connections = 0
+        self.open_interventions: list[dict[str, Any]] = []
 
     async def ensure(self, deadline: float) -> None:
         while self.ws is None:
@@ -98,10 +101,16 @@ class Reconnecting:
                 self.ws = await websockets.connect(self.url, additional_headers=self.headers, open_timeout=3)
                 if self.greeting is not None:
                     await self.ws.send(json.dumps(self.greeting))
+                for message in self.open_interventions:
+                    await self.ws.send(json.dumps(message))
                 self.connections += 1
-            except (OSError, websockets.InvalidHandshake, asyncio.TimeoutError):
+            except (OSError, websockets.InvalidHandshake, websockets.ConnectionClosed, asyncio.TimeoutError):
                 self.ws = None
                 await asyncio.sleep(0.3)
+
+    async def raise_intervention(self, message: dict[str, Any], deadline: float) -> None:
+        self.open_interventions.append(message)  # resent on every reconnect, as the agent does
+        await self.send(message, deadline)
 
     async def send(self, message: dict[str, Any], deadline: float) -> None:
         await self.ensure(deadline)
@@ -153,9 +162,9 @@ async def test_clients_get_service_back_after_redis_restarts(redis_and_daphne, f
         await dashboard.until(lambda m: m["type"] == "telemetry_batch" and "r1" in m["robots"], deadline, on_idle=beat)
 
         redis_server.kill()
-        # While Redis is down, the robot raises an alert: it must be kept (Postgres), not lost.
+        # While Redis is down, the robot raises an alert: it must reach the server once it can, not be lost.
         lost_while_down = str(uuid.uuid4())
-        await robot.send({"type": "intervention_raised", "intervention": lost_while_down, "trigger": "fault", "severity": "high",
+        await robot.raise_intervention({"type": "intervention_raised", "intervention": lost_while_down, "trigger": "fault", "severity": "high",
                           "detail": "raised while Redis was down", "episode": None}, time.monotonic() + 5)
         await asyncio.sleep(1.0)
         redis_server.start()
@@ -167,7 +176,7 @@ async def test_clients_get_service_back_after_redis_restarts(redis_and_daphne, f
                               deadline, on_idle=beat)
         # A new alert arrives live.
         fresh = str(uuid.uuid4())
-        await robot.send({"type": "intervention_raised", "intervention": fresh, "trigger": "policy_uncertainty", "severity": "medium",
+        await robot.raise_intervention({"type": "intervention_raised", "intervention": fresh, "trigger": "policy_uncertainty", "severity": "medium",
                           "detail": "after the restart", "episode": None}, deadline)
         alert = await dashboard.until(lambda m: m["type"] == "intervention" and m["intervention"]["id"] == fresh, deadline, on_idle=beat)
         assert alert["intervention"]["trigger"] == "policy_uncertainty"
