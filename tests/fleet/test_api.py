@@ -164,6 +164,22 @@ def test_robot_list_and_detail(fleet, users):
     assert client.get("/api/robots/nope", **headers).status_code == 404
 
 
+def test_hostile_query_strings_get_a_clear_error_not_a_server_error(fleet, users):
+    """Found by schemathesis (tests/fuzz/test_api_schemathesis.py): each of these was a 500."""
+    client = Client()
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {api_token_issue(user=users['admin'])}"}
+    for url in ("/api/episodes?robot=%00", "/api/labeling/queue?policy=a%00b", "/api/interventions?%00=1"):
+        response = client.get(url, **headers)
+        assert response.status_code == 422 and "NUL" in response.json()["detail"], url
+    for url in ("/api/interventions?offset=2779053497307821077408000315016347648", "/api/labeling/queue?offset=-85",
+                "/api/audit?offset=-1"):
+        response = client.get(url, **headers)
+        assert response.status_code == 422, url
+    assert client.get("/api/audit?offset=5", **headers).status_code == 200
+    client.force_login(users["admin"])
+    assert client.get("/audit/?robot=%00").status_code == 400
+
+
 # ------------------------------------------------------------------ robot endpoints
 
 

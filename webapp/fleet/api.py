@@ -26,6 +26,7 @@ from ninja.responses import Status
 from ninja.security import APIKeyCookie, HttpBearer
 
 from webapp.fleet.models import ApiToken, AuditEvent, Episode, EpisodeUpload, Intervention, PolicyVersion, Robot, Station
+from webapp.fleet.paging import Offset
 from webapp.fleet.roles import user_can, user_capabilities, user_roles
 from webapp.fleet.selectors import fleet_robots, intervention_dict, interventions_query, iso, lease_dict, robot_status_by_name
 from webapp.fleet.services import custody, interventions
@@ -69,7 +70,56 @@ class RobotBearer(HttpBearer):
 
 
 user_auth = [UserBearer(), UserSession(csrf=True)]
-api = NinjaAPI(title="Foreman API", version="1", auth=user_auth, urls_namespace="api")
+class ForemanAPI(NinjaAPI):
+    """The API, whose OpenAPI schema also documents the errors every operation can answer with."""
+
+    def get_openapi_schema(self, *, path_prefix: str | None = None, path_params: dict[str, Any] | None = None) -> Any:
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        document_errors(schema)
+        return schema
+
+
+ERROR_SCHEMA = {
+    "title": "Error", "type": "object", "required": ["detail"], "additionalProperties": True,
+    "description": "Every error: `detail` says what went wrong (a list of field errors for invalid input); "
+                   "`code` names the service error (held_by_other, estopped, …) with its own extra fields.",
+    "properties": {"detail": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+                   "code": {"type": "string"}},
+}
+ERROR_RESPONSES = {
+    "400": "the request body cannot be parsed (not JSON, or not the declared form)",
+    "401": "missing or invalid credentials (a personal or session login; robot endpoints: a robot token)",
+    "403": "the role may not do this",
+    "404": "no such object (named in the path or the body)",
+    "409": "refused in the robot's current state (held by someone else, e-stopped, not held, …)",
+    "422": "invalid input: the body, query or path does not fit the operation",
+}
+
+
+def document_errors(schema: dict[str, Any]) -> None:
+    """Add the shared Error schema and the error statuses each operation can return (what schemathesis
+    checks the API against): 401/403 where credentials are needed, 400 where a body is parsed, 404
+    where the path or body names an object, 409 on state-changing calls, 422 everywhere (validation)."""
+    schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    reference = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            codes = ["422"]
+            if operation.get("security"):
+                codes += ["401", "403"]
+            if "requestBody" in operation:
+                codes.append("400")
+            if "{" in path or "requestBody" in operation:
+                codes.append("404")
+            if method in ("post", "put", "patch", "delete"):
+                codes.append("409")
+            for code in codes:
+                if code not in responses and int(code) not in responses:
+                    responses[code] = {"description": ERROR_RESPONSES[code], **reference}
+
+
+api = ForemanAPI(title="Foreman API", version="1", auth=user_auth, urls_namespace="api")
 
 
 @api.exception_handler(ServiceError)
@@ -290,7 +340,7 @@ def _page(limit: int, offset: int) -> slice:
 
 
 @api.get("/interventions", response=list[InterventionOut], tags=["interventions"])
-def list_interventions(request: HttpRequest, state: str | None = None, robot: str | None = None, open: bool = False, limit: int = 100, offset: int = 0) -> Any:
+def list_interventions(request: HttpRequest, state: str | None = None, robot: str | None = None, open: bool = False, limit: int = 100, offset: Offset = 0) -> Any:
     if not (user_can(request.auth, "view") or user_can(request.auth, "episodes")):  # type: ignore[attr-defined]
         raise HttpError(403, "your role may not read interventions")
     items = interventions_query()
@@ -321,7 +371,7 @@ def episode_dict(e: Episode) -> dict[str, Any]:
 
 
 @api.get("/episodes", response=list[EpisodeOut], tags=["episodes"])
-def list_episodes(request: HttpRequest, robot: str | None = None, outcome: str | None = None, limit: int = 100, offset: int = 0) -> Any:
+def list_episodes(request: HttpRequest, robot: str | None = None, outcome: str | None = None, limit: int = 100, offset: Offset = 0) -> Any:
     require(request, "episodes")
     items = Episode.objects.select_related("robot", "station", "upload")
     if robot:
@@ -332,7 +382,7 @@ def list_episodes(request: HttpRequest, robot: str | None = None, outcome: str |
 
 
 @api.get("/audit", response=list[AuditOut], tags=["audit"])
-def list_audit(request: HttpRequest, robot: str | None = None, actor: str | None = None, action: str | None = None, limit: int = 100, offset: int = 0) -> Any:
+def list_audit(request: HttpRequest, robot: str | None = None, actor: str | None = None, action: str | None = None, limit: int = 100, offset: Offset = 0) -> Any:
     require(request, "audit")
     items = AuditEvent.objects.select_related("robot")
     if robot:

@@ -17,6 +17,7 @@ from ninja import Router, Schema
 from ninja.errors import HttpError
 
 from webapp.fleet.models import Episode, Intervention
+from webapp.fleet.paging import Offset
 from webapp.fleet.selectors import iso
 from webapp.labeling.models import Clip, Label, QueueItem
 from webapp.labeling.services.labels import label_review, label_submit, queue_assign, taxonomy_for
@@ -79,7 +80,7 @@ def list_queue(
     failure_mode: str | None = None,
     assigned: str | None = None,
     limit: int = 50,
-    offset: int = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Episodes waiting for a label (`todo` = open or disputed), oldest first, with filters."""
     user = _require(request, "episodes")
