@@ -14,7 +14,7 @@ What is checked, from the raw events (each agent's own log of its cycles and int
 - memory: resident size of daphne, the Celery worker and each agent, after warm-up vs at the end.
 
 Settings (environment): FOREMAN_SOAK_ROBOTS (4), FOREMAN_SOAK_HOURS (3), FOREMAN_SOAK_TIME_SCALE
-(30), FOREMAN_SOAK_TIMEOUT_S (1500). `make soak` runs it; its result is bench/results/soak.json.
+(40), FOREMAN_SOAK_TIMEOUT_S (1500). `make soak` runs it; its result is bench/results/soak.json.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from bench.common import finish
 TAKT_S = 76.0
 ROBOTS = int(os.environ.get("FOREMAN_SOAK_ROBOTS", "4"))
 SHIFT_HOURS = float(os.environ.get("FOREMAN_SOAK_HOURS", "3"))
-TIME_SCALE = float(os.environ.get("FOREMAN_SOAK_TIME_SCALE", "30"))
+TIME_SCALE = float(os.environ.get("FOREMAN_SOAK_TIME_SCALE", "40"))
 TIMEOUT_S = float(os.environ.get("FOREMAN_SOAK_TIMEOUT_S", "1500"))
 RECORD_FPS = 4.0  # recorded frames per wall second: a sped-up cycle still gets a few dozen frames
 FIRST_SEED = 30_000  # neither training (< 1000), evaluation (1000…) nor learning-round seeds (2000…)
@@ -60,6 +60,19 @@ def rss_mb(pid: int) -> float:
                     total += int(line.split()[1]) / 1024
         except OSError:
             continue
+    return total
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its live children."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for one in [pid, *children_of(pid)]:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
     return total
 
 
@@ -100,10 +113,14 @@ class Memory:
         self.expected = expected
         self.started = time.monotonic()
         self.rows: list[tuple[float, int, dict[str, float]]] = []  # (wall s, cycles done, name → MB)
+        self.cpu: dict[str, float] = {}  # name → CPU seconds at its last sample
 
     def sample(self, done: int) -> None:
         values = {name: value for name, pid in self.processes.items() if (value := rss_mb(pid)) > 0}
         self.rows.append((time.monotonic() - self.started, done, values))
+        for name, pid in self.processes.items():
+            if name in values:
+                self.cpu[name] = cpu_s(pid)
 
     def growth(self) -> dict[str, dict[str, float]]:
         """Median RSS after warm-up (10–25% of the cycles done) against the median of the last 15%."""
@@ -263,6 +280,7 @@ def run() -> dict[str, Any]:
         "rss_growth_mb": max((g["growth_mb"] for g in growth.values()), default=None), "rss": growth,
         "outcomes": dict(Counter(c[0] if c[0] != "failure" else f"failure:{c[1]}" for c in ran.values())),
         "agents_failed": agents_failed, "fleet_s": round(fleet_s, 1), "wall_s": round(time.monotonic() - started, 1),
+        "cpu_s": {name: round(value, 1) for name, value in memory.cpu.items()},
         "timeline": memory.timeline(),
     }
     summary = [
@@ -272,6 +290,7 @@ def run() -> dict[str, Any]:
         f"interventions: robots raised {sum(raised.values())}, server has {sum(records['triggers'].values())}",
         f"KPIs equal the raw events: {'yes' if not kpi_check['differences'] else 'NO ' + json.dumps(kpi_check['differences'])}",
         "RSS growth after warm-up: " + ", ".join(f"{name} {g['growth_mb']:+.1f} MB" for name, g in growth.items()),
+        "CPU seconds: " + ", ".join(f"{name} {value:.0f}" for name, value in memory.cpu.items()),
     ]
     goals = {"wall_s": "≤ 600 for a 3-hour shift of 4 robots", "episodes_lost": "0", "rss_growth_mb": "flat (a few MB)",
              "kpis_equal_raw": "true"}
