@@ -45,7 +45,7 @@ print(json.dumps({{"robots": fleet.tokens, "dashboard": api_token_issue(user=get
 class Stack:
     """A throwaway database + daphne on the Redis channel layer."""
 
-    def __init__(self, robots: int, servers: int = 1) -> None:
+    def __init__(self, robots: int, servers: int = 1, extra_env: dict[str, str] | None = None) -> None:
         import psycopg
 
         self.name = f"foreman_bench_{os.getpid()}_{int(time.time())}"
@@ -55,7 +55,7 @@ class Stack:
         self.logs = Path(tempfile.mkdtemp(prefix="foreman-bench-"))
         self.env = {**os.environ, "DATABASE_URL": PG.rsplit("/", 1)[0] + "/" + self.name, "REDIS_URL": REDIS,
                     "FOREMAN_CHANNEL_PREFIX": self.name, "FOREMAN_LOG_LEVEL": "WARNING", "FOREMAN_MEDIA_ROOT": str(self.logs / "media"),
-                    "PYTHONUNBUFFERED": "1"}
+                    "PYTHONUNBUFFERED": "1", **(extra_env or {})}
         self.manage("migrate", "--verbosity", "0")
         self.tokens = json.loads(self.manage("shell", "-c", SEED.format(robots=robots)).strip().splitlines()[-1])
         self.servers: list[tuple[subprocess.Popen[bytes], int]] = []

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -200,7 +201,8 @@ def run() -> dict[str, Any]:
     print(f"soak: {ROBOTS} sim robots × {cycles_per_robot} parts ({SHIFT_HOURS:g} h at a {TAKT_S:.0f} s takt), sim at "
           f"{TIME_SCALE:g}×, on daphne + Postgres + Redis + a Celery worker…", flush=True)
     started = time.monotonic()
-    stack = Stack(ROBOTS)
+    # Production settings (DEBUG off): with DEBUG on, Django keeps each connection's last 9000 queries.
+    stack = Stack(ROBOTS, extra_env={"FOREMAN_DEBUG": "0", "FOREMAN_SECRET_KEY": secrets.token_urlsafe(32)})
     processes: list[subprocess.Popen[bytes]] = []
     work = stack.logs
     names = sorted(stack.tokens["robots"])

@@ -58,3 +58,63 @@ def test_operators_see_policies_without_rollout_buttons(browser, demo):
     page.locator("#versions").wait_for()
     assert page.locator("button", has_text="Start canary").count() == 0
     page.close()
+
+
+ROUNDS = """
+import uuid
+from datetime import timedelta
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from webapp.fleet.models import Episode, Robot
+from webapp.labeling.models import Export
+from webapp.learning.models import RetrainingRound
+from webapp.learning.services.policies import policy_register
+from pathlib import Path
+robot = Robot.objects.get(name="r1")
+admin = get_user_model().objects.get(username="admin")
+now = timezone.now()
+ids = []
+for index in range(3):
+    episode = Episode.objects.create(id=uuid.uuid4(), robot=robot, station=robot.station, policy_version="bc-sim-v1", cycle_index=900 + index,
+                                     seed=5000 + index, started_at=now - timedelta(minutes=5), ended_at=now, duration_s=60.0,
+                                     outcome="failure", failure_mode="dropped_nut", intervened=True)
+    ids.append(str(episode.id))
+# A finished export whose zip is not on disk: a round started on it fails, and says why.
+Export.objects.create(created_by=get_user_model().objects.get(username="labeler"), format="lerobot_v3", episodes=ids, state="done",
+                      progress=1.0, file="exports/missing.zip", finished_at=now)
+result = policy_register(name="bc-sim-v1-r1", checkpoint=Path("robot_agent/weights/bc-sim-v1.pt"), parent="bc-sim-v1",
+                         evaluation={"success_rate": 0.93, "mean_cycle_s": 54.1, "failure_modes": {"dropped_nut": 4}}, replace=True)
+RetrainingRound.objects.create(base_policy="bc-sim-v1", episode_ids=ids, state="done", progress=1.0, stage="done", result=result,
+                               report={"success_before": 0.91, "success_after": 0.93, "cycle_s_before": 55.2, "cycle_s_after": 54.1},
+                               created_by=admin, finished_at=now)
+RetrainingRound.objects.create(base_policy="bc-sim-v1", episode_ids=ids, state="running", progress=0.4, stage="fine-tuning: pass 2 of 4",
+                               created_by=admin)
+"""
+
+
+def test_retraining_rounds_are_started_and_watched_from_the_policies_page(browser, demo):
+    demo.manage("shell", "-c", REGISTER)
+    demo.manage("shell", "-c", ROUNDS)
+    page = logged_in_page(browser, demo, "supervisor")
+    page.goto(f"{demo.url}/policies/")
+    rounds = page.locator("#rounds tbody")
+    rounds.locator("tr", has_text="bc-sim-v1-r1").wait_for()
+    done = rounds.locator("tr", has_text="bc-sim-v1-r1").inner_text()
+    assert "91.0%" in done and "93.0%" in done and "55.2 → 54.1 s" in done
+    running = rounds.locator("tr", has_text="fine-tuning")
+    assert "40% fine-tuning: pass 2 of 4" in running.inner_text()
+    assert running.locator("progress").get_attribute("value") == "40"
+    assert "3 episodes" in page.locator("#retrain-form select option").first.inner_text()
+    screenshot(page, "policies-retraining")
+
+    page.fill("#retrain-form input[name=epochs]", "1")
+    page.click("#retrain-form button")
+    # The demo runs tasks inline: the round on an export whose files are gone fails at once, with its reason.
+    page.locator("#rounds tr .round-state.failed").wait_for(timeout=30_000)
+    assert "failed:" in page.locator("#rounds tr .round-state.failed").first.inner_text()
+    page.close()
+    operator = logged_in_page(browser, demo, "operator")
+    operator.goto(f"{demo.url}/policies/")
+    operator.locator("#rounds tbody tr", has_text="bc-sim-v1-r1").wait_for()
+    assert operator.locator("#retrain-form").count() == 0
+    operator.close()

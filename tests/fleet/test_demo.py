@@ -129,3 +129,8 @@ def test_api_token_command_issues_a_working_personal_token(capsys: pytest.Captur
     assert client.get("/api/robots", HTTP_AUTHORIZATION=f"Bearer {token}x").status_code == 401
     with pytest.raises(CommandError, match="nobody"):
         call_command("api_token", "nobody")
+    call_command("api_token", "--revoke", token)
+    assert capsys.readouterr().out.strip() == "revoked"
+    assert client.get("/api/robots", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401
+    with pytest.raises(CommandError, match="already revoked"):
+        call_command("api_token", "--revoke", token)

@@ -77,8 +77,10 @@ def start_retraining(request: HttpRequest, body: RetrainIn) -> Any:
 
 @router.get("/retraining")
 def retraining_list(request: HttpRequest) -> Any:
+    """The latest rounds, and the finished LeRobot exports a new round can learn from."""
     require(request, "view")
-    return {"rounds": [retraining.retraining_dict(r) for r in RetrainingRound.objects.select_related("result")[:50]]}
+    return {"rounds": [retraining.retraining_dict(r) for r in RetrainingRound.objects.select_related("result")[:50]],
+            "exports": retraining.retraining_sources()}
 
 
 @router.get("/retraining/{round_id}")

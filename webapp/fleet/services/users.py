@@ -36,3 +36,16 @@ def api_token_issue(*, user: Any) -> str:
     ApiToken.objects.create(user=user, token_hash=hash_token(token), prefix=token[:8])
     audit_record(actor=user.username, action="api_token_issued", prefix=token[:8])
     return token
+
+
+def api_token_revoke(*, token: str, actor: str) -> bool:
+    """Revoke a personal API token (it stops working at once); False if it was unknown or already revoked."""
+    from django.utils import timezone
+
+    record = ApiToken.objects.select_related("user").filter(token_hash=hash_token(token), revoked_at__isnull=True).first()
+    if record is None:
+        return False
+    record.revoked_at = timezone.now()
+    record.save(update_fields=["revoked_at"])
+    audit_record(actor=actor, action="api_token_revoked", prefix=record.prefix, user=record.user.username)
+    return True

@@ -229,6 +229,14 @@ def _run(round_: RetrainingRound) -> dict[str, Any]:
     }
 
 
+def retraining_sources(limit: int = 20) -> list[dict[str, Any]]:
+    """Finished LeRobot v3 exports, newest first: what a round can be started on."""
+    exports = Export.objects.filter(state=Export.State.DONE, format=Export.Format.LEROBOT_V3).select_related("created_by")
+    return [{"id": str(e.id), "episodes": len(e.episodes), "created_by": e.created_by.username,
+             "created_at": e.created_at.isoformat()}
+            for e in exports.order_by("-created_at")[:limit]]
+
+
 def retraining_dict(round_: RetrainingRound) -> dict[str, Any]:
     return {
         "id": str(round_.id), "base_policy": round_.base_policy, "name": round_.options.get("name"),

@@ -1,11 +1,15 @@
 // @ts-check
-// Policies page: versions with their held-out evaluation, and rollouts (canary → promote → rollback).
-// Polls /api/learning/policies every 2 s: rollouts change at cycle boundaries, seconds apart.
+// Policies page: versions with their held-out evaluation, rollouts (canary → promote → rollback) and
+// retraining rounds (start one on a finished export, watch its progress, compare before/after).
+// Polls /api/learning/policies and /api/learning/retraining every 2 s: rollouts change at cycle
+// boundaries and rounds report progress by stage, seconds apart.
 
 const config = JSON.parse(/** @type {HTMLElement} */ (document.getElementById("page-config")).textContent || "{}");
 const status = /** @type {HTMLElement} */ (document.getElementById("status"));
 const versionsBody = /** @type {HTMLElement} */ (document.querySelector("#versions tbody"));
 const rolloutsBody = /** @type {HTMLElement} */ (document.querySelector("#rollouts tbody"));
+const roundsBody = /** @type {HTMLElement} */ (document.querySelector("#rounds tbody"));
+const retrainForm = /** @type {HTMLFormElement | null} */ (document.getElementById("retrain-form"));
 const csrf = /** @type {HTMLInputElement | null} */ (document.querySelector("input[name=csrfmiddlewaretoken]"))?.value || "";
 
 const MODE_COLOURS = ["#ef4444", "#f5b83d", "#a78bfa", "#4f9cf9", "#2fbf71", "#f472b6", "#94a3b8", "#22d3ee"];
@@ -87,6 +91,68 @@ function actionsCell(rollout) {
   return cell;
 }
 
+/** @param {number | undefined} rate @param {string} [klass] */
+function rateBar(rate, klass = "") {
+  if (rate === undefined || rate === null) return el("span", {}, ["—"]);
+  const pct = (rate * 100).toFixed(1);
+  return el("span", {}, [el("span", { class: `bar ${klass}`, role: "img", "aria-label": `${pct}% success` },
+    [el("span", { style: `width:${pct}%` })]), `${pct}%`]);
+}
+
+/** @param {any} round */
+function roundRow(round) {
+  const report = round.report || {};
+  const names = `${round.base_policy} → ${round.result || round.name || "(new version)"}`;
+  const stateCell = el("td", { class: `round-state ${round.state}` });
+  if (round.state === "queued" || round.state === "running") {
+    const pct = Math.round((round.progress || 0) * 100);
+    stateCell.append(el("progress", { max: "100", value: String(pct), "aria-label": `${pct}% done` }), `${pct}% ${round.stage || round.state}`);
+  } else if (round.state === "failed") {
+    stateCell.append(`failed: ${round.error || "no reason given"}`);
+  } else {
+    stateCell.append(round.state);
+  }
+  const success = el("td", {}, [rateBar(report.success_before, "before"), " → ", rateBar(report.success_after)]);
+  const cycle = report.cycle_s_before ? `${report.cycle_s_before.toFixed(1)} → ${(report.cycle_s_after || 0).toFixed(1)} s` : "—";
+  return el("tr", { "data-round": round.id }, [
+    el("th", { scope: "row" }, [names]), el("td", {}, [String(round.episodes)]), stateCell, success, el("td", {}, [cycle]),
+    el("td", {}, [round.created_at ? new Date(round.created_at).toLocaleString() : "—"]),
+  ]);
+}
+
+/** @param {any[]} exports */
+function fillExports(exports) {
+  if (!retrainForm) return;
+  const select = /** @type {HTMLSelectElement} */ (retrainForm.elements.namedItem("export"));
+  const chosen = select.value;
+  select.replaceChildren(...exports.map((e) => el("option", { value: e.id },
+    [`${new Date(e.created_at).toLocaleString()} · ${e.episodes} episodes · by ${e.created_by}`])));
+  if (chosen && exports.some((e) => e.id === chosen)) select.value = chosen;
+  const button = /** @type {HTMLButtonElement} */ (retrainForm.querySelector("button"));
+  button.disabled = !exports.length;
+  button.title = exports.length ? "" : "No finished LeRobot export yet: export labeled episodes from the labeling queue first";
+}
+
+retrainForm?.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(/** @type {HTMLFormElement} */ (retrainForm));
+  try {
+    const round = await post("/api/learning/retraining", {
+      export: form.get("export"),
+      options: { epochs: Number(form.get("epochs")), eval_episodes: Number(form.get("eval_episodes")) },
+    });
+    status.textContent = `Retraining ${round.base_policy} on ${round.episodes} episodes: queued`;
+    refresh();
+  } catch (error) { status.textContent = `Refused: ${/** @type {Error} */ (error).message}`; }
+});
+
+async function refreshRounds() {
+  const data = await fetch("/api/learning/retraining", { credentials: "same-origin" }).then((r) => r.json());
+  roundsBody.replaceChildren(...data.rounds.map(roundRow));
+  if (!data.rounds.length) roundsBody.replaceChildren(el("tr", {}, [el("td", { colspan: "6" }, ["No retraining rounds yet."])]));
+  fillExports(data.exports);
+}
+
 async function refresh() {
   try {
     const [data, robots] = await Promise.all([
@@ -116,6 +182,7 @@ async function refresh() {
       return el("tr", { "data-rollout": r.id }, cells);
     }));
     if (!data.rollouts.length) rolloutsBody.replaceChildren(el("tr", {}, [el("td", { colspan: "6" }, ["No rollouts yet."])]));
+    await refreshRounds();
   } catch (error) {
     status.textContent = `Cannot reach the server: ${/** @type {Error} */ (error).message}`;
   }

@@ -40,7 +40,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from webapp.fleet.models import Episode, EpisodeUpload, Robot, Station
 from webapp.fleet.services.robots import robot_issue_token
-from webapp.fleet.services.users import api_token_issue, user_create_with_role
+from webapp.fleet.services.users import api_token_issue, api_token_revoke, user_create_with_role
 from webapp.labeling.services.exports import export_create, export_run
 from webapp.labeling.services.labels import label_review, label_submit
 from webapp.learning.models import RetrainingRound
@@ -123,6 +123,8 @@ class Command(BaseCommand):
                     child.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     child.kill()
+            # The supervisor bot's token was for this run only.
+            api_token_revoke(token=users["learning-supervisor-token"], actor="learning_round")
             for name, handle in logs.items():
                 handle.close()
                 if failed:
