@@ -141,7 +141,8 @@ class Memory:
         step = max(1, len(self.rows) // points)
         rows = self.rows[::step]
         return {"t_s": [round(t, 1) for t, _, _ in rows], "cycles": [done for _, done, _ in rows],
-                "rss_mb": {name: [round(values.get(name, 0.0), 1) for _, _, values in rows] for name in self.processes}}
+                "rss_mb": {name: [round(values[name], 1) if name in values else None for _, _, values in rows]
+                           for name in self.processes}}  # None: the process had exited
 
 
 def api_get(url: str, token: str) -> Any:
