@@ -95,6 +95,11 @@ class Stack:
                 process.kill()
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        import redis
+
+        client = redis.Redis.from_url(REDIS)  # the run's channel-layer and Celery keys share its prefix
+        for key in client.scan_iter(match=f"{self.name}*", count=1000):
+            client.delete(key)
 
 
 def hello() -> dict[str, Any]:
