@@ -176,6 +176,10 @@ def test_hostile_query_strings_get_a_clear_error_not_a_server_error(fleet, users
         response = client.get(url, **headers)
         assert response.status_code == 422, url
     assert client.get("/api/audit?offset=5", **headers).status_code == 200
+    odd_offset = client.get("/api/dashboard/kpis?start=0586-12-28T08:24:41.0589-18:44", **headers)
+    assert odd_offset.status_code == 200 and odd_offset.json()["window"]["start"].startswith("0586-12-29T03:08:41")
+    assert client.get("/api/dashboard/kpis?start=0001-01-01T00:00:00-10:00", **headers).status_code == 200
+    assert client.get("/api/dashboard/kpis?start=9999-12-31T23:00:00-10:00", **headers).status_code == 422
     client.force_login(users["admin"])
     assert client.get("/audit/?robot=%00").status_code == 400
 
