@@ -6,8 +6,9 @@ a lease from the server (which the server hands to the robot), drives one arm at
 `teleop` messages relayed by the server (lease-bound, sequence-numbered, deadman-guarded on the
 robot), renews the lease with `heartbeat`, and hands back with `release` once that arm has installed
 its next nut. In `resume` mode (the soak bench) it acknowledges the robot's open interventions and
-sends `resume` instead, as a supervisor does with an alert that needs no hands. The only thing a person would not have is its eyes: it reads the simulated station's
-ground truth (`Expert.teleop_command`), which is why it lives in the sim agent's process.
+sends `resume` instead, as a supervisor does with an alert that needs no hands. The only thing a
+person would not have is its eyes: it reads the simulated station's ground truth
+(`Expert.teleop_command`), which is why it lives in the sim agent's process.
 
 Started by `python -m robot_agent --sim --sim-supervisor-token TOKEN` (the learning round does this).
 """
