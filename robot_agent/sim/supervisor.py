@@ -58,7 +58,6 @@ class ScriptedSupervisor:
         self.episode: str | None = None  # the cycle it took over: it hands back when that cycle ends
         self.seq = 0
         self.takeovers = 0
-        self.resumes = 0
         self.mode = mode  # drive: take over and install the nut; resume: acknowledge and let the policy go on
 
     async def run(self) -> None:
@@ -203,7 +202,6 @@ class ScriptedSupervisor:
         if self.agent.modes.mode != "hold" or self.agent.modes.lease is not None:
             return
         reply = await self._request(ws, {"type": "resume", "robot": self.robot_name})
-        self.resumes += 1
         log.info("supervisor: resumed %s (%s)", self.robot_name, "ok" if reply.get("ok") else reply)
 
     async def _release(self, ws: ClientConnection, why: str) -> None:
