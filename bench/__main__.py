@@ -1,5 +1,5 @@
 """python -m bench NAME — NAME: control, export, alert, teleop, fleet, video, all (those six), or soak (a sped-up
-3-hour shift of 4 sim robots, about 14 minutes on 2 cores; `make soak`)."""
+3-hour shift of 4 sim robots, about 7 minutes on 2 cores; `make soak`)."""
 
 from __future__ import annotations
 

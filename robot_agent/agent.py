@@ -26,7 +26,7 @@ from robot_agent.control import ControlLoop, LoopSettings
 from robot_agent.link import Link
 from robot_agent.modes import ModeController
 from robot_agent.recording import EpisodeRecorder
-from robot_agent.robot import Robot
+from robot_agent.robot import Robot, needs_ground_truth
 from robot_agent.safety import EstopLatch, VelocityLimits
 from robot_agent.upload import Uploader
 from robot_agent.webrtc import WebRtcGateway
@@ -54,7 +54,6 @@ def policy_version_of(policy: Any, fallback: str) -> str:
             return value[:500]
     return fallback
 
-
 class Agent:
     def __init__(
         self,
@@ -69,6 +68,7 @@ class Agent:
         self.config = config
         self.robot = robot
         self.policy = policy
+        robot.observe_ground_truth(needs_ground_truth(policy))
         self.load_policy = load_policy
         self.version = policy_version_of(policy, config.policy or "none") if policy is not None else "none"
         self.state_dir = config.resolved_state_dir
@@ -289,6 +289,7 @@ class Agent:
 
             def swap() -> None:
                 self.policy = policy
+                self.robot.observe_ground_truth(needs_ground_truth(policy))
                 self.version = version
                 log.info("policy %s is live", version)
 

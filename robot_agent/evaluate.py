@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from robot_agent.robot import needs_ground_truth
 from robot_agent.sim.expert import Expert
 from robot_agent.sim.render import policy_image
 from robot_agent.sim.station import ARMS, TAKT_S, NutStation
@@ -92,7 +93,7 @@ def _run_batch(policy: Any, seeds: list[int], refill: int) -> list[EpisodeResult
                 from robot_agent.sim_robot import observe
 
                 for i in need:
-                    output = policy.infer(observe(stations[i]))
+                    output = policy.infer(observe(stations[i], ground_truth=needs_ground_truth(policy)))
                     queues[i] = list(np.asarray(output.actions))
                     if output.confidence is not None:
                         min_confidence[i] = min(min_confidence[i], output.confidence)

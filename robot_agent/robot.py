@@ -78,9 +78,18 @@ class Robot(ABC):
         """Each arm's end-effector pose for telemetry (protocol `ArmPose`), if the robot knows it."""
         return None
 
+    def observe_ground_truth(self, enabled: bool) -> None:
+        """Add what only a simulator knows to observations, for a policy that reads it (the sim's
+        scripted expert says so with `needs_ground_truth`). A real robot has none to add."""
+
     def default_policy(self) -> Any | None:
         """A policy that comes with the robot (the sim's scripted expert), if any."""
         return None
 
     def close(self) -> None:
         pass
+
+
+def needs_ground_truth(policy: Any) -> bool:
+    """The sim's scripted expert plans on the station itself, which only a simulator can observe."""
+    return bool(getattr(policy, "needs_ground_truth", False))

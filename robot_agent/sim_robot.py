@@ -1,8 +1,9 @@
 """SimRobot: the simulated nut station (robot_agent/sim/) behind the agent's Robot interface.
 
 Cameras `head`, `wrist_left`, `wrist_right` are rendered on demand at any size (640×480 for video).
-Observations are snapshots: the state vector, the two wrist images the learned policy looks at
-(32×32 grey), and a copy of the station (ground truth) for the scripted expert only.
+Observations are snapshots: the state vector and the two wrist images the learned policy looks at
+(32×32 grey); with ground truth observed (a policy that asks for it: the scripted expert), also a
+copy of the station.
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "bc-sim-v1.pt"
 POLICY_PIXELS = 32
 
 
-def observe(station: NutStation) -> dict[str, Any]:
+def observe(station: NutStation, *, ground_truth: bool = False) -> dict[str, Any]:
     """What a policy gets from `station` (a snapshot: later steps do not change it)."""
-    return {
+    observation: dict[str, Any] = {
         "state": station.state_vector(),
         "images": {f"wrist_{side}": policy_image(station, side, POLICY_PIXELS) for side in ARMS},
-        "station": copy.deepcopy(station),
     }
+    if ground_truth:  # a deep copy costs more than the policy's forward pass: only when asked
+        observation["station"] = copy.deepcopy(station)
+    return observation
 
 
 def status_of(station: NutStation) -> StationStatus:
@@ -56,6 +59,7 @@ class SimRobot(Robot):
             raise ValueError(f"the simulated station runs at {1 / DT:.0f} Hz (asked for {control_hz:g} Hz)")
         self.lock = threading.Lock()
         self.station = NutStation(0)
+        self.ground_truth = False
 
     def reset(self, seed: int) -> StationStatus:
         with self.lock:
@@ -71,9 +75,12 @@ class SimRobot(Robot):
                 for side, arm in self.station.arms.items()
             }
 
+    def observe_ground_truth(self, enabled: bool) -> None:
+        self.ground_truth = enabled
+
     def observation(self) -> dict[str, Any]:
         with self.lock:
-            return observe(self.station)
+            return observe(self.station, ground_truth=self.ground_truth)
 
     def state(self) -> np.ndarray:
         with self.lock:

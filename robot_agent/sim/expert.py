@@ -154,5 +154,7 @@ class Expert:
                 break
         return np.asarray(actions)
 
+    needs_ground_truth = True  # it plans on the station itself (observation["station"])
+
     def infer(self, observation: dict) -> PolicyOutput:
         return PolicyOutput(self.plan(observation["station"]), 1.0)

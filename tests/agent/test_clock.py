@@ -45,3 +45,52 @@ def test_held_back_time_waits_but_never_goes_back(wall):  # type: ignore[no-unty
         wall[0] += 0.01
         readings.append(clock.now())
     assert readings == sorted(readings)
+
+
+class SleepLog:
+    """The clock's two ways to wait, recorded; each advances the fake wall clock by what it slept."""
+
+    def __init__(self, wall: list[float]) -> None:
+        self.wall = wall
+        self.timer: list[float] = []  # event loop timer sleeps (1 ms resolution on Linux)
+        self.thread: list[float] = []  # precise thread sleeps
+
+    async def asyncio_sleep(self, seconds: float) -> None:
+        self.timer.append(seconds)
+        self.wall[0] += seconds
+
+    def time_sleep(self, seconds: float) -> None:
+        self.thread.append(seconds)
+        self.wall[0] += seconds
+
+
+@pytest.fixture
+def sleeps(wall, monkeypatch):  # type: ignore[no-untyped-def]
+    log = SleepLog(wall)
+    monkeypatch.setattr(clock_module.asyncio, "sleep", log.asyncio_sleep)
+    monkeypatch.setattr(clock_module.time, "sleep", log.time_sleep)
+    return log
+
+
+def test_a_sped_up_clock_sleeps_below_the_timer_resolution_precisely(wall, sleeps):  # type: ignore[no-untyped-def]
+    import asyncio
+
+    clock = MonotonicClock(40.0)
+    period = 1 / 30  # 0.83 ms of wall time at 40×: shorter than the event loop's timers can sleep
+    asyncio.run(clock.sleep_until(clock.now() + period))
+    assert sleeps.timer == [0] and sleeps.thread == [pytest.approx(period / 40)]
+    assert clock.now() == pytest.approx(period)
+    start = clock.now()
+    asyncio.run(clock.sleep_until(start + 0.2))  # 5 ms of wall time: the timer sleeps what it can, the thread the rest
+    assert sleeps.timer[-1] == pytest.approx(0.005 - clock_module.TIMER_RESOLUTION_S)
+    assert sleeps.thread[-1] == pytest.approx(clock_module.TIMER_RESOLUTION_S)
+    assert clock.now() == pytest.approx(start + 0.2)
+
+
+def test_a_real_time_clock_only_sleeps_on_the_event_loop(wall, sleeps):  # type: ignore[no-untyped-def]
+    import asyncio
+
+    clock = MonotonicClock(1.0)
+    asyncio.run(clock.sleep_until(clock.now() + 1 / 30))
+    asyncio.run(clock.sleep_until(clock.now() - 0.5))  # late: no wait at all
+    assert sleeps.timer == [pytest.approx(1 / 30), 0.0] and sleeps.thread == []

@@ -200,3 +200,33 @@ def test_a_new_part_never_moves_on_the_previous_parts_teleop_command(tmp_path):
     h.modes.teleop(TeleopCommand(type="teleop", lease_id=lease.id, seq=seq + 1, vx=0.2))
     h.run(1)
     assert h.station.position[0] > x
+
+
+class LaggingClock(FakeClock):
+    """A sim clock whose ticks wake late by the given lags (robot seconds, one per tick)."""
+
+    def __init__(self, lags: list[float]) -> None:
+        super().__init__()
+        self.lags = list(lags)
+        self.held_back: list[float] = []
+
+    async def sleep_until(self, t: float) -> None:
+        self.t = max(self.t, t) + (self.lags.pop(0) if self.lags else 0.0)
+
+    def hold_back(self, t: float) -> None:
+        self.held_back.append(t)
+
+
+@pytest.mark.parametrize("sim_time_waits", [True, False])
+def test_late_ticks_a_sped_up_sim_catches_up_on_and_those_it_waits_for(tmp_path, sim_time_waits):
+    import asyncio
+
+    dt = 1 / 30
+    h = Harness(tmp_path, ConfidencePolicy(), station=KinematicStation(cycle_steps=1000), sim_time_waits=sim_time_waits)
+    clock = LaggingClock([0.0, 2.5 * dt, 0.0, 0.0, 0.0, 5 * dt] + [0.0] * 10)
+    h.loop.clock = clock
+    asyncio.run(h.loop.run(stop=lambda: h.loop.stats.ticks >= 12))
+    if sim_time_waits:  # 1.5 ticks behind: run the ticks back to back; 4 behind: robot time waits
+        assert h.loop.stats.overruns == 1 and len(clock.held_back) == 1
+    else:  # a real robot skips ahead whenever it is more than a tick behind, and time never waits
+        assert h.loop.stats.overruns == 2 and clock.held_back == []

@@ -194,6 +194,11 @@ def test_cameras_render_640x480_and_small() -> None:
     observation = robot.observation()
     assert set(observation["images"]) == {"wrist_left", "wrist_right"}
     assert observation["images"]["wrist_left"].shape == (32, 32)
+    assert "station" not in observation  # ground truth only for a policy that asks for it
+    robot.observe_ground_truth(True)
+    snapshot = robot.observation()["station"]
+    robot.step(np.full(robot.action_dim, 0.1))
+    assert snapshot.steps == robot.station.steps - 1  # a copy: later steps do not change it
     with pytest.raises(ValueError):
         robot.render("nowhere", (64, 48))
     with pytest.raises(ValueError):
