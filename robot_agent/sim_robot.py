@@ -12,7 +12,7 @@ import copy
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
@@ -20,13 +20,14 @@ from robot_agent.modes import TeleopVelocity
 from robot_agent.robot import Robot, StationStatus
 from robot_agent.sim.expert import Expert
 from robot_agent.sim.render import policy_image, render
-from robot_agent.sim.station import ARMS, DT, NutStation
+from robot_agent.sim.station import ARMS, DT, NutStation, braking_velocity
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "bc-sim-v1.pt"
 POLICY_PIXELS = 32
+T = TypeVar("T")
 
 
 def observe(station: NutStation, *, ground_truth: bool = False) -> dict[str, Any]:
@@ -101,6 +102,11 @@ class SimRobot(Robot):
         with self.lock:
             return copy.deepcopy(self.station)
 
+    def inspect(self, look: Callable[[NutStation], T]) -> T:
+        """`look` at the live station under the lock (read only; cheaper than a snapshot's deep copy)."""
+        with self.lock:
+            return look(self.station)
+
     def applied_action(self) -> np.ndarray | None:
         with self.lock:
             action = self.station.last_action
@@ -112,13 +118,16 @@ class SimRobot(Robot):
         return render(snapshot, camera, size)
 
     def teleop_action(self, command: TeleopVelocity) -> np.ndarray:
-        """The commanded arm moves as asked; the other arm stands still and keeps its grip."""
+        """The commanded arm moves as asked; the other arm comes to a controlled stop (as in a
+        protective hold: a person may take over while it carries a nut) and keeps its grip."""
         with self.lock:
             action = np.zeros(self.action_dim)
             for index, side in enumerate(ARMS):
                 arm = self.station.arms[side]
                 action[5 * index + 3] = arm.grip_command
-                if side == command.arm:
+                if side != command.arm:
+                    action[5 * index: 5 * index + 3] = braking_velocity(arm)
+                else:
                     action[5 * index: 5 * index + 3] = (command.vx, command.vy, command.vz)
                     action[5 * index + 4] = command.spin
                     if command.grip is not None:

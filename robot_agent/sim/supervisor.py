@@ -5,7 +5,10 @@ the fleet WebSocket (`/ws/fleet/`); when its robot holds for an intervention it 
 a lease from the server (which the server hands to the robot), drives one arm at a time with
 `teleop` messages relayed by the server (lease-bound, sequence-numbered, deadman-guarded on the
 robot), renews the lease with `heartbeat`, and hands back with `release` once that arm has installed
-its next nut. In `resume` mode (the soak bench) it acknowledges the robot's open interventions and
+its next nut. It also watches every pick, as a person watching the wrist camera would: an arm coming
+down on its feeder nut off its centre is about to grip the nut by its edge (the nut then slips out
+in transit or meets the hole off its axis, and the robot raises nothing before that), so it takes
+that arm over, centres and grips, and hands back once the nut is held. In `resume` mode (the soak bench) it acknowledges the robot's open interventions and
 sends `resume` instead, as a supervisor does with an alert that needs no hands. The only thing a
 person would not have is its eyes: it reads the simulated station's ground truth
 (`Expert.teleop_command`), which is why it lives in the sim agent's process.
@@ -22,11 +25,12 @@ import logging
 import time
 from typing import Any
 
+import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from robot_agent.sim.expert import Expert
-from robot_agent.sim.station import ARMS, TORQUE_FAULT_NM, NutStation
+from robot_agent.sim.station import ARMS, NUT_ON_FEEDER_Z, TORQUE_FAULT_NM, NutStation
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,9 @@ CLAIM_TIMEOUT_S = 5.0
 LEASE_ARRIVAL_TIMEOUT_S = 5.0
 MAX_TAKEOVER_S = 120.0  # of robot time: a takeover that achieves nothing is handed back
 RESUME_REACTION_S = 5.0  # of robot time: a resuming supervisor looks at the alert before letting the robot go on
+# A pick going wrong: the gripper this close above its nut and this far off the nut's centre.
+PICK_WATCH_HEIGHT_M = 0.015
+PICK_WATCH_OFFSET_M = 0.0008
 
 
 def fleet_websocket_url(http_base: str) -> str:
@@ -54,6 +61,7 @@ class ScriptedSupervisor:
         self.lease_ttl_s = 5.0
         self.arm: str | None = None
         self.goal_installed = 0
+        self.goal_grasp = False  # a pick takeover: hand back once the nut is held
         self.takeover_started_t = 0.0
         self.episode: str | None = None  # the cycle it took over: it hands back when that cycle ends
         self.seq = 0
@@ -138,6 +146,12 @@ class ScriptedSupervisor:
                         continue
                     await self._claim(ws)
                     lease_asked_at = last_heartbeat = time.monotonic()
+                elif self.mode == "drive" and loop.cycle is not None and modes.mode == "autonomous":
+                    inspect = getattr(self.agent.robot, "inspect", None)
+                    side = inspect(pick_going_wrong) if inspect is not None else None
+                    if side is not None:
+                        await self._claim(ws, pick=side)
+                        lease_asked_at = last_heartbeat = time.monotonic()
                 continue
             now = time.monotonic()
             if modes.lease is None or modes.lease.id != self.lease_id:
@@ -167,15 +181,19 @@ class ScriptedSupervisor:
     def _finished(self, station: NutStation, loop: Any) -> bool:
         if loop.cycle is None or loop.cycle.episode != self.episode or station.outcome.done:
             return True
-        if station.t - self.takeover_started_t > MAX_TAKEOVER_S:
+        if station.t - self.takeover_started_t > MAX_TAKEOVER_S or self.arm is None:
             return True
-        return station.arms[self.arm].installed >= self.goal_installed if self.arm else True
+        arm = station.arms[self.arm]
+        if self.goal_grasp:
+            return arm.done or (arm.nut is not None and arm.grip >= 1.0)
+        return arm.installed >= self.goal_installed
 
-    async def _claim(self, ws: ClientConnection) -> None:
+    async def _claim(self, ws: ClientConnection, pick: str | None = None) -> None:
+        """Take over the arm a pick is going wrong on (`pick`), else the one the robot is stuck on."""
         station = self._snapshot()
         if station is None:
             return
-        arm = choose_arm(station)
+        arm = pick or choose_arm(station)
         if arm is None or self.agent.loop.cycle is None:
             return
         episode = self.agent.loop.cycle.episode
@@ -186,11 +204,12 @@ class ScriptedSupervisor:
             return
         lease = reply.get("data", {}).get("lease") or {}
         self.lease_id, self.lease_ttl_s = lease.get("id"), float(lease.get("ttl_s") or 5.0)
-        self.arm, self.goal_installed = arm, min(station.arms[arm].installed + 1, 2)
+        self.arm, self.goal_installed, self.goal_grasp = arm, min(station.arms[arm].installed + 1, 2), pick is not None
         self.takeover_started_t, self.seq = station.t, 0
         self.episode = episode
         self.takeovers += 1
-        log.info("supervisor: took over %s (%s arm, to nut %d)", self.robot_name, arm, self.goal_installed)
+        log.info("supervisor: took over %s (%s arm, %s)", self.robot_name, arm,
+                 "a pick off the nut's centre" if pick else f"to nut {self.goal_installed}")
 
     async def _acknowledge_and_resume(self, ws: ClientConnection) -> None:
         """What a supervisor does with an alert that needs no hands: acknowledge it, let the policy go on."""
@@ -222,3 +241,17 @@ def choose_arm(station: NutStation) -> str | None:
     if faulted:
         return faulted[0]
     return min(candidates, key=lambda side: (station.arms[side].installed, station.arms[side].nut is None, ARMS.index(side)))
+
+
+def pick_going_wrong(station: NutStation) -> str | None:
+    """The arm coming down on its feeder nut off the nut's centre, if any (it would grip the nut by
+    its edge). Closing has not begun: a takeover can still centre it."""
+    for side in ARMS:
+        arm = station.arms[side]
+        nut = arm.feeder_nut
+        if arm.done or arm.nut is not None or nut is None or nut.state != "feeder" or arm.grip_command > 0:
+            continue
+        low = arm.position[2] - NUT_ON_FEEDER_Z < PICK_WATCH_HEIGHT_M
+        if low and float(np.hypot(*(arm.position[:2] - nut.position[:2]))) > PICK_WATCH_OFFSET_M:
+            return side
+    return None
