@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 log = logging.getLogger(__name__)
 
 RECORD_SIZE = (320, 240)
-PRE_INTERVENTION_S = 3.0  # robot steps this long before an intervention are labelled pre_intervention
+PRE_INTERVENTION_STEPS = 15  # the robot's last steps before an intervention are labelled pre_intervention (as Sirius)
 ActionMode = Literal["robot", "pre_intervention", "human", "shared"]
 
 
@@ -154,17 +154,20 @@ class EpisodeRecorder:
         self.worker.submit(encode)
 
     def mark_intervention(self, t: float) -> None:
-        """The robot asked for help at robot time t (the clock's, like `started_t`): its last seconds
-        of driving are labelled."""
+        """The robot asked for help (or a person took over) at robot time t (the clock's, like
+        `started_t`): its last PRE_INTERVENTION_STEPS steps of driving are labelled."""
         if self.current is None:
             return
         self.current.intervened = True
         since_start = t - self.current.info.started_t  # steps carry t from the cycle's start
+        marked = 0
         for step in reversed(self.current.steps):
-            if step.t < since_start - PRE_INTERVENTION_S:
-                break
-            if step.action_mode == "robot":
-                step.action_mode = "pre_intervention"
+            if step.t > since_start + 1e-9:
+                continue
+            if step.action_mode != "robot" or marked == PRE_INTERVENTION_STEPS:
+                break  # only the robot's own driving just before, never across an earlier takeover
+            step.action_mode = "pre_intervention"
+            marked += 1
 
     def finish(self, result: EpisodeResult, *, keep: bool) -> concurrent.futures.Future[Path | None]:
         """Close the episode; if `keep`, write it to the spool (in the worker) and return its path."""

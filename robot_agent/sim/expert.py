@@ -69,7 +69,7 @@ def _toward(position: np.ndarray, target: np.ndarray, speed: float) -> np.ndarra
     return velocity
 
 
-def _arm_command(station: NutStation, arm: Arm) -> ArmCommand:
+def _arm_command(station: NutStation, arm: Arm, pick_close_m: float = PICK_CLOSE_M) -> ArmCommand:
     position = arm.position
     closed, opened = arm.grip >= 1.0, arm.grip <= 0.0
     nut = arm.nut
@@ -97,7 +97,7 @@ def _arm_command(station: NutStation, arm: Arm) -> ArmCommand:
     assert target_nut is not None
     goal = target_nut.position
     error = float(np.linalg.norm(goal[:2] - position[:2]))
-    if error < PICK_CLOSE_M and position[2] - NUT_ON_FEEDER_Z < 0.0015:
+    if error < pick_close_m and position[2] - NUT_ON_FEEDER_Z < 0.0015:
         return ArmCommand(0.0, 0.0, 0.0, 0.0, "close")
     return ArmCommand(*_funnel(position, goal[:2], NUT_ON_FEEDER_Z - 0.003, NUT_ON_FEEDER_Z + 0.004), 0.0, "open")
 
@@ -134,10 +134,11 @@ class Expert:
         self.horizon = horizon
 
     @staticmethod
-    def teleop_command(station: NutStation, side: str) -> ArmCommand:
-        """What the expert would command for one arm now, in teleop units (the scripted supervisor)."""
+    def teleop_command(station: NutStation, side: str, pick_close_m: float = PICK_CLOSE_M) -> ArmCommand:
+        """What the expert would command for one arm now, in teleop units (the scripted supervisor).
+        `pick_close_m`: how well centred over its nut the gripper must be before it closes."""
         arm = station.arms[side]
-        return _limit_accel(arm, _arm_command(station, arm))
+        return _limit_accel(arm, _arm_command(station, arm, pick_close_m))
 
     @staticmethod
     def action(station: NutStation) -> np.ndarray:

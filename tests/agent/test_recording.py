@@ -45,4 +45,4 @@ def test_pre_intervention_marks_the_last_seconds_of_a_cycle_that_started_late(tm
     recorder.close()
     assert spool is not None
     modes = pq.read_table(spool / "steps.parquet").column("action_mode").to_pylist()
-    assert modes.count("pre_intervention") == 90 and modes[-90:] == ["pre_intervention"] * 90  # the last 3 s
+    assert modes.count("pre_intervention") == 15 and modes[-15:] == ["pre_intervention"] * 15  # the last 15 steps (Sirius)

@@ -85,7 +85,8 @@ Export.objects.create(created_by=get_user_model().objects.get(username="labeler"
 result = policy_register(name="bc-sim-v1-r1", checkpoint=Path("robot_agent/weights/bc-sim-v1.pt"), parent="bc-sim-v1",
                          evaluation={"success_rate": 0.93, "mean_cycle_s": 54.1, "failure_modes": {"dropped_nut": 4}}, replace=True)
 RetrainingRound.objects.create(base_policy="bc-sim-v1", episode_ids=ids, state="done", progress=1.0, stage="done", result=result,
-                               report={"success_before": 0.91, "success_after": 0.93, "cycle_s_before": 55.2, "cycle_s_after": 54.1},
+                               report={"success_before": 0.91, "success_after": 0.93, "cycle_s_before": 55.2, "cycle_s_after": 54.1,
+                                       "success_control": 0.92},
                                created_by=admin, finished_at=now)
 RetrainingRound.objects.create(base_policy="bc-sim-v1", episode_ids=ids, state="running", progress=0.4, stage="fine-tuning: pass 2 of 4",
                                created_by=admin)
@@ -101,6 +102,7 @@ def test_retraining_rounds_are_started_and_watched_from_the_policies_page(browse
     rounds.locator("tr", has_text="bc-sim-v1-r1").wait_for()
     done = rounds.locator("tr", has_text="bc-sim-v1-r1").inner_text()
     assert "91.0%" in done and "93.0%" in done and "55.2 → 54.1 s" in done
+    assert "control, without the episodes: 92.0%" in done
     running = rounds.locator("tr", has_text="fine-tuning")
     assert "40% fine-tuning: pass 2 of 4" in running.inner_text()
     assert running.locator("progress").get_attribute("value") == "40"

@@ -24,7 +24,7 @@ from webapp.learning.services.policies import policy_register
 from webapp.learning.services.retraining import retraining_run, retraining_start
 
 pytestmark = pytest.mark.django_db
-SMALL = {"epochs": 1, "rehearsal_episodes": 1, "eval_episodes": 2}
+SMALL = {"epochs": 1, "rehearsal_episodes": 1, "eval_episodes": 2, "control": 1}
 
 
 def upload(fleet: Any, spool: Path) -> str:
@@ -65,6 +65,8 @@ def test_a_round_fine_tunes_evaluates_and_registers_the_new_policy(exported, use
     assert report["episodes_skipped"] == {exported["synthetic"]: report["episodes_skipped"][exported["synthetic"]]}
     assert "does not replay" in report["episodes_skipped"][exported["synthetic"]]
     assert report["steps"]["human"] > 0 and report["steps"]["pre_intervention"] > 0
+    # The control: the same fine-tune on the rehearsal alone, evaluated on the same seeds.
+    assert 0.0 <= report["success_control"] <= 1.0 and isinstance(report["failure_modes_control"], dict)
     new = PolicyVersion.objects.get(name="bc-sim-v1-r1")
     assert round_.result == new and new.parent.name == "bc-sim-v1" and new.sha256
     assert new.evaluation["success_rate"] == report["success_after"] and new.evaluation["base_success_rate"] == report["success_before"]
@@ -89,6 +91,8 @@ def test_refusals(exported, users, fleet):
         retraining_start(user=users["admin"], export_id=export_id, options={"eval_seed": 5})
     with pytest.raises(Invalid):
         retraining_start(user=users["admin"], export_id=export_id, options={"epochs": 0})
+    with pytest.raises(Invalid, match="control"):
+        retraining_start(user=users["admin"], export_id=export_id, options={"control": 1, "rehearsal_episodes": 0})
     with pytest.raises(NotFound, match="no registered checkpoint"):
         retraining_start(user=users["admin"], export_id=export_id, base_policy="nope-v9")
     with pytest.raises(Conflict, match="already exists"):

@@ -58,3 +58,20 @@ def test_choose_arm_prefers_an_over_torque_driver_then_the_arm_furthest_behind()
     assert choose_arm(station) == "left"
     station.arms["left"].installed = station.arms["right"].installed = 2
     assert choose_arm(station) is None
+
+
+def test_a_pick_taken_over_is_centred_before_the_gripper_closes() -> None:
+    from robot_agent.sim.supervisor import CAREFUL_PICK_M
+
+    station = descend_on_the_left_nut(0.001)  # 1 mm off: the expert's own tolerance would close here
+    lower(station, 0.0005)
+    assert Expert.teleop_command(station, "left").grip == "close"
+    careful = Expert.teleop_command(station, "left", CAREFUL_PICK_M)
+    assert careful.grip == "open" and careful.vx < 0  # it moves over the nut's centre first
+    for _ in range(300):
+        if station.arms["left"].nut is not None:
+            break
+        action = Expert.action(station)
+        action[0:5] = Expert.teleop_command(station, "left", CAREFUL_PICK_M).as_action()
+        station.step(action)
+    assert station.arms["left"].nut is not None and station.arms["left"].grip_quality > 0.95

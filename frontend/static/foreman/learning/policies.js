@@ -113,6 +113,9 @@ function roundRow(round) {
     stateCell.append(round.state);
   }
   const success = el("td", {}, [rateBar(report.success_before, "before"), " → ", rateBar(report.success_after)]);
+  if (report.success_control !== undefined) {  // the same fine-tune on the base's own demonstrations alone
+    success.append(el("div", { class: "muted control" }, ["control, without the episodes: ", rateBar(report.success_control, "before")]));
+  }
   const cycle = report.cycle_s_before ? `${report.cycle_s_before.toFixed(1)} → ${(report.cycle_s_after || 0).toFixed(1)} s` : "—";
   return el("tr", { "data-round": round.id }, [
     el("th", { scope: "row" }, [names]), el("td", {}, [String(round.episodes)]), stateCell, success, el("td", {}, [cycle]),
@@ -139,7 +142,8 @@ retrainForm?.addEventListener("submit", async (event) => {
   try {
     const round = await post("/api/learning/retraining", {
       export: form.get("export"),
-      options: { epochs: Number(form.get("epochs")), eval_episodes: Number(form.get("eval_episodes")) },
+      options: { epochs: Number(form.get("epochs")), eval_episodes: Number(form.get("eval_episodes")),
+        control: form.get("control") ? 1 : 0 },
     });
     status.textContent = `Retraining ${round.base_policy} on ${round.episodes} episodes: queued`;
     refresh();

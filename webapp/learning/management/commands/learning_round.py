@@ -18,6 +18,7 @@ cycle_s_after, episodes_used, interventions_used, eval_episodes, wall_s (+ detai
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import secrets
@@ -67,7 +68,10 @@ class Command(BaseCommand):
         parser.add_argument("--time-scale", type=float, default=8.0, help="sim time runs this many times faster (default 8)")
         parser.add_argument("--epochs", type=int, default=4, help="fine-tuning passes (default 4)")
         parser.add_argument("--eval-episodes", type=int, default=100, help="held-out seeds evaluated before and after (default 100)")
-        parser.add_argument("--rehearsal-episodes", type=int, default=20, help="expert demonstrations mixed in (default 20)")
+        parser.add_argument("--rehearsal-episodes", type=int, default=85,
+                            help="expert demonstrations mixed in (default 85: the shipped policy's whole training set)")
+        parser.add_argument("--control", action=argparse.BooleanOptionalAction, default=True,
+                            help="also fine-tune on the rehearsal alone and report it as success_control (default on)")
         parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds (default 900)")
         parser.add_argument("--record-fps", type=float, default=4.0, help="recorded video frames per wall second (default 4)")
 
@@ -146,7 +150,7 @@ class Command(BaseCommand):
         self._say(f"exported {len(labeled)} episodes ({export.size / 1e6:.1f} MB)")
         round_ = retraining_start(user=users["learning-engineer"], export_id=str(export.id), base_policy=base.name,
                                   options={"epochs": options["epochs"], "eval_episodes": options["eval_episodes"],
-                                           "rehearsal_episodes": options["rehearsal_episodes"]},
+                                           "rehearsal_episodes": options["rehearsal_episodes"], "control": int(options["control"])},
                                   source=f"learning_round {run_tag}")
         round_ = self._wait_for_round(round_, deadline)
         if round_.state != "done":
@@ -159,6 +163,7 @@ class Command(BaseCommand):
             "failure_modes_before": round_.report["failure_modes_before"], "failure_modes_after": round_.report["failure_modes_after"],
             "fleet": {"robots": robots, "cycles": len(episodes["all"]), "outcomes": dict(sorted(outcomes.items())),
                       "uploaded": len(episodes["processed"]), "fleet_s": round(fleet_s, 1)},
+            **{k: round_.report[k] for k in ("success_control", "cycle_s_control", "failure_modes_control") if k in round_.report},
             "steps": round_.report["steps"], "episodes_skipped": len(round_.report.get("episodes_skipped", {})),
             "export": str(export.id), "retraining_round": str(round_.id), "retraining_s": round_.report.get("wall_s"),
         }
