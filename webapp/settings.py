@@ -81,6 +81,13 @@ ASGI_APPLICATION = "webapp.asgi.application"
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # A pool, not a connection per event: PostgreSQL forks a backend for each new connection
+        # (about 10 ms here), and every consumer handler that touches the ORM would pay it — an
+        # alert's path among them. (Persistent connections do not suit ASGI's thread per request.)
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1, "max_size": int(os.environ.get("FOREMAN_DB_POOL_MAX", "20")), "timeout": 10,
+        }
 else:
     DATABASES = {
         "default": {

@@ -54,8 +54,8 @@ def test_a_failed_takeover_episode_becomes_a_clip_with_timeline_and_thumbnails(f
     timeline = clip.timeline
     assert [s["mode"] for s in timeline["segments"]] == ["robot", "pre_intervention", "human"]
     robot, pre, human = timeline["segments"]
-    assert robot["start"] == 0.0 and abs(pre["start"] - 1.0) < 0.05 and abs(human["start"] - 4.0) < 0.05
-    assert timeline["step_counts"] == {"robot": 30, "pre_intervention": 90, "human": 60, "shared": 0}
+    assert robot["start"] == 0.0 and abs(pre["start"] - 3.5) < 0.05 and abs(human["start"] - 4.0) < 0.05  # 15 steps
+    assert timeline["step_counts"] == {"robot": 105, "pre_intervention": 15, "human": 60, "shared": 0}
     assert [m["kind"] for m in timeline["markers"]] == ["takeover", "end"]
     confidence = [v for _, v in timeline["confidence"]]
     assert confidence[0] == pytest.approx(0.9) and confidence[-1] is None  # no policy confidence while a person drives

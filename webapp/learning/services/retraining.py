@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 DEFAULT_OPTIONS: dict[str, Any] = {
     "epochs": 4,  # fine-tuning passes
     # Expert demonstrations mixed in, from the base training's seeds: 85 is bc-sim-v1's whole set
-    # (measured: with 20 or 40 the fine-tune unlearned other phases and fell to 82–93%).
+    # (measured in process: with 20 or 40 the fine-tune often unlearned other phases, 82–98%).
     "rehearsal_episodes": 85,
     # 1: also fine-tune a twin on the rehearsal alone, same passes and seed, and evaluate it — what
     # the round's episodes added beyond more training on the base's own data.
