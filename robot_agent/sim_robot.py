@@ -20,7 +20,7 @@ from robot_agent.modes import TeleopVelocity
 from robot_agent.robot import Robot, StationStatus
 from robot_agent.sim.expert import Expert
 from robot_agent.sim.render import policy_image, render
-from robot_agent.sim.station import ARMS, DT, NutStation, braking_velocity
+from robot_agent.sim.station import ARMS, DT, NutStation
 
 log = logging.getLogger(__name__)
 
@@ -118,16 +118,13 @@ class SimRobot(Robot):
         return render(snapshot, camera, size)
 
     def teleop_action(self, command: TeleopVelocity) -> np.ndarray:
-        """The commanded arm moves as asked; the other arm comes to a controlled stop (as in a
-        protective hold: a person may take over while it carries a nut) and keeps its grip."""
+        """The commanded arm moves as asked; the other arm stands still and keeps its grip."""
         with self.lock:
             action = np.zeros(self.action_dim)
             for index, side in enumerate(ARMS):
                 arm = self.station.arms[side]
                 action[5 * index + 3] = arm.grip_command
-                if side != command.arm:
-                    action[5 * index: 5 * index + 3] = braking_velocity(arm)
-                else:
+                if side == command.arm:
                     action[5 * index: 5 * index + 3] = (command.vx, command.vy, command.vz)
                     action[5 * index + 4] = command.spin
                     if command.grip is not None:

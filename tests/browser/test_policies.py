@@ -102,7 +102,7 @@ def test_retraining_rounds_are_started_and_watched_from_the_policies_page(browse
     rounds.locator("tr", has_text="bc-sim-v1-r1").wait_for()
     done = rounds.locator("tr", has_text="bc-sim-v1-r1").inner_text()
     assert "91.0%" in done and "93.0%" in done and "55.2 → 54.1 s" in done
-    assert "control, without the episodes: 92.0%" in done
+    assert "control, without the episodes" in done and "92.0%" in done
     running = rounds.locator("tr", has_text="fine-tuning")
     assert "40% fine-tuning: pass 2 of 4" in running.inner_text()
     assert running.locator("progress").get_attribute("value") == "40"

@@ -283,25 +283,3 @@ def test_the_scripted_supervisor_takes_the_faulted_driver_first() -> None:
     station.arms["left"].torque = 9.2
     assert choose_arm(station) == "left"  # the driver over its limit is why the robot stopped
 
-
-def test_taking_over_one_arm_brakes_the_other_gently_enough_for_an_edge_gripped_nut() -> None:
-    """A person may take an arm over while the other carries a nut: it comes to a controlled stop
-    (as in a protective hold), not a one-period halt that would shake an edge-gripped nut out."""
-    robot = SimRobot()
-    robot.reset(11)
-    pick_off_centre(robot.station, 0.002)  # the left arm holds its nut at 36%: it slips above 1.1 m/s²
-    arm = robot.station.arms["left"]
-    drive_until(robot.station, lambda s: float(np.linalg.norm(s.arms["left"].velocity)) > 0.04)
-    assert arm.nut is not None and arm.nut.state == "held" and not robot.station.outcome.done
-    command = TeleopVelocity("lease", 1, "right", 0.0, 0.0, 0.0, 0.0, None, 0.0)
-    for _ in range(30):
-        status = robot.step(robot.teleop_action(command))
-    assert not status.done, status.failure_mode
-    assert np.allclose(arm.velocity, 0.0) and arm.nut is not None  # stopped, still holding
-    halted = NutStation(11)  # the same moment with the arm halted in one period drops it
-    pick_off_centre(halted, 0.002)
-    drive_until(halted, lambda s: float(np.linalg.norm(s.arms["left"].velocity)) > 0.04)
-    action = Expert.action(halted)
-    action[0:3] = 0.0
-    halted.step(action)
-    assert halted.outcome.failure_mode == "dropped_nut"
