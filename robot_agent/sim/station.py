@@ -106,17 +106,6 @@ class Outcome:
     detail: str = ""
 
 
-def braking_velocity(arm: Arm) -> np.ndarray:
-    """The arm's next velocity in a controlled stop: HOLD_DECEL, gentler with a nut held by its edge."""
-    speed = float(np.linalg.norm(arm.velocity))
-    decel = HOLD_DECEL
-    if arm.nut is not None and arm.nut.state == "held":  # an edge-gripped nut stays put
-        decel = min(decel, 0.8 * MAX_ACCEL_CARRYING * arm.grip_quality)
-    if speed == 0:
-        return np.zeros(3)
-    return arm.velocity * max(0.0, 1.0 - decel * DT / speed)
-
-
 class NutStation:
     """One die-cast part at the station; `step(action)` advances one control period."""
 
@@ -190,7 +179,12 @@ class NutStation:
         """Protective stop (a controlled one): arms brake at HOLD_DECEL, driver off, grippers as they are."""
         command = np.zeros(self.ACTION_DIM)
         for index, arm in enumerate(self.arms.values()):
-            command[5 * index: 5 * index + 3] = braking_velocity(arm)
+            speed = float(np.linalg.norm(arm.velocity))
+            decel = HOLD_DECEL
+            if arm.nut is not None and arm.nut.state == "held":  # an edge-gripped nut stays put
+                decel = min(decel, 0.8 * MAX_ACCEL_CARRYING * arm.grip_quality)
+            if speed > 0:
+                command[5 * index: 5 * index + 3] = arm.velocity * max(0.0, 1.0 - decel * DT / speed)
             command[5 * index + 3] = arm.grip_command
         return self.step(command)
 

@@ -8,12 +8,14 @@ robot), renews the lease with `heartbeat`, and hands back with `release` once th
 its next nut. It also watches every pick, as a person watching the wrist camera would: an arm coming
 down on its feeder nut off its centre is about to grip the nut by its edge (the nut then slips out
 in transit or meets the hole off its axis, and the robot raises nothing before that), so it takes
-that arm over, centres and grips, and hands back once the nut is held. In `resume` mode (the soak bench) it acknowledges the robot's open interventions and
-sends `resume` instead, as a supervisor does with an alert that needs no hands. The only thing a
-person would not have is its eyes: it reads the simulated station's ground truth
-(`Expert.teleop_command`), which is why it lives in the sim agent's process.
+that arm over, centres and grips, and hands back once the nut is held. In `resume` mode (the soak
+bench) it acknowledges the robot's open interventions and sends `resume` instead, as a supervisor
+does with an alert that needs no hands. The only thing a person would not have is its eyes: it reads
+the simulated station's ground truth (`Expert.teleop_command`), which is why it lives in the sim
+agent's process.
 
-Started by `python -m robot_agent --sim --sim-supervisor-token TOKEN` (the learning round does this).
+Started by `python -m robot_agent --sim --sim-supervisor-token TOKEN` (the learning round does
+this).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from robot_agent.sim.expert import Expert
+from robot_agent.sim.expert import PICK_CLOSE_M, Expert
 from robot_agent.sim.station import ARMS, NUT_ON_FEEDER_Z, TORQUE_FAULT_NM, NutStation
 
 log = logging.getLogger(__name__)
@@ -173,7 +175,7 @@ class ScriptedSupervisor:
                                           "lease_id": self.lease_id}))
                 last_heartbeat = now
             assert self.arm is not None
-            command = Expert.teleop_command(station, self.arm, CAREFUL_PICK_M) if self.goal_grasp else Expert.teleop_command(station, self.arm)
+            command = Expert.teleop_command(station, self.arm, CAREFUL_PICK_M if self.goal_grasp else PICK_CLOSE_M)
             self.seq += 1
             await ws.send(json.dumps({
                 "type": "teleop", "robot": self.robot_name, "lease_id": self.lease_id, "seq": self.seq, "arm": self.arm,
