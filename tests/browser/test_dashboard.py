@@ -315,13 +315,20 @@ def test_gamepad_and_shared_autonomy(browser: Any, demo: Demo, needy_robot: Need
     page.add_init_script(FAKE_GAMEPAD)
     page.goto(f"{demo.url}/robots/r9/")
     page.wait_for_function("window.foreman.player && window.foreman.player.state === 'live'", timeout=30_000)
-    page.wait_for_function("(window.foreman.socket.robots.get('r9').telemetry?.phase || '').includes('pick')", timeout=30_000)
+    # The left arm must be free to move (a nut being threaded pins it to its hole; earlier tests
+    # may have left r9 anywhere in its cycle).
+    page.wait_for_function("/L pick/.test(window.foreman.socket.robots.get('r9').telemetry?.phase || '')", timeout=30_000)
     page.locator("#claim-teleop:not([disabled])").click()
     page.locator("#teleop").wait_for(state="visible")
+    page.wait_for_function("document.querySelector('#badge').textContent === 'teleop by operator'", timeout=10_000)
     page.wait_for_function("document.querySelector('#gamepad').textContent.includes('Test pad')")
     before = left_arm_z(page)
     page.evaluate("window.__pad.axes[3] = -1")  # right stick up
     page.wait_for_function(f"window.foreman.socket.robots.get('r9').telemetry.arms.left.z_mm > {before + 20}", timeout=10_000)
+    # And back down near where it was: the policy, sharing control next, knows that part of the space
+    # (an arm left far above it makes the policy unsure, and the robot holds).
+    page.evaluate("window.__pad.axes[3] = 1")
+    page.wait_for_function(f"window.foreman.socket.robots.get('r9').telemetry.arms.left.z_mm < {before + 5}", timeout=10_000)
     page.evaluate("window.__pad.axes[3] = 0")
     page.click("#release")
     page.wait_for_function("document.querySelector('#holder').textContent === 'Nobody holds control.'", timeout=10_000)
