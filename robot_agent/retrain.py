@@ -113,15 +113,31 @@ def _supervised_batch(policy: VisuomotorPolicy, seeds: list[int], refill: int, e
 
 def arm_weights(modes: np.ndarray, actions: np.ndarray) -> np.ndarray:
     """(T, 2) weights by who acted: robot 1, pre-intervention PRE_INTERVENTION_WEIGHT, human 1 — except an
-    arm the person was not driving (teleop moves one arm at a time; the other stands still), which
-    teaches nothing about that arm: 0. Shared steps count as the person's."""
+    arm the person was not driving (teleop moves one arm at a time; the other stands still, its grip
+    held), which teaches nothing about that arm: 0. Shared steps count as the person's.
+
+    The driven arm is the one the person last commanded: its steps where it stands still and only
+    closes its gripper on a nut, or waits for the gripper, belong to the demonstration (they are the
+    most important steps of a pick), while the other arm's standing still does not."""
     weights = np.select([modes == "pre_intervention", np.isin(modes, ("robot", "human", "shared"))],
                         [PRE_INTERVENTION_WEIGHT, 1.0], 0.0)[:, None].repeat(2, axis=1)  # anything else: left out
-    for index in range(2):
-        arm = actions[:, 5 * index: 5 * index + 5]
-        idle = (np.abs(arm[:, [0, 1, 2, 4]]).max(axis=1) == 0.0)  # no motion and no spin commanded
-        weights[(modes == "human") & idle, index] = 0.0
+    moved = np.stack([np.abs(actions[:, 5 * i: 5 * i + 5][:, [0, 1, 2, 4]]).max(axis=1) > 0.0 for i in range(2)], axis=1)
+    grip = actions[:, [3, 8]]
+    gripped = np.vstack([np.zeros((1, 2), dtype=bool), np.diff(grip, axis=0) != 0.0])
+    commanded = moved | gripped  # (T, 2)
+    for start, end in _runs(modes == "human"):
+        driven = np.zeros(2, dtype=bool)  # nobody yet: the person's first moments on a new lease
+        for t in range(start, end):
+            if commanded[t].any():
+                driven = commanded[t].copy()
+            weights[t, ~driven] = 0.0
     return weights.astype(np.float32)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each run of True in `mask`."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
 
 
 def round_samples(episodes: list[SupervisedEpisode], horizon: int) -> tuple[Samples, dict[str, int]]:

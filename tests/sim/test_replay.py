@@ -29,8 +29,15 @@ def test_a_recorded_cycle_replays_exactly_with_holds_and_teleop(tmp_path):
     # The person drove one arm at a time: the other arm's human steps teach nothing.
     weights = arm_weights(modes, actions.astype(np.float64))
     human = modes == "human"
-    driven = np.abs(actions[:, [0, 1, 2, 4]]).max(axis=1) > 0
-    assert np.all(weights[human & ~driven, 0] == 0.0) and np.any(weights[human & driven, 0] == 1.0)
+    left_moves = np.abs(actions[:, [0, 1, 2, 4]]).max(axis=1) > 0
+    right_moves = np.abs(actions[:, [5, 6, 7, 9]]).max(axis=1) > 0
+    # The person drives the left arm until it is done, then the right: the right arm standing still
+    # while the left is driven weighs 0, the left's steps (closing in place included) weigh 1.
+    first_right = int(np.flatnonzero(human & right_moves)[0])
+    left_span = human & (np.arange(len(modes)) < first_right) & (np.cumsum(human & left_moves) > 0)
+    assert np.all(weights[left_span, 0] == 1.0) and np.all(weights[left_span, 1] == 0.0)
+    assert np.any(left_span & ~left_moves), "the left arm stood still at times while it was driven"
+    assert np.all(weights[human & (np.arange(len(modes)) >= first_right), 1] == 1.0)
     assert np.all(weights[modes == "pre_intervention"] == pytest.approx(0.1))
 
     tampered = actions.copy()

@@ -29,3 +29,28 @@ def test_takeovers_are_labeled_and_carry_a_fixed_share_of_the_weight(monkeypatch
     human = np.repeat([m == "human" for e in episodes for m in np.asarray(e.action_modes)[e.kept]], 2)
     share = samples.weights[human].sum() / samples.weights.sum()
     assert share == pytest.approx(retrain.HUMAN_WEIGHT_SHARE, abs=1e-4)
+
+
+def test_the_driven_arm_keeps_its_weight_while_it_only_grips():
+    # A pick taken over: the left arm centres (moves), then stands still and closes on the nut; the
+    # right arm stands still the whole takeover, holding the nut it carries.
+    steps = 12
+    actions = np.zeros((steps, 10))
+    actions[:, 5 + 3] = 1.0  # right: grip held closed
+    actions[:6, 0] = 0.01  # left: centring
+    actions[:6, 3] = -1.0
+    actions[6:, 3] = 1.0  # left: close, no motion
+    modes = np.array(["robot"] * 2 + ["human"] * 8 + ["robot"] * 2, dtype=object)
+    weights = retrain.arm_weights(modes, actions)
+    assert np.all(weights[2:10, 0] == 1.0), "closing in place is the point of the demonstration"
+    assert np.all(weights[2:10, 1] == 0.0), "the arm nobody drove teaches nothing"
+    assert np.all(weights[modes == "robot"] == 1.0)
+    # One takeover, two arms: the left is driven, then the right; each stands still weighs 0 only
+    # while the other is driven. Before the person's first command, neither arm is driven.
+    actions = np.zeros((10, 10))
+    actions[3:5, 0] = 0.01  # left moves
+    actions[7:9, 5] = 0.01  # right moves
+    modes = np.array(["robot"] + ["human"] * 9, dtype=object)
+    weights = retrain.arm_weights(modes, actions)
+    assert weights[:, 0].tolist() == [1, 0, 0, 1, 1, 1, 1, 0, 0, 0]
+    assert weights[:, 1].tolist() == [1, 0, 0, 0, 0, 0, 0, 1, 1, 1]
