@@ -46,7 +46,7 @@ class PolicyConfig:
     # Confidence = exp(-(disagreement / confidence_scale)²), disagreement over the first steps.
     confidence_scale: float = 0.1
     confidence_steps: int = 10
-    version: str = "bc-sim-v1"
+    version: str = "bc-sim-v2"
     trained: dict[str, Any] = field(default_factory=dict)
 
 

@@ -36,10 +36,11 @@ from robot_agent.recording import PRE_INTERVENTION_STEPS
 from robot_agent.sim.expert import Expert
 from robot_agent.sim.render import policy_image
 from robot_agent.sim.station import ARMS, TAKT_S, NutStation
-from robot_agent.train import Samples, fit, samples_from_steps
+from robot_agent.train import DEFAULT_NOISE, Samples, collect_demonstrations, fit, samples_from_steps
 
 HUMAN_WEIGHT_SHARE = 0.3  # measured with a full rehearsal: 0.5 gave 93–96% on held-out seeds, 0.3 gave 98–99%
 PRE_INTERVENTION_WEIGHT = 0.1
+REHEARSAL_FALLBACK_EPISODES = 34  # the shipped policy's whole set
 
 
 @dataclass
@@ -166,6 +167,24 @@ def round_samples(episodes: list[SupervisedEpisode], horizon: int) -> tuple[Samp
         total_other = samples.weights[~human].sum()
         samples.weights[human] *= (HUMAN_WEIGHT_SHARE / (1 - HUMAN_WEIGHT_SHARE)) * total_other / samples.weights[human].sum()
     return samples, counts
+
+
+def rehearsal_demonstrations(policy: VisuomotorPolicy, episodes: int | None = None,
+                             progress: Callable[[int, int], None] | None = None) -> Samples:
+    """Expert demonstrations from the base's own training seeds and noise, as its checkpoint records
+    them: by default its whole demonstration set (a fine-tune on fewer often unlearns phases the
+    round's episodes never show). A checkpoint without a record rehearses REHEARSAL_FALLBACK_EPISODES."""
+    trained = policy.config.trained or {}
+    return collect_demonstrations(rehearsal_count(policy, episodes), seed=int(trained.get("seed", 0)),
+                                  horizon=policy.config.horizon, noise=float(trained.get("noise", DEFAULT_NOISE)),
+                                  progress=progress)
+
+
+def rehearsal_count(policy: VisuomotorPolicy, episodes: int | None = None) -> int:
+    """`episodes`, or by default the base's whole demonstration set."""
+    if episodes is not None:
+        return episodes
+    return int((policy.config.trained or {}).get("episodes", REHEARSAL_FALLBACK_EPISODES))
 
 
 def retrain(policy: VisuomotorPolicy, samples: Samples, *, epochs: int, seed: int, version: str,

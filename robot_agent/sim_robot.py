@@ -25,7 +25,7 @@ from robot_agent.sim.station import ARMS, DT, NutStation
 log = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "bc-sim-v1.pt"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "bc-sim-v2.pt"
 POLICY_PIXELS = 32
 T = TypeVar("T")
 

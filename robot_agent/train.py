@@ -38,10 +38,11 @@ from robot_agent.sim.expert import Expert
 from robot_agent.sim.render import policy_image
 from robot_agent.sim.station import ARMS, NutStation
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "weights" / "bc-sim-v1.pt"
+DEFAULT_OUT = Path(__file__).resolve().parent / "weights" / "bc-sim-v2.pt"
 # Near the part and the feeder the noise is scaled down: millimetres decide a grasp or an engagement
 # there, and a demonstration that fails early never shows the later steps of the cycle.
 NEAR_SURFACE_NOISE = 0.1
+DEFAULT_NOISE = 0.006  # m/s of DART noise on executed velocities
 
 
 @dataclass
@@ -85,7 +86,7 @@ def samples_from_steps(images: list[np.ndarray], states: list[np.ndarray], actio
     )
 
 
-def collect_demonstrations(episodes: int, seed: int, *, horizon: int = 15, every: int = 2, noise: float = 0.006,
+def collect_demonstrations(episodes: int, seed: int, *, horizon: int = 15, every: int = 2, noise: float = DEFAULT_NOISE,
                            progress: Callable[[int, int], None] | None = None) -> Samples:
     """Expert demonstrations with DART noise on the executed velocities; labels are clean."""
     parts: list[Samples] = []
@@ -171,12 +172,12 @@ def calibrate_confidence(net: VisuomotorNet, samples: Samples, median_confidence
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m robot_agent.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--episodes", type=int, default=85, help="expert demonstrations (default 85)")
-    parser.add_argument("--epochs", type=int, default=8, help="passes over the data (default 8)")
+    parser.add_argument("--episodes", type=int, default=34, help="expert demonstrations (default 34)")
+    parser.add_argument("--epochs", type=int, default=24, help="passes over the data (default 24: trained to convergence)")
     parser.add_argument("--seed", type=int, default=0, help="first demonstration seed; evaluation seeds start at 1000")
-    parser.add_argument("--noise", type=float, default=0.006, help="DART noise on executed velocities, m/s (default 0.006)")
+    parser.add_argument("--noise", type=float, default=DEFAULT_NOISE, help="DART noise on executed velocities, m/s (default 0.006)")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"checkpoint to write (default {DEFAULT_OUT})")
-    parser.add_argument("--version", default="bc-sim-v1", help="policy version name stored in the checkpoint")
+    parser.add_argument("--version", default="bc-sim-v2", help="policy version name stored in the checkpoint")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     args = parser.parse_args(argv)
     if args.seed + args.episodes > 1000:

@@ -45,7 +45,7 @@ def test_training_lowers_the_loss_and_is_reproducible(demonstrations, tmp_path):
 
     path = save_checkpoint(first, tmp_path / "tiny.pt")
     policy = load_policy(str(path))
-    assert isinstance(policy, VisuomotorPolicy) and policy.version == "bc-sim-v1"
+    assert isinstance(policy, VisuomotorPolicy) and policy.version == "bc-sim-v2"
     robot = SimRobot()
     robot.reset(3)
     output = policy.infer(robot.observation())
@@ -84,7 +84,7 @@ def test_evaluate_prints_one_json_object_last():
 @pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no shipped weights yet")
 def test_shipped_weights_load_and_evaluate():
     report = evaluate_cli("--episodes", "4", "--seed", "1000")
-    assert report["episodes"] == 4 and report["policy"] == "bc-sim-v1"
+    assert report["episodes"] == 4 and report["policy"] == "bc-sim-v2"
     assert sum(report["failure_modes"].values()) == round(4 * (1 - report["success_rate"]))
 
 

@@ -8,6 +8,7 @@ import pytest
 import robot_agent.retrain as retrain
 from robot_agent.policy import load_visuomotor
 from robot_agent.sim_robot import DEFAULT_WEIGHTS
+from robot_agent.train import collect_demonstrations
 
 
 @pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no shipped weights")
@@ -54,3 +55,13 @@ def test_the_driven_arm_keeps_its_weight_while_it_only_grips():
     weights = retrain.arm_weights(modes, actions)
     assert weights[:, 0].tolist() == [1, 0, 0, 1, 1, 1, 1, 0, 0, 0]
     assert weights[:, 1].tolist() == [1, 0, 0, 0, 0, 0, 0, 1, 1, 1]
+
+
+@pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no shipped weights")
+def test_rehearsal_is_the_bases_own_demonstration_set():
+    policy = load_visuomotor(DEFAULT_WEIGHTS)
+    trained = policy.config.trained
+    assert retrain.rehearsal_count(policy) == trained["episodes"] and retrain.rehearsal_count(policy, 3) == 3
+    rehearsal = retrain.rehearsal_demonstrations(policy, 1)
+    same = collect_demonstrations(1, seed=trained["seed"], horizon=policy.config.horizon, noise=trained["noise"])
+    assert np.array_equal(rehearsal.states, same.states) and np.array_equal(rehearsal.chunks, same.chunks)

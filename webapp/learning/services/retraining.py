@@ -40,9 +40,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     "epochs": 4,  # fine-tuning passes
-    # Expert demonstrations mixed in, from the base training's seeds: 85 is bc-sim-v1's whole set
-    # (measured in process: with 20 or 40 the fine-tune often unlearned other phases, 82–98%).
-    "rehearsal_episodes": 85,
+    # Expert demonstrations mixed in, from the base's own training seeds; None: its whole set, as its
+    # checkpoint records it (measured in process: with fewer the fine-tune often unlearned other phases).
+    "rehearsal_episodes": None,
     # 1: also fine-tune a twin on the rehearsal alone, same passes and seed, and evaluate it — what
     # the round's episodes added beyond more training on the base's own data.
     "control": 0,
@@ -79,11 +79,13 @@ def retraining_start(*, user: Any, export_id: str, base_policy: str | None = Non
         raise NotFound(f"base policy {base!r} has no registered checkpoint to fine-tune")
     chosen = {**DEFAULT_OPTIONS, **{k: v for k, v in (options or {}).items() if k in DEFAULT_OPTIONS}}
     for key, value in chosen.items():
+        if value is None and DEFAULT_OPTIONS[key] is None:
+            continue  # the default that depends on the base
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise Invalid(f"option {key} must be a whole number ≥ 0")
-    if not 1 <= chosen["epochs"] <= 50 or not 1 <= chosen["eval_episodes"] <= 1000 or chosen["rehearsal_episodes"] > 500:
+    if not 1 <= chosen["epochs"] <= 50 or not 1 <= chosen["eval_episodes"] <= 1000 or (chosen["rehearsal_episodes"] or 0) > 500:
         raise Invalid("epochs 1–50, eval_episodes 1–1000, rehearsal_episodes ≤ 500")
-    if chosen["control"] not in (0, 1) or (chosen["control"] and not chosen["rehearsal_episodes"]):
+    if chosen["control"] not in (0, 1) or (chosen["control"] and chosen["rehearsal_episodes"] == 0):
         raise Invalid("control is 0 or 1, and a control needs rehearsal episodes to train on")
     if chosen["eval_seed"] < 1000:
         raise Invalid("eval_seed must be 1000 or more: seeds below are training seeds, not held out")
@@ -186,8 +188,8 @@ def _run(round_: RetrainingRound) -> dict[str, Any]:
 
     from robot_agent.evaluate import run_episodes, summarize
     from robot_agent.policy import load_visuomotor, save_checkpoint
-    from robot_agent.retrain import retrain, round_samples
-    from robot_agent.train import Samples, collect_demonstrations
+    from robot_agent.retrain import rehearsal_count, rehearsal_demonstrations, retrain, round_samples
+    from robot_agent.train import Samples
 
     options = {**DEFAULT_OPTIONS, **round_.options}
     torch.set_num_threads(max(1, int(getattr(settings, "FOREMAN_TRAIN_THREADS", 2))))
@@ -206,9 +208,9 @@ def _run(round_: RetrainingRound) -> dict[str, Any]:
         raise ValueError(f"no episode could be used ({len(skipped)} skipped, e.g. {next(iter(skipped.values()), '')})")
     samples, counts = round_samples(episodes, policy.config.horizon)
     rehearsal = None
-    if options["rehearsal_episodes"]:
-        _progress(round_, 0.18, f"rehearsal: {options['rehearsal_episodes']} expert demonstrations")
-        rehearsal = collect_demonstrations(options["rehearsal_episodes"], seed=0, horizon=policy.config.horizon)
+    if options["rehearsal_episodes"] != 0:
+        _progress(round_, 0.18, f"rehearsal: {rehearsal_count(policy, options['rehearsal_episodes'])} expert demonstrations")
+        rehearsal = rehearsal_demonstrations(policy, options["rehearsal_episodes"])
         samples = Samples.concat([samples, rehearsal])
     epochs = options["epochs"]
     control = bool(options["control"]) and rehearsal is not None
@@ -246,6 +248,7 @@ def _run(round_: RetrainingRound) -> dict[str, Any]:
         "failure_modes_before": before["failure_modes"], "failure_modes_after": after["failure_modes"],
         "episodes_used": len(episodes), "interventions_used": interventions, "episodes_skipped": skipped,
         "steps": counts, "samples": len(samples), "eval_episodes": len(seeds),
+        "rehearsal_episodes": rehearsal_count(policy, options["rehearsal_episodes"]) if rehearsal is not None else 0,
         **({"success_control": control_result["success_rate"], "cycle_s_control": control_result["mean_cycle_s"],
             "failure_modes_control": control_result["failure_modes"]} if control_result is not None else {}),
     }

@@ -68,8 +68,8 @@ class Command(BaseCommand):
         parser.add_argument("--time-scale", type=float, default=8.0, help="sim time runs this many times faster (default 8)")
         parser.add_argument("--epochs", type=int, default=4, help="fine-tuning passes (default 4)")
         parser.add_argument("--eval-episodes", type=int, default=100, help="held-out seeds evaluated before and after (default 100)")
-        parser.add_argument("--rehearsal-episodes", type=int, default=85,
-                            help="expert demonstrations mixed in (default 85: the shipped policy's whole training set)")
+        parser.add_argument("--rehearsal-episodes", type=int, default=None,
+                            help="expert demonstrations mixed in (default: the shipped policy's whole training set)")
         parser.add_argument("--control", action=argparse.BooleanOptionalAction, default=True,
                             help="also fine-tune on the rehearsal alone and report it as success_control (default on)")
         parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds (default 900)")
