@@ -89,10 +89,12 @@ if DATABASE_URL:
             "min_size": 1, "max_size": int(os.environ.get("FOREMAN_DB_POOL_MAX", "20")), "timeout": 10,
         }
 else:
+    SQLITE_PATH = Path(os.environ.get("FOREMAN_SQLITE_PATH", str(BASE_DIR / "var" / "foreman.sqlite3")))
+    SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no var/: SQLite would not create it
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": os.environ.get("FOREMAN_SQLITE_PATH", str(BASE_DIR / "var" / "foreman.sqlite3")),
+            "NAME": str(SQLITE_PATH),
             # SQLite serialises writers; wait rather than fail under a burst of events.
             "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"},
         }

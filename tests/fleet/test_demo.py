@@ -32,9 +32,10 @@ def free_port() -> int:
 
 
 def embedded_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """The demo's embedded defaults: SQLite, in-memory channel layer, no Redis."""
+    """The demo's embedded defaults: SQLite, in-memory channel layer, no Redis — in a directory that
+    does not exist yet, as var/ in a fresh clone."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "FOREMAN_TEST_DB_NAME"}}
-    env.update(FOREMAN_SQLITE_PATH=str(tmp_path / "demo.sqlite3"), FOREMAN_MEDIA_ROOT=str(tmp_path / "media"), **extra)
+    env.update(FOREMAN_SQLITE_PATH=str(tmp_path / "var" / "demo.sqlite3"), FOREMAN_MEDIA_ROOT=str(tmp_path / "media"), **extra)
     return env
 
 
