@@ -186,12 +186,10 @@ class ScriptedSupervisor:
     def _finished(self, station: NutStation, loop: Any) -> bool:
         if loop.cycle is None or loop.cycle.episode != self.episode or station.outcome.done:
             return True
-        if station.t - self.takeover_started_t > MAX_TAKEOVER_S or self.arm is None:
+        if self.arm is None:
             return True
-        arm = station.arms[self.arm]
-        if self.goal_grasp:
-            return arm.done or (arm.nut is not None and arm.grip >= 1.0)
-        return arm.installed >= self.goal_installed
+        return takeover_done(station, self.arm, goal_installed=self.goal_installed, grasp=self.goal_grasp,
+                             started_t=self.takeover_started_t)
 
     async def _claim(self, ws: ClientConnection, pick: str | None = None) -> None:
         """Take over the arm a pick is going wrong on (`pick`), else the one the robot is stuck on."""
@@ -234,6 +232,17 @@ class ScriptedSupervisor:
             return
         reply = await self._request(ws, {"type": "release", "robot": self.robot_name, "lease_id": lease_id})
         log.info("supervisor: handed %s back (%s)%s", self.robot_name, why, "" if reply.get("ok") else f": {reply}")
+
+
+def takeover_done(station: NutStation, side: str, *, goal_installed: int, grasp: bool, started_t: float) -> bool:
+    """A takeover of one arm is over: a pick taken over once the nut is held, else once the arm has
+    installed its next nut — or when it has gone on for MAX_TAKEOVER_S without getting there."""
+    if station.t - started_t > MAX_TAKEOVER_S:
+        return True
+    arm = station.arms[side]
+    if grasp:
+        return arm.done or (arm.nut is not None and arm.grip >= 1.0)
+    return arm.installed >= goal_installed
 
 
 def choose_arm(station: NutStation) -> str | None:
