@@ -11,9 +11,9 @@ REGISTER = """
 from pathlib import Path
 from webapp.learning.services.policies import policy_register
 weights = Path("robot_agent/weights/bc-sim-v2.pt")
-policy_register(name="bc-sim-v1", checkpoint=weights, evaluation={"success_rate": 0.91, "mean_cycle_s": 55.4,
+policy_register(name="bc-sim-v2", checkpoint=weights, evaluation={"success_rate": 0.91, "mean_cycle_s": 55.4,
                 "failure_modes": {"takt_overrun": 18}}, replace=True)
-policy_register(name="bc-sim-v2", checkpoint=weights, parent="bc-sim-v1", evaluation={"success_rate": 0.95,
+policy_register(name="bc-sim-v3", checkpoint=weights, parent="bc-sim-v2", evaluation={"success_rate": 0.95,
                 "mean_cycle_s": 54.9, "failure_modes": {"takt_overrun": 7, "missed_pick": 3}}, replace=True)
 """
 
@@ -22,10 +22,10 @@ def test_canary_promote_and_rollback_from_the_policies_page(browser, demo):
     demo.manage("shell", "-c", REGISTER)
     page = logged_in_page(browser, demo, "supervisor")
     page.click("nav >> text=Policies")
-    row = page.locator("tr[data-policy='bc-sim-v2']")
+    row = page.locator("tr[data-policy='bc-sim-v3']")
     row.wait_for()
-    assert "95.0%" in row.inner_text() and "bc-sim-v1" in row.inner_text()
-    page.wait_for_function("document.querySelector(\"tr[data-policy='bc-sim-v1'] td:nth-child(6)\").textContent.includes('r1')",
+    assert "95.0%" in row.inner_text() and "bc-sim-v2" in row.inner_text()
+    page.wait_for_function("document.querySelector(\"tr[data-policy='bc-sim-v2'] td:nth-child(6)\").textContent.includes('r1')",
                            timeout=30_000)  # both robots report the shipped policy
 
     row.locator("select").select_option("r1")
@@ -75,20 +75,20 @@ admin = get_user_model().objects.get(username="admin")
 now = timezone.now()
 ids = []
 for index in range(3):
-    episode = Episode.objects.create(id=uuid.uuid4(), robot=robot, station=robot.station, policy_version="bc-sim-v1", cycle_index=900 + index,
+    episode = Episode.objects.create(id=uuid.uuid4(), robot=robot, station=robot.station, policy_version="bc-sim-v2", cycle_index=900 + index,
                                      seed=5000 + index, started_at=now - timedelta(minutes=5), ended_at=now, duration_s=60.0,
                                      outcome="failure", failure_mode="dropped_nut", intervened=True)
     ids.append(str(episode.id))
 # A finished export whose zip is not on disk: a round started on it fails, and says why.
 Export.objects.create(created_by=get_user_model().objects.get(username="labeler"), format="lerobot_v3", episodes=ids, state="done",
                       progress=1.0, file="exports/missing.zip", finished_at=now)
-result = policy_register(name="bc-sim-v1-r1", checkpoint=Path("robot_agent/weights/bc-sim-v2.pt"), parent="bc-sim-v1",
+result = policy_register(name="bc-sim-v2-r1", checkpoint=Path("robot_agent/weights/bc-sim-v2.pt"), parent="bc-sim-v2",
                          evaluation={"success_rate": 0.93, "mean_cycle_s": 54.1, "failure_modes": {"dropped_nut": 4}}, replace=True)
-RetrainingRound.objects.create(base_policy="bc-sim-v1", episode_ids=ids, state="done", progress=1.0, stage="done", result=result,
+RetrainingRound.objects.create(base_policy="bc-sim-v2", episode_ids=ids, state="done", progress=1.0, stage="done", result=result,
                                report={"success_before": 0.91, "success_after": 0.93, "cycle_s_before": 55.2, "cycle_s_after": 54.1,
                                        "success_control": 0.92},
                                created_by=admin, finished_at=now)
-RetrainingRound.objects.create(base_policy="bc-sim-v1", episode_ids=ids, state="running", progress=0.4, stage="fine-tuning: pass 2 of 4",
+RetrainingRound.objects.create(base_policy="bc-sim-v2", episode_ids=ids, state="running", progress=0.4, stage="fine-tuning: pass 2 of 4",
                                created_by=admin)
 """
 
@@ -99,8 +99,8 @@ def test_retraining_rounds_are_started_and_watched_from_the_policies_page(browse
     page = logged_in_page(browser, demo, "supervisor")
     page.goto(f"{demo.url}/policies/")
     rounds = page.locator("#rounds tbody")
-    rounds.locator("tr", has_text="bc-sim-v1-r1").wait_for()
-    done = rounds.locator("tr", has_text="bc-sim-v1-r1").inner_text()
+    rounds.locator("tr", has_text="bc-sim-v2-r1").wait_for()
+    done = rounds.locator("tr", has_text="bc-sim-v2-r1").inner_text()
     assert "91.0%" in done and "93.0%" in done and "55.2 → 54.1 s" in done
     assert "control, without the episodes" in done and "92.0%" in done
     running = rounds.locator("tr", has_text="fine-tuning")
@@ -117,6 +117,6 @@ def test_retraining_rounds_are_started_and_watched_from_the_policies_page(browse
     page.close()
     operator = logged_in_page(browser, demo, "operator")
     operator.goto(f"{demo.url}/policies/")
-    operator.locator("#rounds tbody tr", has_text="bc-sim-v1-r1").wait_for()
+    operator.locator("#rounds tbody tr", has_text="bc-sim-v2-r1").wait_for()
     assert operator.locator("#retrain-form").count() == 0
     operator.close()
