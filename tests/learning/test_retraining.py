@@ -65,6 +65,7 @@ def test_a_round_fine_tunes_evaluates_and_registers_the_new_policy(exported, use
     assert report["episodes_skipped"] == {exported["synthetic"]: report["episodes_skipped"][exported["synthetic"]]}
     assert "does not replay" in report["episodes_skipped"][exported["synthetic"]]
     assert report["steps"]["human"] > 0 and report["steps"]["pre_intervention"] > 0
+    assert report["rehearsal_episodes"] == SMALL["rehearsal_episodes"]
     # The control: the same fine-tune on the rehearsal alone, evaluated on the same seeds.
     assert 0.0 <= report["success_control"] <= 1.0 and isinstance(report["failure_modes_control"], dict)
     new = PolicyVersion.objects.get(name="bc-sim-v1-r1")
