@@ -106,3 +106,28 @@ def test_bad_uploads_are_rejected_with_a_reason_and_kept_for_inspection(fleet: A
         assert not Clip.objects.filter(upload=upload).exists() and not QueueItem.objects.filter(episode_id=upload.episode_id).exists()
         shutil.rmtree(spool, ignore_errors=True)
     assert EpisodeUpload.objects.filter(state="rejected").count() == len(cases)
+
+
+def test_the_thumbnail_frame_is_kept_while_the_video_is_checked(tmp_path: Path) -> None:
+    # One decode: the probe that checks every frame also keeps the one at the moment of the story.
+    from webapp.labeling.services.processing import probe_video
+
+    path = tmp_path / "wrist.mp4"
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("h264", rate=Fraction(5, 1))
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(20):  # 4 s; frame i is grey level 10·i
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 10 * index, dtype=np.uint8), format="rgb24")
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    facts = probe_video(path, 5.0, thumbnail_at_s=2.1)
+    assert facts.frames == 20 and facts.thumbnail_frame is not None
+    assert facts.thumbnail_frame.time == pytest.approx(2.2)  # the first frame at or after 2.1 s
+    grey = facts.thumbnail_frame.to_ndarray(format="rgb24").mean()
+    assert abs(grey - 110) < 8
+    late = probe_video(path, 5.0, thumbnail_at_s=99.0)  # past the end: the last frame
+    assert late.thumbnail_frame is not None and late.thumbnail_frame.time == pytest.approx(3.8)
+    assert probe_video(path, 5.0).thumbnail_frame is None

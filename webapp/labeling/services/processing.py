@@ -46,6 +46,7 @@ class VideoFacts:
     height: int
     codec: str
     duration_s: float
+    thumbnail_frame: av.VideoFrame | None = None  # the first frame at or after the asked moment, else the last
 
 
 # ---------------------------------------------------------------- checks
@@ -79,8 +80,9 @@ def read_steps(path: Path, expected: int) -> pa.Table:
     return table
 
 
-def probe_video(path: Path, fps: float) -> VideoFacts:
-    """Open and fully decode (bounded): a truncated or mislabelled file fails here, not in a player."""
+def probe_video(path: Path, fps: float, thumbnail_at_s: float | None = None) -> VideoFacts:
+    """Open and fully decode (bounded): a truncated or mislabelled file fails here, not in a player.
+    The frame for a thumbnail at `thumbnail_at_s` is kept on the way (one decode, not two)."""
     try:
         with av.open(str(path)) as container:
             if len(container.streams.video) != 1 or container.streams.audio:
@@ -92,9 +94,12 @@ def probe_video(path: Path, fps: float) -> VideoFacts:
             width, height = stream.codec_context.width, stream.codec_context.height
             if not 0 < width * height <= MAX_PIXELS:
                 raise UploadRejected(f"{path.name}: {width}×{height} is not a size the agent records")
-            frames = 0
-            for _frame in container.decode(stream):
+            frames, chosen, chosen_final = 0, None, False
+            for frame in container.decode(stream):
                 frames += 1
+                if thumbnail_at_s is not None and not chosen_final:
+                    chosen = frame
+                    chosen_final = frame.time is not None and frame.time >= thumbnail_at_s
                 if frames > MAX_FRAMES:
                     raise UploadRejected(f"{path.name}: more than {MAX_FRAMES} frames")
     except UploadRejected:
@@ -103,21 +108,13 @@ def probe_video(path: Path, fps: float) -> VideoFacts:
         raise UploadRejected(f"{path.name}: not a playable video ({type(error).__name__}: {str(error)[:120]})") from None
     if frames == 0:
         raise UploadRejected(f"{path.name}: no frames")
-    return VideoFacts(frames=frames, width=width, height=height, codec=codec, duration_s=frames / fps)
+    return VideoFacts(frames=frames, width=width, height=height, codec=codec, duration_s=frames / fps,
+                      thumbnail_frame=chosen)
 
 
-def write_thumbnail(video: Path, at_s: float, out: Path) -> None:
-    """A small JPEG of the frame nearest `at_s` (PyAV's MJPEG encoder; no image library needed)."""
-    chosen = None
-    with av.open(str(video)) as container:
-        stream = container.streams.video[0]
-        for frame in container.decode(stream):
-            chosen = frame
-            if frame.time is not None and frame.time >= at_s:
-                break
-    if chosen is None:
-        return
-    image = chosen.reformat(width=THUMB_SIZE[0], height=THUMB_SIZE[1], format="yuvj420p")
+def write_thumbnail(frame: av.VideoFrame, out: Path) -> None:
+    """A small JPEG of `frame` (PyAV's MJPEG encoder; no image library needed)."""
+    image = frame.reformat(width=THUMB_SIZE[0], height=THUMB_SIZE[1], format="yuvj420p")
     with av.open(str(out), mode="w", format="image2") as container:
         stream = container.add_stream("mjpeg", rate=Fraction(1, 1))
         stream.width, stream.height = THUMB_SIZE
@@ -226,12 +223,18 @@ def _check_and_describe(upload: EpisodeUpload, directory: Path) -> dict[str, Any
     table = read_steps(directory / "steps.parquet", int(metadata.get("steps", -1)))
     t = table.column("t").to_numpy(zero_copy_only=False)
     steps_span = float(t[-1] - t[0]) if len(t) else 0.0
+    episode = upload.episode
+    duration = float(episode.duration_s or metadata.get("duration_s") or steps_span)
+    timeline = build_timeline(table, episode, duration)
+    # Thumbnails where the story is: the first intervention or takeover, else the end of the clip.
+    moments = [m["t"] for m in timeline["markers"] if m["kind"] in ("intervention", "takeover")]
+    at = min(moments) if moments else max(0.0, timeline["duration_s"] - 1.0)
     videos: dict[str, Any] = {}
     for camera in metadata.get("cameras", []):
         path = directory / f"{camera}.mp4"
         if not path.is_file():
             raise UploadRejected(f"video for camera {camera!r} is missing")
-        facts = probe_video(path, fps)
+        facts = probe_video(path, fps, thumbnail_at_s=at)
         # The step table and each video cover the same stretch of the cycle (both are bounded
         # to the agent's last max_seconds); a mismatch means files from different episodes. A video
         # sampled at fps can miss up to a frame interval at either end (a sped-up sim records few
@@ -239,15 +242,8 @@ def _check_and_describe(upload: EpisodeUpload, directory: Path) -> dict[str, Any
         if abs(facts.duration_s - steps_span) > max(2.0, 0.1 * steps_span, 2.0 / fps):
             raise UploadRejected(f"{camera}.mp4 lasts {facts.duration_s:.1f} s but the step table spans {steps_span:.1f} s")
         videos[camera] = {"file": path.name, "frames": facts.frames, "width": facts.width, "height": facts.height,
-                          "codec": facts.codec, "duration_s": round(facts.duration_s, 3)}
-    episode = upload.episode
-    duration = float(episode.duration_s or metadata.get("duration_s") or steps_span)
-    timeline = build_timeline(table, episode, duration)
-    # Thumbnails where the story is: the first intervention or takeover, else the end of the clip.
-    moments = [m["t"] for m in timeline["markers"] if m["kind"] in ("intervention", "takeover")]
-    at = min(moments) if moments else max(0.0, timeline["duration_s"] - 1.0)
-    for camera, info in videos.items():
-        thumb = directory / f"thumb_{camera}.jpg"
-        write_thumbnail(directory / info["file"], at, thumb)
-        info["thumbnail"] = thumb.name if thumb.is_file() else None
+                          "codec": facts.codec, "duration_s": round(facts.duration_s, 3), "thumbnail": None}
+        if facts.thumbnail_frame is not None:
+            write_thumbnail(facts.thumbnail_frame, directory / f"thumb_{camera}.jpg")
+            videos[camera]["thumbnail"] = f"thumb_{camera}.jpg"
     return {"duration_s": timeline["duration_s"], "fps": fps, "videos": videos, "timeline": timeline}
