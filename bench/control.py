@@ -51,15 +51,16 @@ def one_cycle(synchronous: bool, state_dir: Path) -> dict[str, Any]:
                              supports_prefix=False, action_dim=robot.action_dim)
     clock = RecordingClock()
     modes = ModeController(clock, EstopLatch(state_dir), VelocityLimits())
-    ended: list[float] = []
+    ended: list[Any] = []
     loop = ControlLoop(robot, modes, executor, clock, lambda message, reliable: None,
                        settings=LoopSettings(seed=SEED, max_cycles=1, takt_warning_fraction=2.0, intervention_confidence=0.0),
-                       on_cycle_end=lambda result, kept: ended.append(result.duration_s))
+                       on_cycle_end=lambda result, kept: ended.append(result))
     started = time.monotonic()
     asyncio.run(asyncio.wait_for(loop.run(), timeout=200))
     wall = time.monotonic() - started
     pool.shutdown(wait=False)
-    return {"cycle_s": ended[0] if ended else None, "ticks": loop.stats.ticks, "wall_s": wall,
+    return {"cycle_s": ended[0].duration_s if ended else None, "failure_mode": ended[0].failure_mode if ended else None,
+            "ticks": loop.stats.ticks, "wall_s": wall,
             "lateness_ms": clock.lateness_ms, "overruns": loop.stats.overruns, "outcomes": loop.stats.outcomes,
             "inferences": executor.inferences, "inference_ms": executor.inference_ms}
 
@@ -83,17 +84,29 @@ def run() -> dict[str, Any]:
         "async_outcome": asynchronous["outcomes"], "sync_outcome": synchronous["outcomes"],
         "inferences": asynchronous["inferences"], "seed": SEED,
     }
+    # Cycle times compare when both cycles did the job; a synchronous cycle that ran out of takt
+    # stopped at 76 s, so its time is a lower bound. One that failed otherwise (a dropped nut after
+    # 8 s, say) did not do the job at all: no comparison, and the summary says why.
+    async_done = asynchronous["cycle_s"] is not None and asynchronous["failure_mode"] is None and not asynchronous["outcomes"].get("failure")
+    sync_mode = synchronous["failure_mode"]
+    comparable = async_done and synchronous["cycle_s"] is not None and sync_mode in (None, "takt_overrun")
     faster = None
-    if metrics["async_cycle_s"] and metrics["sync_cycle_s"]:
+    if comparable:
         faster = round(100 * (metrics["sync_cycle_s"] - metrics["async_cycle_s"]) / metrics["sync_cycle_s"], 1)
     metrics["async_faster_pct"] = faster
-    # A cycle that ran out of takt stopped at 76 s: its time is a lower bound, say so.
-    metrics["sync_cycle_is_lower_bound"] = bool(synchronous["outcomes"].get("failure"))
+    metrics["sync_failure_mode"] = sync_mode
+    metrics["sync_cycle_is_lower_bound"] = sync_mode == "takt_overrun"
+    if faster is not None:
+        verdict = f"async {faster}% faster (goal ≥ 25%)"
+    elif not async_done:
+        verdict = f"not comparable: the asynchronous cycle did not succeed ({asynchronous['failure_mode']})"
+    else:
+        verdict = f"not comparable: the synchronous cycle failed ({sync_mode}) instead of finishing the part"
     goals = {"jitter_p99_ms": "≤ 5", "async_faster_pct": "≥ 25"}
     summary = [
         f"control loop: {rate:.1f} Hz, jitter p50 {metrics['jitter_p50_ms']} ms, p99 {metrics['jitter_p99_ms']} ms (goal ≤ 5)",
         f"cycle time (seed {SEED}): async {metrics['async_cycle_s']} s {asynchronous['outcomes']}, sync {metrics['sync_cycle_s']} s "
         f"{synchronous['outcomes']}{' (ran out of takt: a lower bound)' if metrics['sync_cycle_is_lower_bound'] else ''} "
-        f"→ async {faster}% faster (goal ≥ 25%)",
+        f"→ {verdict}",
     ]
     return finish("control", metrics, goals, summary)
