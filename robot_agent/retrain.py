@@ -155,9 +155,12 @@ def _take_over(station: NutStation, record: SupervisedEpisode, pick: str | None)
     if record.intervened_at is None:
         record.intervened_at = station.steps
         record.trigger = record.trigger or ("pick_watch" if pick else None)
-    for t in range(max(0, station.steps - PRE_INTERVENTION_STEPS), station.steps):
-        if record.action_modes[t] == "robot":
-            record.action_modes[t] = "pre_intervention"
+    # As the agent's recorder marks them: the robot's own driving just before, never across an
+    # earlier takeover.
+    for t in range(station.steps - 1, max(-1, station.steps - 1 - PRE_INTERVENTION_STEPS), -1):
+        if record.action_modes[t] != "robot":
+            break
+        record.action_modes[t] = "pre_intervention"
     return _Takeover(arm, min(station.arms[arm].installed + 1, 2), pick is not None, station.t)
 
 
