@@ -34,7 +34,7 @@ RobotTrigger = Literal["policy_uncertainty", "fault", "takt_overrun"]
 Severity = Literal["low", "medium", "high"]
 CommandName = Literal["pause", "resume", "hold", "estop", "clear_estop"]
 LeaseMode = Literal["teleop", "shared"]
-LeaseEndReason = Literal["released", "expired", "operator_disconnected", "taken_over", "revoked"]
+LeaseEndReason = Literal["released", "expired", "operator_disconnected", "taken_over", "revoked", "estop"]
 
 
 class Message(BaseModel):

@@ -3,7 +3,8 @@
 autonomous — the policy drives.      paused — stopped at a safe point by a supervisor.
 hold       — protective stop, waiting for a person (intervention, lease lost, e-stop cleared).
 teleop     — a person drives, bound to one lease.   shared — the policy drives, a person nudges.
-estopped   — latched (persisted) until clear_estop; then hold.
+estopped   — latched (persisted) until clear_estop; then hold. An e-stop ends custody: the lease is
+             dropped at once, and after clear_estop motion needs a new lease (or a resume).
 
 Everything here runs on the agent's event-loop thread; the control loop reads it every tick.
 """
@@ -111,21 +112,19 @@ class ModeController:
         """Apply a server command; returns (ok, error) for the command_ack."""
         if name == "estop":
             self.latch.set(reason or "e-stop")
+            self._drop_lease("estop")
             self._set_mode("estopped")
             return True, None
         if name == "clear_estop":
             if self.latch.estopped:
                 self.latch.clear()
             if self._mode == "estopped":
-                if self.lease is not None:
-                    self._set_mode(self.lease.mode)
-                else:
-                    self._set_mode("hold", "e-stop cleared: waiting for resume or a lease")
+                self._set_mode("hold", "e-stop cleared: waiting for resume or a new lease")
             return True, None
         if self.latch.estopped:
             return False, "robot is e-stopped; only clear_estop moves it on"
         if name == "hold":
-            self.lease = None  # a protective hold ends custody: never continue on stale commands
+            self._drop_lease("hold")  # a protective hold ends custody: never continue on stale commands
             self._set_mode("hold", reason or "hold command")
             return True, None
         if name == "pause":
@@ -140,6 +139,12 @@ class ModeController:
             return True, None
         return False, f"unknown command {name!r}"
 
+    def _drop_lease(self, reason: str) -> None:
+        if self.lease is not None:
+            log.warning("lease %s ended on the robot: %s", self.lease.id, reason)
+        self.lease = None
+        self.last_command = None
+
     def protective_hold(self, reason: str) -> None:
         """Stop now and wait for a person (intervention trigger, fault, server lost)."""
         if self.latch.estopped:
@@ -150,6 +155,12 @@ class ModeController:
 
     def lease_granted(self, lease: Any) -> None:
         """A lease object from `welcome` or `lease` (grant or renewal)."""
+        if self.latch.estopped:
+            # Custody never survives an e-stop, and none starts under one (the server refuses such
+            # claims; a grant racing the e-stop is ignored here, and the server ends it too).
+            self.dropped["lease_while_estopped"] += 1
+            log.warning("lease %s refused: the robot is e-stopped", lease.id)
+            return
         now = self.clock.now()
         remaining = parse_iso(lease.expires_at) - self.wall_time()
         # Guard against clock skew: never trust more than a few TTLs of remaining time.
@@ -162,8 +173,7 @@ class ModeController:
         self.last_seq = -1
         self.last_command = None
         self._deadman_tripped = False
-        if not self.latch.estopped:
-            self._set_mode(lease.mode)
+        self._set_mode(lease.mode)
 
     def lease_ended(self, lease_id: str | None, reason: str) -> None:
         if self.lease is None or (lease_id is not None and lease_id != self.lease.id):

@@ -137,15 +137,40 @@ def test_unreadable_latch_file_fails_safe(tmp_path):
     assert controller(tmp_path).mode == "estopped"
 
 
-def test_teleop_refused_while_estopped_even_with_lease(tmp_path):
-    modes = controller(tmp_path)
+def test_estop_ends_the_lease_and_clear_goes_to_hold(tmp_path):
+    clock = FakeClock()
+    modes = controller(tmp_path, clock)
     grant = lease()
     modes.lease_granted(grant)
-    modes.command("estop")
-    assert modes.teleop(command(grant.id, 1, vx=0.1)) == "not_in_teleop"
+    assert modes.teleop(command(grant.id, 1, vx=0.1)) is None
+    modes.command("estop", "Esc on the robot page")
+    assert modes.mode == "estopped" and modes.lease is None and modes.teleop_velocity() is None
+    assert modes.teleop(command(grant.id, 2, vx=0.1)) == "stale_lease"
+    modes.lease_granted(lease(lease_id=grant.id))  # a renewal racing the e-stop revives nothing
+    assert modes.lease is None and modes.dropped["lease_while_estopped"] == 1
     modes.command("clear_estop")
-    assert modes.mode == "teleop"  # the lease still stands: the operator drives again
-    assert modes.teleop(command(grant.id, 2, vx=0.1)) is None
+    assert modes.mode == "hold" and modes.lease is None
+    # The operator's page kept sending its held keys: none of them moves the robot.
+    for seq in range(3, 10):
+        assert modes.teleop(command(grant.id, seq, vx=0.1)) == "stale_lease"
+        clock.advance(0.05)
+        assert modes.teleop_velocity() is None
+    assert modes.mode == "hold" and not modes.policy_drives
+    # Motion needs a new claim (a new lease) ...
+    fresh = lease()
+    modes.lease_granted(fresh)
+    assert modes.mode == "teleop" and modes.teleop(command(fresh.id, 1, vx=0.1)) is None
+    # ... or, once handed back, a resume for the policy.
+    modes.lease_ended(fresh.id, "released")
+    assert modes.mode == "autonomous"
+
+
+def test_clear_estop_without_lease_holds_until_resume(tmp_path):
+    modes = controller(tmp_path)
+    modes.command("estop")
+    modes.command("clear_estop")
+    assert modes.mode == "hold" and not modes.policy_drives
+    assert modes.command("resume") == (True, None) and modes.mode == "autonomous"
 
 
 def test_lease_expiry_guard_against_clock_skew(tmp_path):

@@ -143,7 +143,7 @@ def test_operator_takes_control_drives_with_keys_and_hands_back(browser: Any, de
     page = logged_in_page(browser, demo, "operator")
     page.goto(f"{demo.url}/robots/r9/")
     page.wait_for_function("window.foreman.player && window.foreman.player.state === 'live' && window.foreman.player.frames > 10", timeout=30_000)
-    page.wait_for_function("/L pick/.test(window.foreman.socket.robots.get('r9').telemetry?.phase || '')", timeout=30_000)
+    page.wait_for_function("/L pick/.test(window.foreman.socket.robots.get('r9')?.telemetry?.phase || '')", timeout=30_000)
     page.click("#claim-teleop")
     page.locator("#teleop").wait_for(state="visible")
     assert page.locator("#holder").inner_text() == "You hold control (teleop)."
@@ -167,6 +167,50 @@ def test_operator_takes_control_drives_with_keys_and_hands_back(browser: Any, de
     page.wait_for_function("document.querySelector('#holder').textContent === 'Nobody holds control.'", timeout=10_000)
     assert "Handed r9 back" in page.locator("#message").inner_text()
     page.wait_for_function("!document.querySelector('#badge').textContent.startsWith('teleop')", timeout=10_000)
+    page.close()
+
+
+def test_estop_while_driving_ends_control_and_held_keys_never_move_the_robot_again(
+    browser: Any, demo: Demo, needy_robot: NeedyRobot
+) -> None:
+    needy_robot.ensure_running()
+    page = logged_in_page(browser, demo, "admin")  # may drive and clear an e-stop: one person does both here
+    page.goto(f"{demo.url}/robots/r9/")
+    page.wait_for_function("/L pick/.test(window.foreman.socket.robots.get('r9')?.telemetry?.phase || '')", timeout=30_000)
+    page.locator("#claim-teleop:not([disabled])").click()
+    page.wait_for_function("document.querySelector('#badge').textContent === 'teleop by admin'", timeout=10_000)
+    before = left_arm_z(page)
+    page.keyboard.down("r")  # driving up ...
+    page.wait_for_function(f"window.foreman.socket.robots.get('r9').telemetry.arms.left.z_mm > {before + 5}", timeout=5_000)
+    page.keyboard.press("Escape")  # ... and the e-stop, with the key still held
+    page.wait_for_function("document.querySelector('#badge').textContent === 'e-stopped'", timeout=10_000)
+    assert "Control lost to the e-stop" in page.locator("#message").inner_text()
+    assert page.locator("#holder").inner_text() == "Nobody holds control."
+    assert not page.locator("#teleop").is_visible()
+    screenshot(page, "robot-estop-lost-control")
+
+    page.check("#clear-confirm")
+    page.click("#clear-estop")
+    page.wait_for_function("window.foreman.socket.robots.get('r9').telemetry?.mode === 'hold'", timeout=10_000)
+    time.sleep(0.5)  # telemetry in flight settles
+    held_at = left_arm_z(page)
+    for _ in range(15):  # the key is still down, and repeats: nothing may reach the arm
+        page.keyboard.down("r")
+        time.sleep(0.1)
+    page.keyboard.up("r")
+    time.sleep(0.5)
+    assert abs(left_arm_z(page) - held_at) < 1.0, "a cleared e-stop must not hand the robot back to the keys"
+    assert page.evaluate("window.foreman.socket.robots.get('r9').telemetry.mode") == "hold"
+    assert page.evaluate("window.foreman.lease") is None
+
+    # Driving again takes a new claim; bring the arm back down and hand r9 back for the tests after this one.
+    page.locator("#claim-teleop:not([disabled])").click()
+    page.wait_for_function("document.querySelector('#badge').textContent === 'teleop by admin'", timeout=10_000)
+    page.keyboard.down("f")
+    page.wait_for_function(f"window.foreman.socket.robots.get('r9').telemetry.arms.left.z_mm < {before + 2}", timeout=10_000)
+    page.keyboard.up("f")
+    page.click("#release")
+    page.wait_for_function("document.querySelector('#holder').textContent === 'Nobody holds control.'", timeout=10_000)
     page.close()
 
 
@@ -317,7 +361,7 @@ def test_gamepad_and_shared_autonomy(browser: Any, demo: Demo, needy_robot: Need
     page.wait_for_function("window.foreman.player && window.foreman.player.state === 'live'", timeout=30_000)
     # The left arm must be free to move (a nut being threaded pins it to its hole; earlier tests
     # may have left r9 anywhere in its cycle).
-    page.wait_for_function("/L pick/.test(window.foreman.socket.robots.get('r9').telemetry?.phase || '')", timeout=30_000)
+    page.wait_for_function("/L pick/.test(window.foreman.socket.robots.get('r9')?.telemetry?.phase || '')", timeout=30_000)
     page.locator("#claim-teleop:not([disabled])").click()
     page.locator("#teleop").wait_for(state="visible")
     page.wait_for_function("document.querySelector('#badge').textContent === 'teleop by operator'", timeout=10_000)

@@ -279,6 +279,53 @@ async def test_estop_latches_until_an_authorized_person_clears_it(fleet, users, 
     assert "estop" in actions and "clear_estop" in actions
 
 
+async def test_estop_ends_the_operators_lease_on_server_and_robot(fleet, users, cleanup):
+    robot, _ = await robot_socket(fleet.tokens["r1"])
+    supervisor, _ = await fleet_socket(users["supervisor"])
+    operator, _ = await fleet_socket(users["operator"])
+    cleanup.extend([robot, supervisor, operator])
+    lease_id = (await claim(operator))["data"]["lease"]["id"]
+    await robot.recv_until(lambda m: m["type"] == "lease" and m["lease"])
+    await supervisor.send({"type": "estop", "id": "e", "robot": "r1"})
+    assert (await supervisor.recv_until(lambda m: m.get("ref") == "e"))["ok"] is True
+    ended = await robot.recv_until(lambda m: m["type"] == "lease")
+    assert ended == {"type": "lease", "lease": None, "ended": lease_id, "reason": "estop"}
+    status = await operator.recv_until(lambda m: m["type"] == "robot" and m["robot"]["estopped"] and m["robot"]["lease"] is None)
+    assert status["robot"]["estopped_by"] == "supervisor"
+    # The operator's page keeps heartbeating and sending its held keys: refused, nothing reaches the robot.
+    command = {"type": "teleop", "robot": "r1", "lease_id": lease_id, "seq": 7, "vx": 0.1}
+    for stage in ("latched", "cleared"):
+        await operator.send({"type": "heartbeat", "id": f"hb-{stage}", "robot": "r1", "lease_id": lease_id})
+        assert (await operator.recv_until(lambda m: m.get("ref") == f"hb-{stage}"))["code"] == "stale_lease"
+        await operator.send({**command, "id": f"t-{stage}"})
+        assert (await operator.recv_until(lambda m: m.get("ref") == f"t-{stage}"))["code"] == "stale_lease"
+        if stage == "latched":
+            await supervisor.send({"type": "clear_estop", "id": "c", "robot": "r1"})
+            assert (await supervisor.recv_until(lambda m: m.get("ref") == "c"))["ok"] is True
+            assert (await robot.recv_until(lambda m: m["type"] == "command" and m["command"] == "clear_estop"))
+            command["seq"] += 1
+    assert await robot.nothing(0.3)
+    audit = await db(lambda: list(AuditEvent.objects.filter(action="lease_ended").values_list("detail", flat=True)))
+    assert [event["reason"] for event in audit] == ["estop"]
+    # A new claim is what moves the robot again.
+    fresh = (await claim(operator))["data"]["lease"]["id"]
+    assert fresh != lease_id and (await robot.recv_until(lambda m: m["type"] == "lease" and m["lease"]))["lease"]["id"] == fresh
+
+
+async def test_robot_reported_estop_ends_the_lease(fleet, users, cleanup):
+    robot, _ = await robot_socket(fleet.tokens["r1"])
+    operator, _ = await fleet_socket(users["operator"])
+    cleanup.extend([robot, operator])
+    lease_id = (await claim(operator))["data"]["lease"]["id"]
+    await robot.recv_until(lambda m: m["type"] == "lease" and m["lease"])
+    await robot.send(telemetry(mode="estopped"))  # the robot's own e-stop button
+    ended = await robot.recv_until(lambda m: m["type"] == "lease")
+    assert ended["reason"] == "estop" and ended["ended"] == lease_id
+    session = await db(lambda: ControlSession.objects.get(pk=lease_id))
+    assert session.end_reason == "estop"
+    assert await db(lambda: AuditEvent.objects.get(action="lease_ended").actor) == "robot:r1"
+
+
 async def test_robot_latch_reported_in_hello_latches_the_server(fleet, users, cleanup):
     robot, welcome = await robot_socket(fleet.tokens["r3"], estopped=True)
     cleanup.append(robot)

@@ -182,6 +182,30 @@ def test_resume_settles_open_interventions(online, users):
     assert Intervention.objects.get(robot__name="r1").resolution == "resumed"
 
 
+@pytest.mark.parametrize("source", ["dashboard", "robot"])
+def test_estop_ends_every_lease_and_clear_leaves_the_robot_without_one(online, users, source):
+    lease = custody.robot_claim_control(robot_name="r1", user=users["operator"])
+    actor = users["supervisor"] if source == "dashboard" else None  # None: the robot reported its own latch
+    custody.robot_estop(robot_name="r1", actor=actor, reason="hand in the cell")
+    lease.refresh_from_db()
+    assert lease.ended_at is not None and lease.end_reason == "estop"
+    ended = AuditEvent.objects.get(action="lease_ended")
+    assert ended.detail["reason"] == "estop" and ended.detail["lease"] == str(lease.id)
+    assert ended.actor == ("supervisor" if actor else "robot:r1")
+    # The operator's page keeps heartbeating: nothing revives the lease.
+    with pytest.raises(StaleLease):
+        custody.lease_heartbeat(robot_name="r1", lease_id=str(lease.id), user=users["operator"])
+    with pytest.raises(StaleLease):
+        custody.lease_holder_check(robot_name="r1", lease_id=str(lease.id), user=users["operator"])
+    custody.robot_clear_estop(robot_name="r1", user=users["supervisor"])
+    assert not ControlSession.objects.filter(robot__name="r1", ended_at__isnull=True).exists()
+    with pytest.raises(StaleLease):
+        custody.lease_heartbeat(robot_name="r1", lease_id=str(lease.id), user=users["operator"])
+    # Motion needs a new claim; the person's takeover is still waiting for someone.
+    fresh = custody.robot_claim_control(robot_name="r1", user=users["operator"])
+    assert fresh.id != lease.id and fresh.ended_at is None
+
+
 def test_every_transition_is_audited(online, users):
     lease = custody.robot_claim_control(robot_name="r1", user=users["operator"])
     custody.lease_heartbeat(robot_name="r1", lease_id=str(lease.id), user=users["operator"])
@@ -189,8 +213,9 @@ def test_every_transition_is_audited(online, users):
     custody.robot_estop(robot_name="r1", actor=users["supervisor"])
     custody.robot_clear_estop(robot_name="r1", user=users["supervisor"])
     assert [a for a in actions() if a != "robot_token_issued"] == [
-        "lease_granted", "lease_released", "estop", "clear_estop",
+        "lease_granted", "lease_ended", "estop", "clear_estop",
     ]
+    assert AuditEvent.objects.get(action="lease_ended").detail["reason"] == "released"
     event = AuditEvent.objects.filter(action="lease_granted").get()
     with pytest.raises(PermissionError):
         event.save()

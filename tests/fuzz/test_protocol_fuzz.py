@@ -121,11 +121,14 @@ def test_mode_machine_keeps_its_safety_promises(tmp_path: Path, ops: list[tuple[
     estopped = False
     for op in ops:
         if op[0] == "command":
+            was_estopped = modes.mode == "estopped"
             ok, _ = modes.command(op[1])
             if op[1] == "estop":
                 estopped = True
             elif op[1] == "clear_estop":
                 estopped = False
+                if was_estopped:
+                    assert modes.mode == "hold"  # never straight back to a person's or the policy's motion
             elif estopped:
                 assert not ok  # nothing but clear_estop moves an e-stopped robot on
         elif op[0] == "grant":
@@ -151,6 +154,7 @@ def test_mode_machine_keeps_its_safety_promises(tmp_path: Path, ops: list[tuple[
         assert modes.estopped == estopped
         if estopped:
             assert modes.mode == "estopped" and modes.teleop_velocity() is None and not modes.policy_drives
+            assert modes.lease is None and modes.last_command is None  # an e-stop ends custody
         velocity = modes.teleop_velocity()
         if velocity is not None:
             assert modes.mode in ("teleop", "shared") and modes.lease is not None and velocity.lease_id == modes.lease.id

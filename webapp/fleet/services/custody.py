@@ -4,7 +4,8 @@ Rules (docs/protocol.md):
 - one active lease per robot, enforced by a row lock on the robot and a partial unique index;
 - a lease expires unless renewed; expiry or the holder's socket closing → the robot holds;
 - release hands the robot back to the policy;
-- the e-stop latches at the server until an authorized person clears it;
+- the e-stop latches at the server until an authorized person clears it, and ends every lease on
+  the robot: after clear_estop the robot holds, and moving it needs a new claim (or a resume);
 - every transition is an AuditEvent.
 """
 
@@ -25,9 +26,6 @@ from webapp.fleet.selectors import lease_dict
 from webapp.fleet.services.audit import audit_record
 from webapp.fleet.services.errors import Conflict, Estopped, Forbidden, NotFound, RobotOffline, StaleLease
 
-HOLD_REASONS = {"expired", "operator_disconnected", "taken_over", "revoked"}
-
-
 def _lock_robot(name: str) -> Robot:
     robot = Robot.objects.select_for_update().filter(name=name).first()
     if robot is None:
@@ -47,7 +45,8 @@ def _end_lease(lease: ControlSession, reason: str, actor: str, source: str, reso
     lease.end_reason = reason
     lease.save(update_fields=["ended_at", "end_reason"])
     robot = lease.robot
-    audit_record(actor=actor, action=f"lease_{reason}", robot=robot, source=source, lease=str(lease.id), holder=lease.user.username)
+    audit_record(actor=actor, action="lease_ended", robot=robot, source=source, lease=str(lease.id), holder=lease.user.username,
+                 reason=reason)
     intervention = lease.intervention
     if intervention is not None and intervention.state == Intervention.State.CLAIMED:
         if reason == "released":
@@ -240,6 +239,10 @@ def robot_estop(*, robot_name: str, actor: Any | None, reason: str = "", source:
             )
             realtime.broadcast_intervention(intervention.id)
         audit_record(actor=actor_name, action="estop", robot=robot, source=source, reason=reason)
+        # An e-stop ends custody: after it is cleared the robot holds, and an operator's command
+        # stream that kept running must never drive it again.
+        for lease in ControlSession.objects.select_related("user", "robot", "intervention").filter(robot=robot, ended_at__isnull=True):
+            _end_lease(lease, "estop", actor_name, source)
         # Sent even if already latched: the robot must be stopped whatever it believes.
         realtime.to_robot(robot.name, {"type": "command", "id": str(uuid.uuid4()), "command": "estop", "by": actor_name, "reason": reason or None})
         realtime.broadcast_robot(robot.name)

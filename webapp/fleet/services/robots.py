@@ -60,6 +60,8 @@ def robot_connected(*, robot: Robot, hello: Any, channel: str, source: str = "")
         lease = ControlSession.objects.select_related("user").filter(robot=robot, ended_at__isnull=True).first()
         if lease is not None and lease.expires_at <= timezone.now():
             lease = None  # the lease timer ends it; never hand a dead lease to the robot
+        if hello.estopped:
+            lease = None  # the robot's own latch: robot_estop below ends the lease, never hand it over
         welcome = {
             "type": "welcome",
             "robot": robot.name,

@@ -132,7 +132,10 @@ async function heartbeat() {
     if (lease && data.lease) lease.expiresAt = Date.parse(data.lease.expires_at);
   } catch (error) {
     const e = /** @type {any} */ (error);
-    if (e.code === "stale_lease" || e.code === "conflict" || e.code === "estopped") dropLease(`Control lost: ${e.message}`);
+    const robot = socket.robots.get(NAME);
+    if (e.code === "stale_lease" || e.code === "conflict" || e.code === "estopped") {
+      dropLease(robot?.estopped || e.code === "estopped" ? lostToEstop(robot) : `Control lost: ${e.message}`);
+    }
   }
 }
 
@@ -159,11 +162,22 @@ async function command(verb) {
 
 // ---------------------------------------------------------------- e-stop
 
+// An e-stop ends custody at the server and the robot: after it is cleared the robot holds, and
+// driving it needs a new claim. Say so plainly, whoever pressed it.
+const LOST_TO_ESTOP = lostToEstop(undefined);
+
+/** @param {import("../lib/socket.js").Robot|undefined} robot */
+function lostToEstop(robot) {
+  const by = robot?.estopped_by ? ` (pressed by ${robot.estopped_by})` : "";
+  return `Control lost to the e-stop${by}: ${NAME} holds. Once the e-stop is cleared, take control again to drive it.`;
+}
+
 async function estop() {
   buttons.estop.disabled = true;
   try {
     await socket.request({ type: "estop", robot: NAME, reason: "e-stop from the robot page" }, 2000);
     say(`${NAME} e-stopped.`);
+    dropLease(LOST_TO_ESTOP);
   } catch (error) {
     // The socket may be what failed: the HTTP API is a second way to the same latch.
     try {
@@ -174,6 +188,7 @@ async function estop() {
       });
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       say(`${NAME} e-stopped (over HTTP: the live connection was down).`);
+      dropLease(LOST_TO_ESTOP);
     } catch (fallbackError) {
       say(`E-STOP FAILED: ${/** @type {Error} */ (fallbackError).message}. Use the station's physical e-stop.`, true);
     }
@@ -354,8 +369,8 @@ function render() {
   // Our lease ended elsewhere (expiry, takeover, e-stop)? The claim's answer can arrive before the
   // robot's status shows the new lease, so judge only once the status has shown it (or 3 s passed).
   if (lease && robot.lease?.id === lease.id) lease.confirmed = true;
-  if (lease && robot.lease?.id !== lease.id && (lease.confirmed || performance.now() - lease.grantedAt > 3000)) {
-    dropLease("Control lost: the lease ended (expired, taken over or e-stopped).");
+  if (lease && robot.lease?.id !== lease.id && (robot.estopped || lease.confirmed || performance.now() - lease.grantedAt > 3000)) {
+    dropLease(robot.estopped ? lostToEstop(robot) : "Control lost: the lease ended (expired or taken over).");
   }
   const mine = Boolean(lease);
   const other = robot.lease && !mine ? robot.lease : null;
@@ -374,7 +389,8 @@ function render() {
 
   const latched = robot.estopped || robot.mode === "estopped";
   $("estop-latched").hidden = !latched;
-  $("estop-who").textContent = latched ? "— the robot will not move until an authorized person clears it." : "";
+  const by = robot.estopped_by ? ` by ${robot.estopped_by}` : "";
+  $("estop-who").textContent = latched ? `${by} — the robot will not move until an authorized person clears it; control must then be taken again.` : "";
   $("clear-box").hidden = !socket.can("clear_estop");
   buttons.clear.disabled = !clearConfirm.checked;
 

@@ -8,9 +8,9 @@
 export const STALE_MS = 3000;
 
 /**
- * @typedef {{id: string, holder: string, mode: string, expires_at: string}} Lease
+ * @typedef {{id: string, holder: string, mode: string, expires_at: string, ttl_s?: number}} Lease
  * @typedef {{name: string, station: string|null, takt_s: number, cameras: string[], online: boolean,
- *   mode: string, estopped: boolean, policy_version: string, lease: Lease|null, telemetry?: any,
+ *   mode: string, estopped: boolean, estopped_by: string|null, policy_version: string, lease: Lease|null, telemetry?: any,
  *   last_seen: string|null}} Robot
  * @typedef {{id: string, robot: string, trigger: string, severity: string, state: string, detail: string,
  *   raised_at: string, acknowledged_at: string|null, acknowledged_by: string|null, claimed_at: string|null,
