@@ -1,9 +1,15 @@
-"""Pydantic models for every message in docs/protocol.md, and strict parsers for each endpoint."""
+"""Pydantic models for every message in docs/protocol.md, in both directions, and strict parsers.
+
+One section per direction: robot → server, server → robot, browser → server, server → browser,
+and the data channels (browser → agent, agent → browser). Senders build their messages from these
+models and receivers parse them with the parser of their endpoint, so a message that one side sends
+and the other cannot read fails in the sender's tests, not on the factory floor.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias, cast
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -31,27 +37,58 @@ FailureMode = Literal[
     "other",
 ]
 RobotTrigger = Literal["policy_uncertainty", "fault", "takt_overrun"]
+# The server raises these itself: a person taking a robot over unprompted, and an e-stop.
+InterventionTrigger = Literal["policy_uncertainty", "fault", "takt_overrun", "supervisor", "estop"]
+InterventionState = Literal["raised", "acknowledged", "claimed", "resolved"]
 Severity = Literal["low", "medium", "high"]
-CommandName = Literal["pause", "resume", "hold", "estop", "clear_estop"]
+CommandName = Literal["pause", "resume", "estop", "clear_estop"]
 LeaseMode = Literal["teleop", "shared"]
 LeaseEndReason = Literal["released", "expired", "operator_disconnected", "taken_over", "revoked", "estop"]
+
+
+ErrorCode = Literal[
+    "bad_json",
+    "too_large",
+    "unknown_type",
+    "bad_message",
+    "binary_not_supported",
+    "forbidden",
+    "not_found",
+    "conflict",
+    "stale_lease",
+    "estopped",
+    "unsupported_protocol",
+    "robot_offline",
+    "rate_limited",
+    "internal",
+]
 
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ErrorMessage(Message):
+    """`error`, on every endpoint; `holder` names who holds the robot when a claim conflicts."""
+
+    type: Literal["error"] = "error"
+    code: ErrorCode
+    message: str
+    ref: str | None = None
+    holder: str | None = None
+
+
 class ProtocolError(Exception):
     """A message was refused; `code` is one of the error codes in docs/protocol.md."""
 
-    def __init__(self, code: str, message: str, ref: str | None = None) -> None:
+    def __init__(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
         super().__init__(message)
-        self.code = code
+        self.code: ErrorCode = code
         self.message = message
         self.ref = ref
 
-    def as_message(self) -> dict[str, Any]:
-        return {"type": "error", "code": self.code, "message": self.message, "ref": self.ref}
+    def as_message(self) -> ErrorMessage:
+        return ErrorMessage(code=self.code, message=self.message, ref=self.ref)
 
 
 # ---------------------------------------------------------------- robot -> server
@@ -68,7 +105,7 @@ SdpText = Annotated[str, Field(min_length=1, max_length=60_000)]
 
 
 class Hello(Message):
-    type: Literal["hello"]
+    type: Literal["hello"] = "hello"
     protocol: int
     agent_version: ShortText
     cameras: Annotated[list[Name], Field(max_length=16)]
@@ -94,8 +131,9 @@ class ArmPose(Message):
     nut: bool = False
 
 
-class Telemetry(Message):
-    type: Literal["telemetry"]
+class TelemetryFields(Message):
+    """What a robot reports at up to 10 Hz; `telemetry` on the robot link, and per robot in `telemetry_batch`."""
+
     t: FiniteFloat
     mode: RobotMode
     phase: Annotated[str, Field(max_length=64)]
@@ -110,8 +148,12 @@ class Telemetry(Message):
     latency: Latency = Latency()
 
 
+class Telemetry(TelemetryFields):
+    type: Literal["telemetry"] = "telemetry"
+
+
 class CycleStarted(Message):
-    type: Literal["cycle_started"]
+    type: Literal["cycle_started"] = "cycle_started"
     episode: Uuid
     cycle_index: Annotated[int, Field(ge=0)]
     policy_version: ShortText | None = None
@@ -120,7 +162,7 @@ class CycleStarted(Message):
 
 
 class CycleEnded(Message):
-    type: Literal["cycle_ended"]
+    type: Literal["cycle_ended"] = "cycle_ended"
     episode: Uuid
     outcome: Outcome
     failure_mode: FailureMode | None = None
@@ -129,7 +171,7 @@ class CycleEnded(Message):
 
 
 class InterventionRaised(Message):
-    type: Literal["intervention_raised"]
+    type: Literal["intervention_raised"] = "intervention_raised"
     intervention: Uuid
     trigger: RobotTrigger
     severity: Severity = "medium"
@@ -138,19 +180,19 @@ class InterventionRaised(Message):
 
 
 class Fault(Message):
-    type: Literal["fault"]
+    type: Literal["fault"] = "fault"
     code: Name
     detail: ShortText = ""
 
 
 class Warning(Message):  # noqa: A001 - the protocol's own name
-    type: Literal["warning"]
+    type: Literal["warning"] = "warning"
     kind: Name
     detail: ShortText = ""
 
 
 class CommandAck(Message):
-    type: Literal["command_ack"]
+    type: Literal["command_ack"] = "command_ack"
     command: RequestId
     ok: bool
     mode: RobotMode | None = None
@@ -158,7 +200,7 @@ class CommandAck(Message):
 
 
 class RobotSignal(Message):
-    type: Literal["signal"]
+    type: Literal["signal"] = "signal"
     peer: Name
     kind: Literal["answer", "ice", "bye"]
     sdp: SdpText | None = None
@@ -166,7 +208,7 @@ class RobotSignal(Message):
 
 
 class TeleopState(Message):
-    type: Literal["teleop_state"]
+    type: Literal["teleop_state"] = "teleop_state"
     lease_id: Uuid
     seq: Annotated[int, Field(ge=0)]
     applied_t: FiniteFloat
@@ -203,7 +245,7 @@ class LeaseInfo(Message):
 
 
 class Welcome(Message):
-    type: Literal["welcome"]
+    type: Literal["welcome"] = "welcome"
     robot: str
     protocol: int
     server_time: str
@@ -215,7 +257,7 @@ class Welcome(Message):
 
 
 class Command(Message):
-    type: Literal["command"]
+    type: Literal["command"] = "command"
     id: RequestId
     command: CommandName
     by: str
@@ -223,7 +265,7 @@ class Command(Message):
 
 
 class LeaseMessage(Message):
-    type: Literal["lease"]
+    type: Literal["lease"] = "lease"
     lease: LeaseInfo | None
     ended: Uuid | None = None
     reason: LeaseEndReason | None = None
@@ -232,7 +274,7 @@ class LeaseMessage(Message):
 class TeleopCommand(Message):
     """A teleop command, on the data channel or relayed over the WebSocket."""
 
-    type: Literal["teleop"]
+    type: Literal["teleop"] = "teleop"
     lease_id: Uuid
     seq: Annotated[int, Field(ge=0, lt=2**53)]
     sent_ms: FiniteFloat | None = None
@@ -245,7 +287,7 @@ class TeleopCommand(Message):
 
 
 class ViewerSignal(Message):
-    type: Literal["signal"]
+    type: Literal["signal"] = "signal"
     peer: Name
     kind: Literal["offer", "ice", "bye"]
     sdp: SdpText | None = None
@@ -253,18 +295,11 @@ class ViewerSignal(Message):
 
 
 class PolicyRollout(Message):
-    type: Literal["policy_rollout"]
+    type: Literal["policy_rollout"] = "policy_rollout"
     id: RequestId
     policy_version: ShortText
     url: ShortText
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-
-
-class ErrorMessage(Message):
-    type: Literal["error"]
-    code: str
-    message: str
-    ref: str | None = None
 
 
 ServerToRobot: TypeAlias = Annotated[
@@ -276,7 +311,7 @@ ServerToRobot: TypeAlias = Annotated[
 
 
 class Ping(Message):
-    type: Literal["ping"]
+    type: Literal["ping"] = "ping"
     id: RequestId | None = None
     sent_ms: FiniteFloat
 
@@ -291,52 +326,52 @@ class Request(Message):
 
 
 class Subscribe(Request):
-    type: Literal["subscribe"]
+    type: Literal["subscribe"] = "subscribe"
     robots: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=1000)]
 
 
 class Ack(Request):
-    type: Literal["ack"]
+    type: Literal["ack"] = "ack"
     intervention: Uuid
 
 
 class Claim(Request):
-    type: Literal["claim"]
+    type: Literal["claim"] = "claim"
     robot: Name
     mode: LeaseMode = "teleop"
     takeover: bool = False
 
 
 class Heartbeat(Request):
-    type: Literal["heartbeat"]
+    type: Literal["heartbeat"] = "heartbeat"
     robot: Name
     lease_id: Uuid
 
 
 class Release(Request):
-    type: Literal["release"]
+    type: Literal["release"] = "release"
     robot: Name
     lease_id: Uuid
 
 
 class Pause(Request):
-    type: Literal["pause"]
+    type: Literal["pause"] = "pause"
     robot: Name
 
 
 class Resume(Request):
-    type: Literal["resume"]
+    type: Literal["resume"] = "resume"
     robot: Name
 
 
 class Estop(Request):
-    type: Literal["estop"]
+    type: Literal["estop"] = "estop"
     robot: Name
     reason: ShortText | None = None
 
 
 class ClearEstop(Request):
-    type: Literal["clear_estop"]
+    type: Literal["clear_estop"] = "clear_estop"
     robot: Name
 
 
@@ -366,10 +401,205 @@ BrowserToServer: TypeAlias = Annotated[
     Field(discriminator="type"),
 ]
 
+# ---------------------------------------------------------------- server -> browser
+
+
+class UserInfo(Message):
+    username: str
+    roles: list[str]
+    can: list[str]
+
+
+class TelemetryReport(TelemetryFields):
+    """A robot's latest telemetry as the server relays it: the robot's body and when it arrived."""
+
+    received_at: str
+
+
+class RobotStatus(Message):
+    """The ROBOT object: a robot's status without its telemetry (`robot` messages)."""
+
+    name: Name
+    station: str | None
+    takt_s: float | None
+    cameras: list[Name]
+    online: bool
+    mode: RobotMode
+    estopped: bool
+    estopped_by: str | None  # a username, or robot:<name> when the robot's own latch tripped
+    policy_version: str | None
+    lease: LeaseInfo | None
+    last_seen: str | None
+
+
+class RobotSnapshot(RobotStatus):
+    """The ROBOT object in `snapshot`: with the last telemetry the server has (or null)."""
+
+    telemetry: TelemetryReport | None
+
+
+class InterventionInfo(Message):
+    """The INTERVENTION object."""
+
+    id: Uuid
+    robot: Name
+    trigger: InterventionTrigger
+    severity: Severity
+    state: InterventionState
+    detail: str
+    raised_at: str
+    acknowledged_at: str | None
+    acknowledged_by: str | None
+    claimed_at: str | None
+    claimed_by: str | None
+    resolved_at: str | None
+    resolved_by: str | None
+    resolution: str | None
+    episode: Uuid | None
+
+
+class Snapshot(Message):
+    type: Literal["snapshot"] = "snapshot"
+    server_time: str
+    protocol: int
+    user: UserInfo
+    ice_servers: list[dict[str, Any]]
+    lease_ttl_s: float
+    robots: list[RobotSnapshot]
+    interventions: list[InterventionInfo]
+
+
+class TelemetryBatch(Message):
+    type: Literal["telemetry_batch"] = "telemetry_batch"
+    robots: dict[Name, TelemetryReport]
+
+
+class RobotUpdate(Message):
+    type: Literal["robot"] = "robot"
+    robot: RobotStatus
+
+
+class InterventionUpdate(Message):
+    type: Literal["intervention"] = "intervention"
+    intervention: InterventionInfo
+
+
+class RobotFault(Message):
+    """A robot's `fault`, relayed at once to every dashboard (a supervisor sees faults first)."""
+
+    type: Literal["fault"] = "fault"
+    robot: Name
+    code: Name
+    detail: ShortText = ""
+    at: str
+
+
+class RobotWarning(Message):
+    """A robot's `warning`, relayed to every dashboard."""
+
+    type: Literal["warning"] = "warning"
+    robot: Name
+    kind: Name
+    detail: ShortText = ""
+    at: str
+
+
+class SignalToViewer(Message):
+    """A robot's `signal`, relayed to the one viewer it is for."""
+
+    type: Literal["signal"] = "signal"
+    robot: Name
+    peer: Name
+    kind: Literal["answer", "ice", "bye"]
+    sdp: SdpText | None = None
+    candidate: IceCandidate | None = None
+
+
+class Result(Message):
+    type: Literal["result"] = "result"
+    ref: RequestId
+    ok: Literal[True] = True
+    data: dict[str, Any]
+
+
+class TeleopStateRelay(Message):
+    """The robot's `teleop_state`, relayed to the lease holder's connection only."""
+
+    type: Literal["teleop_state"] = "teleop_state"
+    robot: Name
+    lease_id: Uuid
+    seq: Annotated[int, Field(ge=0)]
+    applied_t: FiniteFloat
+
+
+class ServerPong(Message):
+    type: Literal["pong"] = "pong"
+    id: RequestId | None = None
+    sent_ms: FiniteFloat
+    server_ms: FiniteFloat
+
+
+ServerToBrowser: TypeAlias = Annotated[
+    Snapshot
+    | TelemetryBatch
+    | RobotUpdate
+    | InterventionUpdate
+    | RobotFault
+    | RobotWarning
+    | SignalToViewer
+    | Result
+    | ErrorMessage
+    | TeleopStateRelay
+    | ServerPong,
+    Field(discriminator="type"),
+]
+
+# ---------------------------------------------------------------- data channels (agent -> browser)
+
+
+class Pong(Message):
+    """The agent's answer to a data-channel `ping` (on the `teleop` channel)."""
+
+    type: Literal["pong"] = "pong"
+    id: RequestId | None = None
+    sent_ms: FiniteFloat
+    robot_ms: FiniteFloat
+
+
+class FrameClock(Message):
+    """About once a second per video track, on the agent's `clock` channel: RTP timestamp → capture time."""
+
+    type: Literal["frame_clock"] = "frame_clock"
+    camera: Name
+    mid: Annotated[str, Field(max_length=64)] | None
+    rtp_ts: Annotated[int, Field(ge=0, lt=2**32)]
+    capture_ms: FiniteFloat
+
+
+AgentToViewer: TypeAlias = Annotated[Pong | FrameClock, Field(discriminator="type")]
+
+# ---------------------------------------------------------------- the unions as plain types, and parsers
+
+RobotToServerMessage: TypeAlias = (
+    Hello | Telemetry | CycleStarted | CycleEnded | InterventionRaised | Fault | Warning | CommandAck | RobotSignal | TeleopState
+)
+ServerToRobotMessage: TypeAlias = Welcome | Command | LeaseMessage | TeleopCommand | ViewerSignal | PolicyRollout | ErrorMessage
+BrowserToServerMessage: TypeAlias = (
+    Subscribe | Ack | Claim | Heartbeat | Release | Pause | Resume | Estop | ClearEstop | BrowserTeleop | BrowserSignal | Ping
+)
+ServerToBrowserMessage: TypeAlias = (
+    Snapshot | TelemetryBatch | RobotUpdate | InterventionUpdate | RobotFault | RobotWarning | SignalToViewer | Result
+    | ErrorMessage | TeleopStateRelay | ServerPong
+)
+DataChannelMessageType: TypeAlias = TeleopCommand | Ping
+AgentToViewerMessage: TypeAlias = Pong | FrameClock
+
 _ROBOT_ADAPTER: TypeAdapter[Any] = TypeAdapter(RobotToServer)
 _SERVER_TO_ROBOT_ADAPTER: TypeAdapter[Any] = TypeAdapter(ServerToRobot)
 _BROWSER_ADAPTER: TypeAdapter[Any] = TypeAdapter(BrowserToServer)
+_SERVER_TO_BROWSER_ADAPTER: TypeAdapter[Any] = TypeAdapter(ServerToBrowser)
 _DATACHANNEL_ADAPTER: TypeAdapter[Any] = TypeAdapter(DataChannelMessage)
+_AGENT_TO_VIEWER_ADAPTER: TypeAdapter[Any] = TypeAdapter(AgentToViewer)
 
 
 def _union_types(alias: Any) -> frozenset[str]:
@@ -380,7 +610,9 @@ def _union_types(alias: Any) -> frozenset[str]:
 ROBOT_MESSAGE_TYPES = _union_types(RobotToServer)
 SERVER_TO_ROBOT_TYPES = _union_types(ServerToRobot)
 BROWSER_MESSAGE_TYPES = _union_types(BrowserToServer)
+SERVER_TO_BROWSER_TYPES = _union_types(ServerToBrowser)
 DATACHANNEL_MESSAGE_TYPES = _union_types(DataChannelMessage)
+AGENT_TO_VIEWER_TYPES = _union_types(AgentToViewer)
 
 
 def _describe(error: ValidationError) -> str:
@@ -417,25 +649,41 @@ def _parse(raw: str | bytes, adapter: TypeAdapter[Any], accepted: frozenset[str]
         raise ProtocolError("bad_message", f"{kind}: {_describe(error)}", ref) from None
 
 
-def parse_robot_message(raw: str | bytes) -> Any:
+def parse_robot_message(raw: str | bytes) -> RobotToServerMessage:
     """Parse a message from an agent on /ws/robot/."""
-    return _parse(raw, _ROBOT_ADAPTER, ROBOT_MESSAGE_TYPES)
+    return cast(RobotToServerMessage, _parse(raw, _ROBOT_ADAPTER, ROBOT_MESSAGE_TYPES))
 
 
-def parse_server_to_robot(raw: str | bytes) -> Any:
+def parse_server_to_robot(raw: str | bytes) -> ServerToRobotMessage:
     """Parse a message the server sent to an agent (used by the agent)."""
-    return _parse(raw, _SERVER_TO_ROBOT_ADAPTER, SERVER_TO_ROBOT_TYPES)
+    return cast(ServerToRobotMessage, _parse(raw, _SERVER_TO_ROBOT_ADAPTER, SERVER_TO_ROBOT_TYPES))
 
 
-def parse_browser_message(raw: str | bytes) -> Any:
+def parse_browser_message(raw: str | bytes) -> BrowserToServerMessage:
     """Parse a message from a dashboard on /ws/fleet/."""
-    return _parse(raw, _BROWSER_ADAPTER, BROWSER_MESSAGE_TYPES)
+    return cast(BrowserToServerMessage, _parse(raw, _BROWSER_ADAPTER, BROWSER_MESSAGE_TYPES))
 
 
-def parse_datachannel_message(raw: str | bytes) -> Any:
+def parse_server_to_browser(raw: str | bytes) -> ServerToBrowserMessage:
+    """Parse a message the server sent to a dashboard (tests and scripted clients use it)."""
+    return cast(ServerToBrowserMessage, _parse(raw, _SERVER_TO_BROWSER_ADAPTER, SERVER_TO_BROWSER_TYPES))
+
+
+def parse_datachannel_message(raw: str | bytes) -> DataChannelMessageType:
     """Parse a message a viewer sent on the agent's `teleop` data channel."""
-    return _parse(raw, _DATACHANNEL_ADAPTER, DATACHANNEL_MESSAGE_TYPES)
+    return cast(DataChannelMessageType, _parse(raw, _DATACHANNEL_ADAPTER, DATACHANNEL_MESSAGE_TYPES))
+
+
+def parse_agent_to_viewer(raw: str | bytes) -> AgentToViewerMessage:
+    """Parse a message the agent sent a viewer on a data channel (`pong`, `frame_clock`)."""
+    return cast(AgentToViewerMessage, _parse(raw, _AGENT_TO_VIEWER_ADAPTER, AGENT_TO_VIEWER_TYPES))
 
 
 def dump_message(message: Message) -> str:
-    return message.model_dump_json(exclude_none=False)
+    """The wire form of a message: compact JSON, every field (null ones too)."""
+    return message.model_dump_json()
+
+
+def as_payload(message: Message) -> dict[str, Any]:
+    """A message as a JSON-ready dict, for the channel layer (which carries dicts, not models)."""
+    return message.model_dump(mode="json")

@@ -10,6 +10,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
+from foreman_protocol.messages import ProtocolError, parse_server_to_browser, parse_server_to_robot
 from webapp.fleet.services.demo import DemoFleet, demo_seed
 from webapp.fleet.services.users import api_token_issue
 
@@ -48,16 +49,24 @@ def telemetry(**overrides: Any) -> dict[str, Any]:
 
 
 class Socket:
-    """A WebsocketCommunicator with JSON helpers and bounded waits."""
+    """A WebsocketCommunicator with JSON helpers and bounded waits. Every message the server sends
+    is parsed with the protocol's parser for that direction: a message the other side could not
+    read fails the test that made the server send it."""
 
-    def __init__(self, communicator: WebsocketCommunicator) -> None:
+    def __init__(self, communicator: WebsocketCommunicator, parse: Callable[[str], Any]) -> None:
         self.c = communicator
+        self.parse = parse
 
     async def send(self, message: dict[str, Any] | str) -> None:
         await self.c.send_to(text_data=message if isinstance(message, str) else json.dumps(message))
 
     async def recv(self, timeout: float = 3.0) -> dict[str, Any]:
-        return json.loads(await self.c.receive_from(timeout=timeout))
+        text = await self.c.receive_from(timeout=timeout)
+        try:
+            self.parse(text)
+        except ProtocolError as error:
+            raise AssertionError(f"the server sent a message outside the protocol ({error.code}: {error.message}): {text[:300]}") from None
+        return json.loads(text)
 
     async def recv_until(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0) -> dict[str, Any]:
         """Skip messages until one matches (telemetry batches and status pushes interleave)."""
@@ -88,7 +97,7 @@ async def robot_socket(token: str, greet: bool = True, **hello_overrides: Any) -
     communicator = WebsocketCommunicator(application(), "/ws/robot/", headers=[(b"authorization", f"Bearer {token}".encode())])
     connected, _ = await communicator.connect(timeout=5)
     assert connected
-    socket = Socket(communicator)
+    socket = Socket(communicator, parse_server_to_robot)
     if not greet:
         return socket, None
     await socket.send(hello(**hello_overrides))
@@ -104,7 +113,7 @@ async def fleet_socket(user: Any, origin: tuple[bytes, bytes] | None = ORIGIN) -
     communicator = WebsocketCommunicator(application(), "/ws/fleet/", headers=headers)
     connected, _ = await communicator.connect(timeout=5)
     assert connected
-    socket = Socket(communicator)
+    socket = Socket(communicator, parse_server_to_browser)
     snapshot = await socket.recv()
     return socket, snapshot
 

@@ -362,7 +362,7 @@ async def test_signaling_is_relayed_between_one_viewer_and_the_robot(fleet, user
     cleanup.extend([robot, other])
     await viewer.send({"type": "signal", "robot": "r1", "peer": "p1", "kind": "offer", "sdp": "v=0\r\n"})
     offer = await robot.recv_until(lambda m: m["type"] == "signal")
-    assert offer == {"type": "signal", "peer": "p1", "kind": "offer", "sdp": "v=0\r\n"}
+    assert offer == {"type": "signal", "peer": "p1", "kind": "offer", "sdp": "v=0\r\n", "candidate": None}
     await robot.send({"type": "signal", "peer": "p1", "kind": "answer", "sdp": "v=0\r\nanswer"})
     answer = await viewer.recv_until(lambda m: m["type"] == "signal")
     assert answer["robot"] == "r1" and answer["kind"] == "answer" and answer["sdp"].endswith("answer")
@@ -373,7 +373,7 @@ async def test_signaling_is_relayed_between_one_viewer_and_the_robot(fleet, user
     # The viewer's page closes: the robot hears bye for its peer.
     await viewer.close()
     bye = await robot.recv_until(lambda m: m["type"] == "signal")
-    assert bye == {"type": "signal", "peer": "p1", "kind": "bye"}
+    assert bye == {"type": "signal", "peer": "p1", "kind": "bye", "sdp": None, "candidate": None}
 
 
 async def test_offer_to_an_offline_robot_is_refused(fleet, users, cleanup):

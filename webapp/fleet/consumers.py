@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from datetime import datetime
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from channels.db import database_sync_to_async
 from channels.consumer import get_handler_name
@@ -23,6 +23,43 @@ from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
 
 from foreman_protocol import PROTOCOL_VERSION, ProtocolError, parse_browser_message, parse_robot_message
+from foreman_protocol.messages import (
+    Ack,
+    BrowserSignal,
+    BrowserTeleop,
+    ClearEstop,
+    Claim,
+    Command,
+    CommandAck,
+    CycleEnded,
+    CycleStarted,
+    ErrorCode,
+    ErrorMessage,
+    Estop,
+    Fault,
+    Heartbeat,
+    Hello,
+    InterventionRaised,
+    Message,
+    Pause,
+    Ping,
+    Release,
+    Result,
+    Resume,
+    RobotFault,
+    RobotSignal,
+    RobotWarning,
+    ServerPong,
+    SignalToViewer,
+    Subscribe,
+    Telemetry,
+    TeleopCommand,
+    TeleopState,
+    TeleopStateRelay,
+    ViewerSignal,
+    Warning,
+    dump_message,
+)
 from webapp.fleet import realtime
 from webapp.fleet.models import ApiToken
 from webapp.fleet.roles import user_can
@@ -66,7 +103,7 @@ class TelemetryBatcher:
             idle_rounds = 0
             batch, self.pending = self.pending, {}
             try:
-                await layer.group_send(realtime.FLEET_GROUP, {"type": "fleet.telemetry", "robots": batch})
+                await layer.group_send(realtime.FLEET_GROUP, realtime.fleet_telemetry_event(batch))
                 await cache.aset_many({TELEMETRY_CACHE_KEY.format(name): body for name, body in batch.items()}, timeout=600)
             except Exception:  # a Redis hiccup must not kill the flusher for good
                 log.exception("telemetry flush failed")
@@ -95,10 +132,30 @@ def client_source(scope: dict[str, Any]) -> str:
 HOT_MESSAGE_TYPES = frozenset({"websocket.receive", "fleet.telemetry"})
 
 
+class RateLimit:
+    """A token bucket: `rate_per_s` messages a second on average, bursts of `burst`."""
+
+    def __init__(self, rate_per_s: float, burst: float) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.tokens = burst
+        self.at = time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate_per_s)
+        self.at = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
 class ProtocolConsumer(AsyncWebsocketConsumer):
     """JSON framing, validation and error replies shared by both endpoints."""
 
     parse: Callable[[str | bytes], Any]
+    rate_limit: RateLimit | None = None
     rejected = 0
 
     async def dispatch(self, message: dict[str, Any]) -> None:
@@ -109,13 +166,22 @@ class ProtocolConsumer(AsyncWebsocketConsumer):
                 return
         await super().dispatch(message)
 
-    async def send_json(self, payload: dict[str, Any]) -> None:
+    async def send_message(self, message: Message) -> None:
+        await self.send(text_data=dump_message(message))
+
+    async def send_payload(self, payload: dict[str, Any]) -> None:
+        """A message that crossed the channel layer as a dict (built from its model by realtime.py)."""
         await self.send(text_data=json.dumps(payload, separators=(",", ":")))
 
-    async def send_error(self, code: str, message: str, ref: str | None = None, **data: Any) -> None:
-        await self.send_json({"type": "error", "code": code, "message": message, "ref": ref, **data})
+    async def send_error(self, code: ErrorCode, message: str, ref: str | None = None, holder: str | None = None) -> None:
+        await self.send_message(ErrorMessage(code=code, message=message, ref=ref, holder=holder))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.rate_limit is not None and not self.rate_limit.allow():
+            self.rejected += 1
+            ref = _request_id(text_data)
+            await self.send_error("rate_limited", f"more than {self.rate_limit.rate_per_s:.0f} messages a second: message dropped", ref)
+            return
         if text_data is None:
             self.rejected += 1
             await self.send_error("binary_not_supported", "binary frames are not part of the protocol")
@@ -124,14 +190,15 @@ class ProtocolConsumer(AsyncWebsocketConsumer):
             message = type(self).parse(text_data)
         except ProtocolError as error:
             self.rejected += 1
-            await self.send_json(error.as_message())
+            await self.send_message(error.as_message())
             return
         ref = getattr(message, "id", None)
         try:
             await self.handle(message)
         except ServiceError as error:
             self.rejected += 1
-            await self.send_error(error.code, error.message, ref, **error.data)
+            holder = error.data.get("holder")
+            await self.send_error(error.code, error.message, ref, holder=str(holder) if holder is not None else None)
         except ProtocolError as error:
             self.rejected += 1
             await self.send_error(error.code, error.message, ref)
@@ -142,6 +209,18 @@ class ProtocolConsumer(AsyncWebsocketConsumer):
 
     async def handle(self, message: Any) -> None:
         raise NotImplementedError
+
+
+def _request_id(text: str | None) -> str | None:
+    """The `id` of a message refused before parsing (rate limit), so its sender's request fails at once."""
+    if not text or len(text) > 65_536:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    value = data.get("id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and len(value) <= 64 else None
 
 
 class RobotConsumer(ProtocolConsumer):
@@ -172,20 +251,39 @@ class RobotConsumer(ProtocolConsumer):
             self.lease_timer.cancel()
         await self.channel_layer.group_discard(realtime.robot_group(self.robot_name), self.channel_name)
         for peer, viewer in self.peers.items():
-            await self.channel_layer.send(viewer, {"type": "fleet.direct", "payload": {"type": "signal", "robot": self.robot_name, "peer": peer, "kind": "bye"}})
+            bye = SignalToViewer(robot=self.robot_name, peer=peer, kind="bye")
+            await realtime.send_to_channel(viewer, realtime.fleet_direct_event(bye))
         if self.greeted:
             await database_sync_to_async(robots.robot_disconnected)(robot_name=self.robot_name, channel=self.channel_name)
 
     async def handle(self, message: Any) -> None:
-        if message.type == "hello":
+        if isinstance(message, Hello):
             await self.on_hello(message)
             return
         if not self.greeted:
             raise ProtocolError("bad_message", "the first message must be hello")
-        handler: Callable[[Any], Awaitable[None]] = getattr(self, f"on_{message.type}")
-        await handler(message)
+        match message:
+            case Telemetry():
+                await self.on_telemetry(message)
+            case CycleStarted():
+                await database_sync_to_async(robots.episode_started)(robot_name=self.robot_name, message=message)
+            case CycleEnded():
+                await database_sync_to_async(robots.episode_ended)(robot_name=self.robot_name, message=message)
+            case InterventionRaised():
+                await self.on_intervention_raised(message)
+            case Fault():
+                await self.on_fault(message)
+            case Warning():
+                await realtime.relay_robot_event(RobotWarning(robot=self.robot_name, kind=message.kind, detail=message.detail,
+                                                              at=iso(timezone.now()) or ""))
+            case CommandAck():
+                await self.on_command_ack(message)
+            case RobotSignal():
+                await self.on_signal(message)
+            case TeleopState():
+                await self.on_teleop_state(message)
 
-    async def on_hello(self, hello: Any) -> None:
+    async def on_hello(self, hello: Hello) -> None:
         if hello.protocol != PROTOCOL_VERSION:
             await self.send_error("unsupported_protocol", f"server speaks protocol {PROTOCOL_VERSION}, agent {hello.protocol}")
             await self.close(code=CLOSE_BAD_PROTOCOL)
@@ -197,17 +295,16 @@ class RobotConsumer(ProtocolConsumer):
             source=client_source(self.scope),
         )
         if previous:
-            await self.channel_layer.send(previous, {"type": "robot.replaced"})
+            await realtime.send_to_channel(previous, realtime.robot_replaced_event())
         await self.channel_layer.group_add(realtime.robot_group(self.robot_name), self.channel_name)
         self.greeted = True
         self.last_mode = hello.mode
-        await self.send_json(welcome)
-        lease = welcome["lease"]
-        self.track_lease(lease)
-        if welcome["estopped"]:
-            await self.send_json({"type": "command", "id": "estop-latched", "command": "estop", "by": "server", "reason": "e-stop is latched"})
+        await self.send_message(welcome)
+        self.track_lease(welcome.lease.id if welcome.lease else None, welcome.lease.expires_at if welcome.lease else None)
+        if welcome.estopped:
+            await self.send_message(Command(id="estop-latched", command="estop", by="server", reason="e-stop is latched"))
 
-    async def on_telemetry(self, message: Any) -> None:
+    async def on_telemetry(self, message: Telemetry) -> None:
         body = message.model_dump(exclude={"type"})
         body["received_at"] = iso(timezone.now())
         telemetry_batcher().put(self.robot_name, body)
@@ -217,13 +314,7 @@ class RobotConsumer(ProtocolConsumer):
             if message.mode == "estopped":
                 await database_sync_to_async(custody.robot_estop)(robot_name=self.robot_name, actor=None, reason="reported by robot", source=client_source(self.scope))
 
-    async def on_cycle_started(self, message: Any) -> None:
-        await database_sync_to_async(robots.episode_started)(robot_name=self.robot_name, message=message)
-
-    async def on_cycle_ended(self, message: Any) -> None:
-        await database_sync_to_async(robots.episode_ended)(robot_name=self.robot_name, message=message)
-
-    async def on_intervention_raised(self, message: Any) -> None:
+    async def on_intervention_raised(self, message: InterventionRaised) -> None:
         await database_sync_to_async(interventions.intervention_raise)(
             robot_name=self.robot_name,
             intervention_id=message.intervention,
@@ -233,13 +324,13 @@ class RobotConsumer(ProtocolConsumer):
             episode_id=message.episode,
         )
 
-    async def on_fault(self, message: Any) -> None:
+    async def on_fault(self, message: Fault) -> None:
+        # A fault is what a supervisor needs to see first: to every dashboard now, then the audit.
+        await realtime.relay_robot_event(RobotFault(robot=self.robot_name, code=message.code, detail=message.detail,
+                                                    at=iso(timezone.now()) or ""))
         await database_sync_to_async(self._audit)("fault", code=message.code, detail=message.detail)
 
-    async def on_warning(self, message: Any) -> None:
-        log.info("robot %s warning %s: %s", self.robot_name, message.kind, message.detail)
-
-    async def on_command_ack(self, message: Any) -> None:
+    async def on_command_ack(self, message: CommandAck) -> None:
         from webapp.learning.services.rollouts import rollout_command_acked
 
         target = await database_sync_to_async(rollout_command_acked)(
@@ -247,19 +338,19 @@ class RobotConsumer(ProtocolConsumer):
         if target is None and not message.ok:
             await database_sync_to_async(self._audit)("command_refused", command=message.command, error=message.error)
 
-    async def on_signal(self, message: Any) -> None:
+    async def on_signal(self, message: RobotSignal) -> None:
         viewer = self.peers.get(message.peer)
         if viewer is None:
             raise ProtocolError("bad_message", f"no viewer with peer id {message.peer!r}")
-        payload = {"robot": self.robot_name, **message.model_dump(exclude_none=True)}
-        await self.channel_layer.send(viewer, {"type": "fleet.direct", "payload": payload})
+        relayed = SignalToViewer(robot=self.robot_name, peer=message.peer, kind=message.kind, sdp=message.sdp, candidate=message.candidate)
+        await realtime.send_to_channel(viewer, realtime.fleet_direct_event(relayed))
         if message.kind == "bye":
             self.peers.pop(message.peer, None)
 
-    async def on_teleop_state(self, message: Any) -> None:
+    async def on_teleop_state(self, message: TeleopState) -> None:
         if self.lease_holder_channel and message.lease_id == self.lease_id:
-            payload = {"robot": self.robot_name, **message.model_dump()}
-            await self.channel_layer.send(self.lease_holder_channel, {"type": "fleet.direct", "payload": payload})
+            relayed = TeleopStateRelay(robot=self.robot_name, lease_id=message.lease_id, seq=message.seq, applied_t=message.applied_t)
+            await realtime.send_to_channel(self.lease_holder_channel, realtime.fleet_direct_event(relayed))
 
     def _audit(self, action: str, **detail: Any) -> None:
         robot = robots.Robot.objects.filter(name=self.robot_name).first()
@@ -267,16 +358,15 @@ class RobotConsumer(ProtocolConsumer):
 
     # -- lease timer: the robot's socket notices expiry at once, without polling the database
 
-    def track_lease(self, lease: dict[str, Any] | None) -> None:
+    def track_lease(self, lease_id: str | None, expires_at: str | None) -> None:
         if self.lease_timer is not None:
             self.lease_timer.cancel()
             self.lease_timer = None
-        self.lease_id = lease["id"] if lease else None
-        if lease is None:
+        self.lease_id = lease_id
+        if lease_id is None or expires_at is None:
             return
-        expires = datetime.fromisoformat(lease["expires_at"].replace("Z", "+00:00"))
+        expires = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
         delay = max(0.0, (expires - timezone.now()).total_seconds()) + 0.05
-        lease_id = lease["id"]
         self.lease_timer = asyncio.get_running_loop().call_later(delay, lambda: asyncio.ensure_future(self.expire_lease(lease_id)))
 
     async def expire_lease(self, lease_id: str) -> None:
@@ -285,18 +375,19 @@ class RobotConsumer(ProtocolConsumer):
         except Exception:
             log.exception("lease expiry check failed for %s", lease_id)
 
-    # -- channel-layer events
+    # -- channel-layer events (realtime.py's TypedDicts)
 
-    async def robot_send(self, event: dict[str, Any]) -> None:
-        await self.send_json(event["payload"])
+    async def robot_send(self, event: realtime.RobotSendEvent) -> None:
+        await self.send_payload(event["payload"])
 
-    async def robot_lease(self, event: dict[str, Any]) -> None:
+    async def robot_lease(self, event: realtime.RobotLeaseEvent) -> None:
         payload = event["payload"]
-        self.track_lease(payload["lease"])
-        self.lease_holder_channel = event.get("holder_channel", "") if payload["lease"] else ""
-        await self.send_json(payload)
+        lease = payload["lease"]
+        self.track_lease(lease["id"] if lease else None, lease["expires_at"] if lease else None)
+        self.lease_holder_channel = event["holder_channel"] if lease else ""
+        await self.send_payload(payload)
 
-    async def robot_signal(self, event: dict[str, Any]) -> None:
+    async def robot_signal(self, event: realtime.RobotSignalEvent) -> None:
         payload, viewer = event["payload"], event["viewer"]
         owner = self.peers.get(payload["peer"])
         if owner is not None and owner != viewer:
@@ -305,9 +396,9 @@ class RobotConsumer(ProtocolConsumer):
             self.peers.pop(payload["peer"], None)
         else:
             self.peers[payload["peer"]] = viewer
-        await self.send_json(payload)
+        await self.send_payload(payload)
 
-    async def robot_replaced(self, event: dict[str, Any]) -> None:
+    async def robot_replaced(self, event: realtime.RobotReplacedEvent) -> None:
         self.greeted = False  # the new connection owns the robot's status now
         await self.close(code=CLOSE_REPLACED)
 
@@ -333,6 +424,12 @@ def _user_from_token(token: str | None) -> Any:
     return record.user
 
 
+# A dashboard sends teleop (20 Hz while driving), heartbeats, pings and bursts of ICE candidates:
+# far below this. A page stuck in a loop is refused before it costs the server.
+FLEET_RATE_PER_S = 50.0
+FLEET_BURST = 100.0
+
+
 class FleetConsumer(ProtocolConsumer):
     parse = staticmethod(parse_browser_message)
 
@@ -350,49 +447,75 @@ class FleetConsumer(ProtocolConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         self.user = user
+        self.rate_limit = RateLimit(FLEET_RATE_PER_S, FLEET_BURST)
         self.subscribed: set[str] | None = None  # None = every robot
         self.viewer_peers: dict[str, str] = {}  # peer id -> robot, to say bye when this page goes
         self.leases: dict[str, str] = {}  # robot -> lease id this connection holds
         await self.channel_layer.group_add(realtime.FLEET_GROUP, self.channel_name)
-        await self.send_json(await database_sync_to_async(fleet_snapshot)(user))
+        await self.send_message(await database_sync_to_async(fleet_snapshot)(user))
 
     async def disconnect(self, code: int) -> None:
         if self.user is None:
             return
         await self.channel_layer.group_discard(realtime.FLEET_GROUP, self.channel_name)
         for peer, robot in self.viewer_peers.items():
-            await self.channel_layer.group_send(
-                realtime.robot_group(robot),
-                {"type": "robot.signal", "viewer": self.channel_name, "payload": {"type": "signal", "peer": peer, "kind": "bye"}},
-            )
+            bye = ViewerSignal(peer=peer, kind="bye")
+            await realtime.send_to_group(realtime.robot_group(robot), realtime.robot_signal_event(bye, self.channel_name))
         # The operator is gone: leases held through this socket end and their robots hold.
         await database_sync_to_async(custody.leases_end_for_channel)(self.channel_name, client_source(self.scope))
 
     async def handle(self, message: Any) -> None:
-        handler: Callable[[Any], Awaitable[dict[str, Any] | None]] = getattr(self, f"on_{message.type}")
-        data = await handler(message)
-        if getattr(message, "id", None) is not None and message.type not in {"teleop", "signal"}:
-            await self.send_json({"type": "result", "ref": message.id, "ok": True, "data": data or {}})
+        data: dict[str, Any] | None
+        match message:
+            case Subscribe():
+                data = await self.on_subscribe(message)
+            case Ping():
+                await self.send_message(ServerPong(id=message.id, sent_ms=message.sent_ms, server_ms=time.time() * 1000))
+                return
+            case Ack():
+                data = await self.on_ack(message)
+            case Claim():
+                data = await self.on_claim(message)
+            case Heartbeat():
+                data = await self.on_heartbeat(message)
+            case Release():
+                data = await self.on_release(message)
+            case Pause() | Resume():
+                command = await self.service(custody.robot_command)(robot_name=message.robot, user=self.user, command=message.type, source=self.source)
+                data = {"command": command}
+            case Estop():
+                await self.service(custody.robot_estop)(robot_name=message.robot, actor=self.user, reason=message.reason or "", source=self.source)
+                data = {"estopped": True}
+            case ClearEstop():
+                await self.service(custody.robot_clear_estop)(robot_name=message.robot, user=self.user, source=self.source)
+                data = {"estopped": False}
+            case BrowserTeleop():
+                await self.on_teleop(message)
+                return  # fire and forget: 20 Hz of answers would be noise
+            case BrowserSignal():
+                await self.on_signal(message)
+                return
+            case _:
+                raise ProtocolError("unknown_type", f"unknown message type {message.type!r}")
+        if message.id is not None:
+            await self.send_message(Result(ref=message.id, data=data or {}))
 
-    def service(self, function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    def service(self, function: Callable[..., Any]) -> Callable[..., Any]:
         return database_sync_to_async(function)
 
     @property
     def source(self) -> str:
         return client_source(self.scope)
 
-    async def on_subscribe(self, message: Any) -> dict[str, Any]:
+    async def on_subscribe(self, message: Subscribe) -> dict[str, Any]:
         self.subscribed = None if "*" in message.robots else set(message.robots)
         return {"robots": sorted(self.subscribed) if self.subscribed is not None else ["*"]}
 
-    async def on_ping(self, message: Any) -> None:
-        await self.send_json({"type": "pong", "id": message.id, "sent_ms": message.sent_ms, "server_ms": time.time() * 1000})
-
-    async def on_ack(self, message: Any) -> dict[str, Any]:
+    async def on_ack(self, message: Ack) -> dict[str, Any]:
         item = await self.service(interventions.intervention_acknowledge)(intervention_id=message.intervention, user=self.user, source=self.source)
         return {"intervention": str(item.id), "state": item.state}
 
-    async def on_claim(self, message: Any) -> dict[str, Any]:
+    async def on_claim(self, message: Claim) -> dict[str, Any]:
         lease = await self.service(custody.robot_claim_control)(
             robot_name=message.robot, user=self.user, mode=message.mode, takeover=message.takeover,
             holder_channel=self.channel_name, source=self.source,
@@ -400,39 +523,23 @@ class FleetConsumer(ProtocolConsumer):
         self.leases[message.robot] = str(lease.id)
         return {"lease": await self.service(lease_dict)(lease)}
 
-    async def on_heartbeat(self, message: Any) -> dict[str, Any]:
+    async def on_heartbeat(self, message: Heartbeat) -> dict[str, Any]:
         lease = await self.service(custody.lease_heartbeat)(robot_name=message.robot, lease_id=message.lease_id, user=self.user, source=self.source)
         return {"lease": await self.service(lease_dict)(lease)}
 
-    async def on_release(self, message: Any) -> dict[str, Any]:
+    async def on_release(self, message: Release) -> dict[str, Any]:
         await self.service(custody.lease_release)(robot_name=message.robot, lease_id=message.lease_id, user=self.user, source=self.source)
         self.leases.pop(message.robot, None)
         return {"released": message.lease_id}
 
-    async def on_pause(self, message: Any) -> dict[str, Any]:
-        command = await self.service(custody.robot_command)(robot_name=message.robot, user=self.user, command="pause", source=self.source)
-        return {"command": command}
-
-    async def on_resume(self, message: Any) -> dict[str, Any]:
-        command = await self.service(custody.robot_command)(robot_name=message.robot, user=self.user, command="resume", source=self.source)
-        return {"command": command}
-
-    async def on_estop(self, message: Any) -> dict[str, Any]:
-        await self.service(custody.robot_estop)(robot_name=message.robot, actor=self.user, reason=message.reason or "", source=self.source)
-        return {"estopped": True}
-
-    async def on_clear_estop(self, message: Any) -> dict[str, Any]:
-        await self.service(custody.robot_clear_estop)(robot_name=message.robot, user=self.user, source=self.source)
-        return {"estopped": False}
-
-    async def on_teleop(self, message: Any) -> None:
+    async def on_teleop(self, message: BrowserTeleop) -> None:
         # Fast path: this socket must hold the lease it names; the agent checks the lease again.
         if self.leases.get(message.robot) != message.lease_id:
             await self.service(custody.lease_holder_check)(robot_name=message.robot, lease_id=message.lease_id, user=self.user)
-        payload = message.model_dump(exclude={"id", "robot"})
-        await self.channel_layer.group_send(realtime.robot_group(message.robot), {"type": "robot.send", "payload": payload})
+        command = TeleopCommand.model_validate(message.model_dump(exclude={"id", "robot"}))
+        await realtime.send_to_group(realtime.robot_group(message.robot), realtime.robot_send_event(command))
 
-    async def on_signal(self, message: Any) -> None:
+    async def on_signal(self, message: BrowserSignal) -> None:
         if message.kind == "offer":
             robot = await self.service(lambda: robots.Robot.objects.filter(name=message.robot).values_list("online", flat=True).first())()
             if robot is None:
@@ -441,29 +548,28 @@ class FleetConsumer(ProtocolConsumer):
                 await self.send_error("robot_offline", f"{message.robot} is offline", message.id)
                 return
             self.viewer_peers[message.peer] = message.robot
-        payload = message.model_dump(exclude={"id", "robot"}, exclude_none=True)
-        await self.channel_layer.group_send(realtime.robot_group(message.robot), {"type": "robot.signal", "viewer": self.channel_name, "payload": payload})
+        signal = ViewerSignal(peer=message.peer, kind=message.kind, sdp=message.sdp, candidate=message.candidate)
+        await realtime.send_to_group(realtime.robot_group(message.robot), realtime.robot_signal_event(signal, self.channel_name))
         if message.kind == "bye":
             self.viewer_peers.pop(message.peer, None)
 
-    # -- channel-layer events
+    # -- channel-layer events (realtime.py's TypedDicts)
 
-    async def fleet_send(self, event: dict[str, Any]) -> None:
+    async def fleet_send(self, event: realtime.FleetSendEvent) -> None:
         payload = event["payload"]
         if payload.get("type") == "robot":
             status = payload["robot"]
             lease = status.get("lease")
             if self.leases.get(status["name"]) and (lease is None or lease["id"] != self.leases[status["name"]]):
-                self.leases.pop(status["name"], None)  # our lease ended elsewhere (expiry, takeover)
-        await self.send_json(payload)
+                self.leases.pop(status["name"], None)  # our lease ended elsewhere (expiry, takeover, e-stop)
+        await self.send_payload(payload)
 
-    async def fleet_telemetry(self, event: dict[str, Any]) -> None:
+    async def fleet_telemetry(self, event: realtime.FleetTelemetryEvent) -> None:
         robots_batch = event["robots"]
         if self.subscribed is not None:
             robots_batch = {name: body for name, body in robots_batch.items() if name in self.subscribed}
         if robots_batch:
-            await self.send_json({"type": "telemetry_batch", "robots": robots_batch})
+            await self.send_payload({"type": "telemetry_batch", "robots": robots_batch})
 
-    async def fleet_direct(self, event: dict[str, Any]) -> None:
-        await self.send_json(event["payload"])
-
+    async def fleet_direct(self, event: realtime.FleetDirectEvent) -> None:
+        await self.send_payload(event["payload"])

@@ -10,6 +10,7 @@ from django.core.cache import cache
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from foreman_protocol.messages import PROTOCOL_VERSION, Snapshot
 from webapp.fleet.models import ControlSession, Intervention, Robot
 
 TELEMETRY_CACHE_KEY = "telemetry:{}"
@@ -110,17 +111,16 @@ def open_interventions() -> list[dict[str, Any]]:
     return [intervention_dict(i) for i in items]
 
 
-def fleet_snapshot(user: Any) -> dict[str, Any]:
+def fleet_snapshot(user: Any) -> Snapshot:
     from webapp.fleet.roles import user_capabilities, user_roles
     from webapp.fleet.services.ice import ice_servers_for
 
-    return {
-        "type": "snapshot",
-        "protocol": 1,
+    return Snapshot.model_validate({
+        "protocol": PROTOCOL_VERSION,
         "server_time": iso(timezone.now()),
         "user": {"username": user.username, "roles": user_roles(user), "can": sorted(user_capabilities(user))},
         "ice_servers": ice_servers_for(user.username),
         "lease_ttl_s": settings.FOREMAN_LEASE_TTL_S,
         "robots": fleet_robots(),
         "interventions": open_interventions(),
-    }
+    })

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from foreman_protocol.messages import Command, CommandName, LeaseEndReason, LeaseInfo, LeaseMessage
 from webapp.fleet import realtime
 from webapp.fleet.models import ControlSession, Intervention, Robot
 from webapp.fleet.roles import user_can
@@ -38,7 +39,15 @@ def _require(user: Any, capability: str, what: str) -> None:
         raise Forbidden(f"{user.username} may not {what}")
 
 
-def _end_lease(lease: ControlSession, reason: str, actor: str, source: str, resolved_by: Any = None) -> None:
+def _lease_message(lease: ControlSession) -> LeaseMessage:
+    return LeaseMessage(lease=LeaseInfo.model_validate(lease_dict(lease)))
+
+
+def _command(command: CommandName, by: str, reason: str | None = None, command_id: str | None = None) -> Command:
+    return Command(id=command_id or str(uuid.uuid4()), command=command, by=by, reason=reason or None)
+
+
+def _end_lease(lease: ControlSession, reason: LeaseEndReason, actor: str, source: str, resolved_by: Any = None) -> None:
     """End a lease (inside a transaction) and tell the robot; hold unless it was a hand-back."""
     now = timezone.now()
     lease.ended_at = now
@@ -59,7 +68,7 @@ def _end_lease(lease: ControlSession, reason: str, actor: str, source: str, reso
             intervention.state = Intervention.State.ACKNOWLEDGED
         intervention.save()
         realtime.broadcast_intervention(intervention.id)
-    realtime.lease_to_robot(robot.name, {"type": "lease", "lease": None, "ended": str(lease.id), "reason": reason})
+    realtime.lease_to_robot(robot.name, LeaseMessage(lease=None, ended=str(lease.id), reason=reason))
     realtime.broadcast_robot(robot.name)
 
 
@@ -130,7 +139,7 @@ def robot_claim_control(
                 intervention=intervention,
             )
             audit_record(actor=user.username, action="lease_granted", robot=robot, source=source, lease=str(lease.id), mode=mode)
-            realtime.lease_to_robot(robot.name, {"type": "lease", "lease": lease_dict(lease)}, holder_channel)
+            realtime.lease_to_robot(robot.name, _lease_message(lease), holder_channel)
             realtime.broadcast_robot(robot.name)
             realtime.broadcast_intervention(intervention.id)
             return lease
@@ -164,7 +173,7 @@ def lease_heartbeat(*, robot_name: str, lease_id: str, user: Any, source: str = 
         else:
             lease.expires_at = now + timedelta(seconds=settings.FOREMAN_LEASE_TTL_S)
             lease.save(update_fields=["expires_at"])
-            realtime.lease_to_robot(robot.name, {"type": "lease", "lease": lease_dict(lease)}, lease.holder_channel)
+            realtime.lease_to_robot(robot.name, _lease_message(lease), lease.holder_channel)
     if expired:
         raise StaleLease(f"lease {lease_id} has expired")
     return lease
@@ -244,7 +253,7 @@ def robot_estop(*, robot_name: str, actor: Any | None, reason: str = "", source:
         for lease in ControlSession.objects.select_related("user", "robot", "intervention").filter(robot=robot, ended_at__isnull=True):
             _end_lease(lease, "estop", actor_name, source)
         # Sent even if already latched: the robot must be stopped whatever it believes.
-        realtime.to_robot(robot.name, {"type": "command", "id": str(uuid.uuid4()), "command": "estop", "by": actor_name, "reason": reason or None})
+        realtime.to_robot(robot.name, _command("estop", actor_name, reason))
         realtime.broadcast_robot(robot.name)
         return robot
 
@@ -271,12 +280,12 @@ def robot_clear_estop(*, robot_name: str, user: Any, source: str = "") -> Robot:
             item.save()
             realtime.broadcast_intervention(item.id)
         audit_record(actor=user.username, action="clear_estop", robot=robot, source=source)
-        realtime.to_robot(robot.name, {"type": "command", "id": str(uuid.uuid4()), "command": "clear_estop", "by": user.username, "reason": None})
+        realtime.to_robot(robot.name, _command("clear_estop", user.username))
         realtime.broadcast_robot(robot.name)
         return robot
 
 
-def robot_command(*, robot_name: str, user: Any, command: str, source: str = "") -> str:
+def robot_command(*, robot_name: str, user: Any, command: Literal["pause", "resume"], source: str = "") -> str:
     """Pause or resume a robot. Resume is refused while e-stopped or held by a person."""
     if command not in {"pause", "resume"}:
         raise Conflict(f"unknown command {command!r}")
@@ -302,7 +311,7 @@ def robot_command(*, robot_name: str, user: Any, command: str, source: str = "")
                 realtime.broadcast_intervention(item.id)
         command_id = str(uuid.uuid4())
         audit_record(actor=user.username, action=command, robot=robot, source=source, command=command_id)
-        realtime.to_robot(robot.name, {"type": "command", "id": command_id, "command": command, "by": user.username, "reason": None})
+        realtime.to_robot(robot.name, _command(command, user.username, command_id=command_id))
         return command_id
 
 

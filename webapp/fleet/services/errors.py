@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
+from foreman_protocol.messages import ErrorCode
+
 
 class ServiceError(Exception):
     """A refused action; `code` is a protocol error code (docs/protocol.md)."""
 
-    code = "conflict"
+    code: ClassVar[ErrorCode] = "conflict"
     http_status = 409
 
     def __init__(self, message: str, **data: object) -> None:

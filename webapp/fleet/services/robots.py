@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from foreman_protocol.messages import PROTOCOL_VERSION, CycleEnded, CycleStarted, Hello, LeaseInfo, RobotMode, StationInfo, Welcome
 from webapp.fleet import realtime
-from webapp.fleet.models import ControlSession, Episode, Robot, Station
+from webapp.fleet.models import ControlSession, Episode, Robot
 from webapp.fleet.selectors import iso, lease_dict
 from webapp.fleet.services.audit import audit_record
 from webapp.fleet.services.custody import robot_estop
 from webapp.fleet.services.errors import NotFound
 from webapp.fleet.services.ice import ice_servers_for
 from webapp.fleet.tokens import ROBOT_TOKEN_PREFIX, hash_token, new_token
-
-
-def robot_create(*, name: str, station: Station | None, cameras: list[str] | None = None) -> Robot:
-    return Robot.objects.create(name=name, station=station, cameras=cameras or [])
 
 
 def robot_issue_token(*, robot_name: str, actor: str = "admin") -> str:
@@ -43,7 +39,7 @@ def robot_authenticate(token: str | None) -> Robot | None:
     return Robot.objects.select_related("station").filter(token_hash=hash_token(token)).first()
 
 
-def robot_connected(*, robot: Robot, hello: Any, channel: str, source: str = "") -> tuple[dict[str, Any], str]:
+def robot_connected(*, robot: Robot, hello: Hello, channel: str, source: str = "") -> tuple[Welcome, str]:
     """Record a robot's `hello`; return the `welcome` message and the channel of a replaced connection."""
     with transaction.atomic():
         robot = Robot.objects.select_for_update(of=("self",)).select_related("station").get(pk=robot.pk)
@@ -62,19 +58,18 @@ def robot_connected(*, robot: Robot, hello: Any, channel: str, source: str = "")
             lease = None  # the lease timer ends it; never hand a dead lease to the robot
         if hello.estopped:
             lease = None  # the robot's own latch: robot_estop below ends the lease, never hand it over
-        welcome = {
-            "type": "welcome",
-            "robot": robot.name,
-            "protocol": 1,
-            "server_time": iso(timezone.now()),
-            "ice_servers": ice_servers_for(f"robot:{robot.name}"),
-            "estopped": robot.estopped or hello.estopped,
-            "lease": lease_dict(lease),
-            "lease_ttl_s": settings.FOREMAN_LEASE_TTL_S,
-            "station": {"name": robot.station.name, "takt_s": robot.station.takt_s} if robot.station else None,
-        }
+        welcome = Welcome(
+            robot=robot.name,
+            protocol=PROTOCOL_VERSION,
+            server_time=iso(timezone.now()) or "",
+            ice_servers=ice_servers_for(f"robot:{robot.name}"),
+            estopped=robot.estopped or hello.estopped,
+            lease=LeaseInfo.model_validate(lease_dict(lease)) if lease is not None else None,
+            lease_ttl_s=settings.FOREMAN_LEASE_TTL_S,
+            station=StationInfo(name=robot.station.name, takt_s=robot.station.takt_s) if robot.station else None,
+        )
         realtime.broadcast_robot(robot.name)
-        if getattr(hello, "open_interventions", None) is not None:
+        if hello.open_interventions is not None:
             _resolve_forgotten_interventions(robot, set(hello.open_interventions))
     if hello.estopped and not robot.estopped:
         # The robot's own latch is set (e.g. its e-stop button): the server latches too.
@@ -112,13 +107,13 @@ def robot_disconnected(*, robot_name: str, channel: str) -> None:
         realtime.broadcast_robot(robot.name)
 
 
-def robot_set_mode(*, robot_name: str, mode: str) -> None:
+def robot_set_mode(*, robot_name: str, mode: RobotMode) -> None:
     updated = Robot.objects.filter(name=robot_name).exclude(mode=mode).update(mode=mode)
     if updated:
         realtime.broadcast_robot(robot_name)
 
 
-def episode_started(*, robot_name: str, message: Any) -> Episode:
+def episode_started(*, robot_name: str, message: CycleStarted) -> Episode:
     robot = Robot.objects.select_related("station").get(name=robot_name)
     episode, _ = Episode.objects.get_or_create(
         id=uuid.UUID(message.episode),
@@ -142,7 +137,7 @@ def episode_started(*, robot_name: str, message: Any) -> Episode:
     return episode
 
 
-def episode_ended(*, robot_name: str, message: Any) -> Episode:
+def episode_ended(*, robot_name: str, message: CycleEnded) -> Episode:
     robot = Robot.objects.select_related("station").get(name=robot_name)
     now = timezone.now()
     episode, created = Episode.objects.get_or_create(

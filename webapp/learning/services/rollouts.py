@@ -10,6 +10,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from foreman_protocol.messages import PolicyRollout
 from webapp.fleet import realtime
 from webapp.fleet.models import PolicyVersion, Robot
 from webapp.fleet.services.audit import audit_record
@@ -22,10 +23,9 @@ def _actor_name(actor: Any) -> str:
 
 
 def _send(target: RolloutTarget, policy: PolicyVersion) -> None:
-    realtime.to_robot(target.robot.name, {
-        "type": "policy_rollout", "id": str(target.id), "policy_version": policy.name,
-        "url": f"/api/robot/policies/{policy.name}", "sha256": policy.sha256,
-    })
+    realtime.to_robot(target.robot.name, PolicyRollout(
+        id=str(target.id), policy_version=policy.name, url=f"/api/robot/policies/{policy.name}", sha256=policy.sha256,
+    ))
 
 
 def _station_robots(canary: Robot) -> list[Robot]:
