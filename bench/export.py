@@ -26,8 +26,8 @@ FPS = 30.0
 
 def frames_for(camera: str, count: int) -> Any:
     """Moving, textured frames: a simulator render shifted a little each frame, with sensor noise."""
-    from robot_agent.sim.render import render
-    from robot_agent.sim.station import NutStation
+    from foreman_sim.render import render
+    from foreman_sim.station import NutStation
 
     base = render(NutStation(7), camera, (320, 240))
     rng = np.random.default_rng(0)

@@ -63,13 +63,14 @@ def drive(url: str, samples: dict[str, list[float]], phase: list[str], errors: l
 
 
 async def measure(url: str, token: str, state: Path) -> dict[str, list[float]]:
-    from robot_agent.__main__ import build_policy, build_robot, load_policy_checkpoint
+    from foreman_learning.policies.factory import load_policy
+    from robot_agent.__main__ import build_policy, build_robot
     from robot_agent.agent import Agent
     from robot_agent.config import load_config
 
     config = load_config(["--server", url, "--token", token, "--sim", "--ice-loopback", "--state-dir", str(state), "--name", "r1"])
     robot = build_robot(config)
-    agent = Agent(config, robot, build_policy(config, robot), load_policy=load_policy_checkpoint)
+    agent = Agent(config, robot, build_policy(config, robot), load_policy=load_policy)
     samples: dict[str, list[float]] = {"datachannel": [], "websocket": []}
     phase = [""]
     accept = agent.modes.teleop

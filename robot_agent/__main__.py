@@ -10,8 +10,10 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
+from foreman_learning.policies.base import Policy
+from foreman_learning.policies.factory import is_file_spec, load_policy
 from robot_agent.cameras import CameraError, check_camera_source
 from robot_agent.config import AgentConfig, ConfigError, load_config
 from robot_agent.link import FatalLinkError
@@ -34,28 +36,12 @@ def build_robot(config: AgentConfig) -> Robot:
     return SimRobot(control_hz=config.control_hz)
 
 
-def build_policy(config: AgentConfig, robot: Robot) -> Any | None:
-    from robot_agent import policy_remote
-
-    options = {"language": config.language, "action_dim": robot.action_dim or None}
+def build_policy(config: AgentConfig, robot: Robot) -> Policy | None:
     spec = config.policy
     if spec is None:
         return robot.default_policy()
-    if "://" not in spec and spec != "expert" and not Path(spec).exists():
-        raise StartupError(f"policy file not found: {spec}")
     try:
-        from robot_agent.policy import load_policy
-    except ImportError:
-        # No checkpoint loader installed: remote policies still work.
-        if spec.startswith("xr0://"):
-            return policy_remote.xr0_from_spec(spec, **options)
-        if spec.startswith(("ws://", "wss://")):
-            return policy_remote.openpi_from_spec(spec, **options)
-        raise StartupError(f"cannot load {spec}: no policy loader (robot_agent.policy) is installed") from None
-    policy_remote.register_remote_schemes(**options)
-
-    try:
-        return load_policy(spec)
+        return load_policy(spec, language=config.language, action_dim=robot.action_dim or None)
     except FileNotFoundError:
         raise StartupError(f"policy file not found: {spec}") from None
     except Exception as error:  # noqa: BLE001 - any loader failure is a startup error
@@ -70,14 +56,8 @@ def preflight(config: AgentConfig) -> None:
         except CameraError as error:
             raise CameraError(f"camera {name}: {error}") from None
     spec = config.policy
-    if spec is not None and "://" not in spec and spec != "expert" and not Path(spec).exists():
+    if spec is not None and is_file_spec(spec) and not Path(spec).exists():
         raise StartupError(f"policy file not found: {spec}")
-
-
-def load_policy_checkpoint(path: str) -> Any:
-    from robot_agent.policy import load_policy
-
-    return load_policy(path)
 
 
 async def run(config: AgentConfig) -> None:
@@ -85,7 +65,7 @@ async def run(config: AgentConfig) -> None:
 
     robot = build_robot(config)
     policy = build_policy(config, robot)
-    agent = Agent(config, robot, policy, load_policy=load_policy_checkpoint)
+    agent = Agent(config, robot, policy, load_policy=load_policy)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, agent.stop)

@@ -16,10 +16,11 @@ from typing import Any, Callable
 import httpx
 import numpy as np
 
+from foreman_learning.policies.base import Policy, PolicyOutput
 from foreman_protocol import PROTOCOL_VERSION
 from robot_agent import __version__
 from robot_agent.cameras import Camera, CameraHub, PlayerCamera, RenderedCamera
-from robot_agent.chunking import ChunkExecutor, PolicyOutput, inline_submit, thread_submit
+from robot_agent.chunking import ChunkExecutor, inline_submit, thread_submit
 from robot_agent.clock import Clock, MonotonicClock
 from robot_agent.config import AgentConfig, http_base_url
 from robot_agent.control import ControlLoop, LoopSettings
@@ -47,30 +48,23 @@ def policy_output(result: Any) -> PolicyOutput:
     return PolicyOutput(np.asarray(result), None)
 
 
-def policy_version_of(policy: Any, fallback: str) -> str:
-    for attribute in ("version", "policy_version", "name"):
-        value = getattr(policy, attribute, None)
-        if isinstance(value, str) and value:
-            return value[:500]
-    return fallback
-
 class Agent:
     def __init__(
         self,
         config: AgentConfig,
         robot: Robot,
-        policy: Any | None,
+        policy: Policy | None,
         *,
         cameras: list[Camera] | None = None,
         clock: Clock | None = None,
-        load_policy: Callable[[str], Any] | None = None,
+        load_policy: Callable[[str], Policy] | None = None,
     ) -> None:
         self.config = config
         self.robot = robot
         self.policy = policy
         robot.observe_ground_truth(needs_ground_truth(policy))
         self.load_policy = load_policy
-        self.version = policy_version_of(policy, config.policy or "none") if policy is not None else "none"
+        self.version = policy.version[:500] if policy is not None else "none"  # the protocol's ShortText
         self.state_dir = config.resolved_state_dir
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.clock = clock or MonotonicClock(config.time_scale)
@@ -112,20 +106,20 @@ class Agent:
         self._stopping = False
         self.server_name: str | None = None  # the robot's name at the server (from welcome)
 
-    def _make_executor(self, policy: Any) -> ChunkExecutor:
+    def _make_executor(self, policy: Policy) -> ChunkExecutor:
         def infer(observation: Any, prefix: np.ndarray | None) -> PolicyOutput:
-            if prefix is not None and getattr(self.policy, "supports_prefix", False):
+            if prefix is not None and self.policy.supports_prefix:
                 return policy_output(self.policy.infer(observation, prefix=prefix))
             return policy_output(self.policy.infer(observation))
 
         # A sped-up sim runs inference in the control tick and robot time waits for it (the loop holds
         # the clock back): a wall-clock inference would otherwise last time_scale× longer in robot
-        # time than on a real robot. Same chunk semantics as `robot_agent.evaluate`.
+        # time than on a real robot. Same chunk semantics as `foreman_learning.evaluate`.
         sped_up_sim = self.config.sim and self.config.time_scale > 1.0
         return ChunkExecutor(
             infer, inline_submit if sped_up_sim else thread_submit(self.inference_pool), refill_below=self.config.refill_below,
             prefix_length=self.config.prefix_length, synchronous=self.config.sync_inference,
-            supports_prefix=bool(getattr(policy, "supports_prefix", False)), action_dim=self.robot.action_dim or None,
+            supports_prefix=policy.supports_prefix, action_dim=self.robot.action_dim or None,
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -140,7 +134,7 @@ class Agent:
             asyncio.create_task(self.uploader.run(), name="uploader"),
         ]
         if self.config.sim_supervisor_token:
-            from robot_agent.sim.supervisor import ScriptedSupervisor
+            from foreman_sim.supervisor import ScriptedSupervisor
 
             supervisor = ScriptedSupervisor(http_base=http_base_url(self.config.server), token=self.config.sim_supervisor_token,
                                             agent=self, mode=self.config.sim_supervisor_mode)

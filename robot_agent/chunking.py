@@ -20,13 +20,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from foreman_learning.policies.base import PolicyOutput
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PolicyOutput:
-    actions: np.ndarray  # (T, action_dim)
-    confidence: float | None
 
 
 class InferenceError(Exception):

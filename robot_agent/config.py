@@ -57,7 +57,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("token", str, "robot token (frt_...), from `manage.py robot_token NAME`"),
     Setting("name", str, "robot name, used for the state directory and logs (default: robot)"),
     Setting("sim", _bool, "drive the simulated nut station instead of real hardware", flag_only=True),
-    Setting("policy", str, "policy: a checkpoint PATH, 'expert' (the sim's scripted expert), xr0://HOST:PORT (XR0 deploy server) or ws://HOST:PORT (openpi server); default with --sim: the shipped trained policy (robot_agent/weights/bc-sim-v2.pt)"),
+    Setting("policy", str, "policy: a checkpoint PATH, 'expert' (the sim's scripted expert), xr0://HOST:PORT (XR0 deploy server) or ws(s)://HOST:PORT (openpi server); default with --sim: the shipped trained policy (foreman_learning/weights/bc-sim-v2.pt)"),
     Setting("camera", _cameras, "camera NAME=SOURCE (V4L2 device, video file or rtsp:// URL); repeatable; replaces the sim's rendered camera of that name"),
     Setting("time_scale", float, "sim time runs this many times faster than wall time (default 1.0)"),
     Setting("ice_loopback", _bool, "offer and accept only 127.0.0.1 ICE candidates, no STUN/TURN (tests, benchmarks, demo)", flag_only=True),

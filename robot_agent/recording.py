@@ -32,10 +32,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from foreman_protocol.episodes import PRE_INTERVENTION_STEPS
+
 log = logging.getLogger(__name__)
 
 RECORD_SIZE = (320, 240)
-PRE_INTERVENTION_STEPS = 15  # the robot's last steps before an intervention are labelled pre_intervention (as Sirius)
 ActionMode = Literal["robot", "pre_intervention", "human", "shared"]
 
 

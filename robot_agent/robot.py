@@ -2,7 +2,7 @@
 
 A Robot steps one control period at a time, reports the station's status (phase, progress, done,
 outcome, torque, station faults), renders or captures its cameras, and maps teleop velocities into
-its own action space. `SimRobot` (robot_agent/sim_robot.py) adapts the simulated nut station.
+its own action space. `SimRobot` (robot_agent/sim_robot.py) adapts the simulated nut station (foreman_sim/).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from foreman_learning.policies.base import Policy
 from robot_agent.modes import TeleopVelocity
 
 
@@ -82,7 +83,7 @@ class Robot(ABC):
         """Add what only a simulator knows to observations, for a policy that reads it (the sim's
         scripted expert says so with `needs_ground_truth`). A real robot has none to add."""
 
-    def default_policy(self) -> Any | None:
+    def default_policy(self) -> Policy | None:
         """A policy that comes with the robot (the sim's scripted expert), if any."""
         return None
 
@@ -90,6 +91,6 @@ class Robot(ABC):
         pass
 
 
-def needs_ground_truth(policy: Any) -> bool:
+def needs_ground_truth(policy: Policy | None) -> bool:
     """The sim's scripted expert plans on the station itself, which only a simulator can observe."""
-    return bool(getattr(policy, "needs_ground_truth", False))
+    return policy is not None and policy.needs_ground_truth

@@ -1,4 +1,4 @@
-"""SimRobot: the simulated nut station (robot_agent/sim/) behind the agent's Robot interface.
+"""SimRobot: the simulated nut station (foreman_sim/) behind the agent's Robot interface.
 
 Cameras `head`, `wrist_left`, `wrist_right` are rendered on demand at any size (640×480 for video).
 Observations are snapshots: the state vector and the two wrist images the learned policy looks at
@@ -11,34 +11,19 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import numpy as np
 
+from foreman_learning.policies.base import Policy
+from foreman_sim.render import observe, render
+from foreman_sim.station import ARMS, DT, NutStation
 from robot_agent.modes import TeleopVelocity
 from robot_agent.robot import Robot, StationStatus
-from robot_agent.sim.expert import Expert
-from robot_agent.sim.render import policy_image, render
-from robot_agent.sim.station import ARMS, DT, NutStation
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "bc-sim-v2.pt"
-POLICY_PIXELS = 32
 T = TypeVar("T")
-
-
-def observe(station: NutStation, *, ground_truth: bool = False) -> dict[str, Any]:
-    """What a policy gets from `station` (a snapshot: later steps do not change it)."""
-    observation: dict[str, Any] = {
-        "state": station.state_vector(),
-        "images": {f"wrist_{side}": policy_image(station, side, POLICY_PIXELS) for side in ARMS},
-    }
-    if ground_truth:  # a deep copy costs more than the policy's forward pass: only when asked
-        observation["station"] = copy.deepcopy(station)
-    return observation
 
 
 def status_of(station: NutStation) -> StationStatus:
@@ -139,11 +124,13 @@ class SimRobot(Robot):
         action[5 * index: 5 * index + 3] += (nudge.vx, nudge.vy, nudge.vz)
         return action
 
-    def default_policy(self) -> Any:
+    def default_policy(self) -> Policy:
         """The shipped behaviour-cloned policy (about 90% on held-out seeds); the expert without it."""
-        if DEFAULT_WEIGHTS.is_file():
-            from robot_agent.policy import load_policy
+        # Imported here: torch loads when a policy does, not with the robot.
+        from foreman_learning.policies.factory import EXPERT, load_policy
+        from foreman_learning.policies.visuomotor import DEFAULT_WEIGHTS
 
+        if DEFAULT_WEIGHTS.is_file():
             return load_policy(str(DEFAULT_WEIGHTS))
         log.warning("no trained weights at %s: the sim runs its scripted expert", DEFAULT_WEIGHTS)
-        return Expert()
+        return load_policy(EXPERT)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from robot_agent.chunking import PolicyOutput
+from foreman_learning.policies.base import PolicyOutput
 from robot_agent.modes import TeleopVelocity
 from robot_agent.robot import Robot, StationStatus
 
@@ -98,11 +98,13 @@ class ConfidencePolicy:
     confidences: tuple[float, ...] = (0.95,)
     horizon: int = 30
     version: str = "test-policy-v1"
+    supports_prefix: bool = False
+    needs_ground_truth: bool = False
 
     def __post_init__(self) -> None:
         self.calls = 0
 
-    def infer(self, observation: object) -> PolicyOutput:
+    def infer(self, observation: object, prefix: np.ndarray | None = None) -> PolicyOutput:
         confidence = self.confidences[min(self.calls, len(self.confidences) - 1)]
         self.calls += 1
         actions = np.zeros((self.horizon, ACTION_DIM))

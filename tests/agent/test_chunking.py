@@ -7,7 +7,8 @@ import concurrent.futures
 import numpy as np
 import pytest
 
-from robot_agent.chunking import ChunkExecutor, InferenceError, PolicyOutput, inline_submit
+from foreman_learning.policies.base import PolicyOutput
+from robot_agent.chunking import ChunkExecutor, InferenceError, inline_submit
 
 
 class ScriptedPolicy:

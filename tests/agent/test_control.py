@@ -11,9 +11,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from foreman_learning.policies.base import PolicyOutput
 from foreman_protocol import parse_robot_message
 from foreman_protocol.messages import LeaseInfo, TeleopCommand
-from robot_agent.chunking import ChunkExecutor, PolicyOutput, inline_submit
+from robot_agent.chunking import ChunkExecutor, inline_submit
 from robot_agent.clock import FakeClock
 from robot_agent.control import ControlLoop, LoopSettings
 from robot_agent.modes import ModeController

@@ -16,7 +16,7 @@ import pytest
 import torch
 from websockets.asyncio.server import serve
 
-from robot_agent.policy_remote import OpenPiPolicy, RemotePolicyError, Xr0Policy, packb, unpackb, xr0_from_spec
+from foreman_learning.policies.remote import OpenPiPolicy, RemotePolicyError, Xr0Policy, packb, unpackb, xr0_from_spec
 
 OBSERVATION = {
     "state": np.arange(14, dtype=np.float32),

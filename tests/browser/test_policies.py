@@ -10,7 +10,7 @@ from tests.browser.conftest import logged_in_page, screenshot
 REGISTER = """
 from pathlib import Path
 from webapp.learning.services.policies import policy_register
-weights = Path("robot_agent/weights/bc-sim-v2.pt")
+weights = Path("foreman_learning/weights/bc-sim-v2.pt")
 policy_register(name="bc-sim-v2", checkpoint=weights, evaluation={"success_rate": 0.91, "mean_cycle_s": 55.4,
                 "failure_modes": {"takt_overrun": 18}}, replace=True)
 policy_register(name="bc-sim-v3", checkpoint=weights, parent="bc-sim-v2", evaluation={"success_rate": 0.95,
@@ -82,7 +82,7 @@ for index in range(3):
 # A finished export whose zip is not on disk: a round started on it fails, and says why.
 Export.objects.create(created_by=get_user_model().objects.get(username="labeler"), format="lerobot_v3", episodes=ids, state="done",
                       progress=1.0, file="exports/missing.zip", finished_at=now)
-result = policy_register(name="bc-sim-v2-r1", checkpoint=Path("robot_agent/weights/bc-sim-v2.pt"), parent="bc-sim-v2",
+result = policy_register(name="bc-sim-v2-r1", checkpoint=Path("foreman_learning/weights/bc-sim-v2.pt"), parent="bc-sim-v2",
                          evaluation={"success_rate": 0.93, "mean_cycle_s": 54.1, "failure_modes": {"dropped_nut": 4}}, replace=True)
 RetrainingRound.objects.create(base_policy="bc-sim-v2", episode_ids=ids, state="done", progress=1.0, stage="done", result=result,
                                report={"success_before": 0.91, "success_after": 0.93, "cycle_s_before": 55.2, "cycle_s_after": 54.1,

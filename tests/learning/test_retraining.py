@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from robot_agent.sim_robot import DEFAULT_WEIGHTS
+from foreman_learning.policies.visuomotor import DEFAULT_WEIGHTS
 from tests.labeling.recordings import record_episode
 from tests.labeling.test_processing import post
 from tests.sim.recorded import record_sim_cycle
@@ -77,7 +77,7 @@ def test_a_round_fine_tunes_evaluates_and_registers_the_new_policy(exported, use
     # The registered checkpoint loads as a policy a robot can run.
     from django.conf import settings
 
-    from robot_agent.policy import load_policy
+    from foreman_learning.policies.factory import load_policy
 
     assert load_policy(str(Path(settings.MEDIA_ROOT) / new.checkpoint)).version == "bc-sim-v1-r1"
 

@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from foreman_protocol.messages import LeaseInfo, TeleopCommand
+from foreman_sim.expert import Expert
+from foreman_sim.station import NutStation
 from robot_agent.chunking import ChunkExecutor, inline_submit
 from robot_agent.clock import FakeClock
 from robot_agent.control import ControlLoop, LoopSettings
 from robot_agent.modes import ModeController
 from robot_agent.recording import EpisodeRecorder
 from robot_agent.safety import EstopLatch
-from robot_agent.sim.expert import Expert
-from robot_agent.sim.station import NutStation
 from robot_agent.sim_robot import SimRobot
 
 

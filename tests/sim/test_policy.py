@@ -14,10 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from robot_agent.policy import PolicyConfig, VisuomotorNet, VisuomotorPolicy, load_policy, register_policy_scheme, save_checkpoint
-from robot_agent.sim.expert import Expert
-from robot_agent.sim_robot import DEFAULT_WEIGHTS, SimRobot
-from robot_agent.train import collect_demonstrations, fit
+from foreman_learning.policies.base import Policy
+from foreman_learning.policies.expert import ExpertPolicy
+from foreman_learning.policies.factory import load_policy, register_policy_scheme
+from foreman_learning.policies.remote import OpenPiPolicy, Xr0Policy
+from foreman_learning.policies.visuomotor import DEFAULT_WEIGHTS, PolicyConfig, VisuomotorNet, VisuomotorPolicy, save_checkpoint
+from foreman_learning.train import collect_demonstrations, fit
+from robot_agent.sim_robot import SimRobot
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,13 +65,34 @@ def test_registry_refuses_clearly(tmp_path):
         load_policy(str(garbage))
     with pytest.raises(ValueError, match="unknown policy scheme"):
         load_policy("gopher://127.0.0.1:70")
-    register_policy_scheme("fixed", lambda spec: Expert())
-    assert isinstance(load_policy("fixed://anything"), Expert)
-    assert isinstance(load_policy("expert"), Expert)
+    register_policy_scheme("fixed", lambda spec: ExpertPolicy())
+    assert isinstance(load_policy("fixed://anything"), ExpertPolicy)
+    assert isinstance(load_policy("expert"), ExpertPolicy)
+
+
+def declares_the_protocol(policy: Policy) -> bool:
+    return (isinstance(policy.version, str) and policy.version != "" and isinstance(policy.supports_prefix, bool)
+            and isinstance(policy.needs_ground_truth, bool) and callable(policy.infer))
+
+
+@pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no shipped weights yet")
+def test_one_factory_for_every_spec():
+    """Checkpoint, expert and the remote schemes all load through load_policy; remote options (the
+    agent's language and action_dim) reach the remote policy; nothing connects before the first infer."""
+    assert isinstance(load_policy(str(DEFAULT_WEIGHTS)), VisuomotorPolicy)
+    assert load_policy("expert").needs_ground_truth
+    xr0 = load_policy("xr0://127.0.0.1:1?task_id=sim&prefix=1", language="pick", action_dim=10)
+    assert isinstance(xr0, Xr0Policy) and xr0.supports_prefix and xr0.task_id == "sim"
+    assert xr0.language == "pick" and xr0.action_dim == 10 and xr0.sock is None
+    for scheme in ("ws", "wss"):
+        openpi = load_policy(f"{scheme}://127.0.0.1:1", action_dim=10)
+        assert isinstance(openpi, OpenPiPolicy) and openpi.action_dim == 10 and openpi.ws is None
+    for spec in (str(DEFAULT_WEIGHTS), "expert", "xr0://127.0.0.1:1", "ws://127.0.0.1:1"):
+        assert declares_the_protocol(load_policy(spec)), spec
 
 
 def evaluate_cli(*args: str) -> dict:
-    result = subprocess.run([sys.executable, "-m", "robot_agent.evaluate", *args], cwd=ROOT, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "foreman_learning.evaluate", *args], cwd=ROOT, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])

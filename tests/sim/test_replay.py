@@ -7,8 +7,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from robot_agent.retrain import arm_weights
-from robot_agent.sim.replay import ReplayMismatch, replay
+from foreman_learning.replay import ReplayMismatch, replay
+from foreman_learning.retrain import arm_weights
 from tests.sim.recorded import record_sim_cycle
 
 

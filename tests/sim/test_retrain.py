@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import robot_agent.retrain as retrain
-from robot_agent.policy import load_visuomotor
-from robot_agent.sim_robot import DEFAULT_WEIGHTS
-from robot_agent.train import collect_demonstrations
+import foreman_learning.retrain as retrain
+from foreman_learning.policies.visuomotor import DEFAULT_WEIGHTS, load_visuomotor
+from foreman_learning.train import collect_demonstrations
 
 
 @pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no shipped weights")

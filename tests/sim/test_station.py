@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from foreman_sim.expert import Expert
+from foreman_sim.station import DT, FAILURE_MODES, NutStation
 from robot_agent.modes import TeleopVelocity
-from robot_agent.sim.expert import Expert
-from robot_agent.sim.station import DT, FAILURE_MODES, NutStation
 from robot_agent.sim_robot import SimRobot
 
 
@@ -274,7 +274,7 @@ def test_a_protective_stop_never_drops_an_edge_gripped_nut() -> None:
 
 
 def test_the_scripted_supervisor_takes_the_faulted_driver_first() -> None:
-    from robot_agent.sim.supervisor import choose_arm
+    from foreman_sim.supervisor import choose_arm
 
     station = NutStation(11)
     assert choose_arm(station) == "left"  # nothing installed: left first

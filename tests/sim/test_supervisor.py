@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from robot_agent.sim.expert import Expert
-from robot_agent.sim.station import NutStation
-from robot_agent.sim.supervisor import PICK_WATCH_HEIGHT_M, PICK_WATCH_OFFSET_M, choose_arm, pick_going_wrong
+from foreman_sim.expert import Expert
+from foreman_sim.station import NutStation
+from foreman_sim.supervisor import PICK_WATCH_HEIGHT_M, PICK_WATCH_OFFSET_M, choose_arm, pick_going_wrong
 
 
 def descend_on_the_left_nut(offset_m: float) -> NutStation:
@@ -61,7 +61,7 @@ def test_choose_arm_prefers_an_over_torque_driver_then_the_arm_furthest_behind()
 
 
 def test_a_pick_taken_over_is_centred_before_the_gripper_closes() -> None:
-    from robot_agent.sim.supervisor import CAREFUL_PICK_M
+    from foreman_sim.supervisor import CAREFUL_PICK_M
 
     station = descend_on_the_left_nut(0.001)  # 1 mm off: the expert's own tolerance would close here
     lower(station, 0.0005)

@@ -4,7 +4,7 @@ register the result as a new PolicyVersion (which the rollout page can then cana
 Data: the export chooses the episodes and carries their labels; the round reads each episode's
 full-rate step table (30 Hz, kept with its upload — an export's rows are at the video frame rate)
 and replays it on the episode's seed to get back the 32×32 wrist images the policy saw
-(robot_agent/sim/replay.py). Weights, Sirius-style (robot_agent/retrain.py): the person's steps carry
+(foreman_learning/replay.py). Weights, Sirius-style (foreman_learning/retrain.py): the person's steps carry
 a fixed share of the total, the robot's steps just before a takeover are down-weighted, an arm the
 person was not driving teaches nothing; a recovery the labeler marked "not a good demonstration"
 is left out. Expert demonstrations from the base policy's own training seeds are mixed in
@@ -121,9 +121,9 @@ def _progress(round_: RetrainingRound, fraction: float, stage: str) -> None:
 
 
 def episode_training_data(episode_id: str) -> tuple[Any, str]:
-    """One exported episode as a robot_agent.retrain.SupervisedEpisode (replayed on its seed), or why not."""
-    from robot_agent.retrain import SupervisedEpisode
-    from robot_agent.sim.replay import ReplayMismatch, replay
+    """One exported episode as a foreman_learning.retrain.SupervisedEpisode (replayed on its seed), or why not."""
+    from foreman_learning.replay import ReplayMismatch, replay
+    from foreman_learning.retrain import SupervisedEpisode
 
     clip = Clip.objects.select_related("upload", "episode").filter(episode_id=episode_id).first()
     if clip is None:
@@ -186,10 +186,10 @@ def retraining_run(round_id: str) -> RetrainingRound:
 def _run(round_: RetrainingRound) -> dict[str, Any]:
     import torch
 
-    from robot_agent.evaluate import run_episodes, summarize
-    from robot_agent.policy import load_visuomotor, save_checkpoint
-    from robot_agent.retrain import rehearsal_count, rehearsal_demonstrations, retrain, round_samples
-    from robot_agent.train import Samples
+    from foreman_learning.evaluate import run_episodes, summarize
+    from foreman_learning.policies.visuomotor import load_visuomotor, save_checkpoint
+    from foreman_learning.retrain import rehearsal_count, rehearsal_demonstrations, retrain, round_samples
+    from foreman_learning.train import Samples
 
     options = {**DEFAULT_OPTIONS, **round_.options}
     torch.set_num_threads(max(1, int(getattr(settings, "FOREMAN_TRAIN_THREADS", 2))))

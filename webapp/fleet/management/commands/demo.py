@@ -141,10 +141,11 @@ class Command(BaseCommand):
 
 
 def agents_available() -> bool:
-    try:
-        return importlib.util.find_spec("robot_agent.__main__") is not None
-    except ModuleNotFoundError:
-        return False
+    """`python -m robot_agent` can run here. Looked up, not imported: the server imports nothing
+    from the agent (find_spec of a submodule would import its package)."""
+    spec = importlib.util.find_spec("robot_agent")
+    locations = spec.submodule_search_locations if spec is not None else None
+    return any((Path(location) / "__main__.py").is_file() for location in locations or [])
 
 
 def _raise_keyboard_interrupt(*_: object) -> None:

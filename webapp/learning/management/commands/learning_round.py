@@ -4,7 +4,7 @@ The whole learning loop on the simulated fleet, measured (issue 4, docs/learning
 
 1. Fleet: daphne and one `python -m robot_agent --sim` per robot, on fresh part seeds (2000 and
    up: neither training seeds, < 1000, nor evaluation seeds, 1000…), each with the scripted supervisor
-   (robot_agent/sim/supervisor.py: the sim's expert acting as a remote teleoperator over /ws/fleet/ —
+   (foreman_sim/supervisor.py: the sim's expert acting as a remote teleoperator over /ws/fleet/ —
    claim, lease-bound teleop relayed by the server, heartbeat, hand back).
 2. Every failed or intervened cycle is uploaded and processed (Celery) as in production.
 3. Labels from the sim's ground truth: the failure mode the station ended with (none for a cycle
@@ -193,15 +193,14 @@ class Command(BaseCommand):
 
     def _base_policy(self) -> Any:
         """The shipped sim policy, registered under its own version name if it is not yet."""
-        from robot_agent.policy import load_visuomotor
-        from robot_agent.sim_robot import DEFAULT_WEIGHTS
+        from foreman_learning.policies.visuomotor import DEFAULT_WEIGHTS, load_visuomotor
         from webapp.fleet.models import PolicyVersion
 
         name = load_visuomotor(DEFAULT_WEIGHTS).version
         existing = PolicyVersion.objects.filter(name=name).first()
         if existing is not None and existing.checkpoint and (Path(settings.MEDIA_ROOT) / existing.checkpoint).is_file():
             return existing
-        return policy_register(name=name, checkpoint=DEFAULT_WEIGHTS, notes="shipped with robot_agent", actor="learning_round",
+        return policy_register(name=name, checkpoint=DEFAULT_WEIGHTS, notes="shipped with foreman_learning", actor="learning_round",
                                replace=True)
 
     def _wait_for_server(self, url: str, deadline: float) -> None:

@@ -13,12 +13,13 @@ import logging
 import pickle
 import socket
 import struct
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import msgpack
 import numpy as np
+
+from foreman_learning.policies.base import PolicyOutput
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +29,6 @@ XR0_STATE_DIM = 32
 
 class RemotePolicyError(Exception):
     """The policy server misbehaved (EOF, timeout, oversized or malformed reply)."""
-
-
-@dataclass(frozen=True)
-class RemoteOutput:
-    actions: np.ndarray  # (T, D)
-    confidence: float | None = None
 
 
 def _observation_parts(observation: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -50,7 +45,8 @@ def _observation_parts(observation: Any) -> tuple[np.ndarray, dict[str, np.ndarr
 class Xr0Policy:
     """Client of the XR0 deploy server: 4-byte big-endian length + pickle, both directions."""
 
-    supports_prefix = False
+    supports_prefix = False  # xr0://…?prefix=1 turns it on
+    needs_ground_truth = False
 
     def __init__(
         self,
@@ -129,7 +125,7 @@ class Xr0Policy:
             chunks += chunk
         return bytes(chunks)
 
-    def infer(self, observation: Any, prefix: np.ndarray | None = None) -> RemoteOutput:
+    def infer(self, observation: Any, prefix: np.ndarray | None = None) -> PolicyOutput:
         state, images = _observation_parts(observation)
         padded = np.zeros(XR0_STATE_DIM, dtype=np.float32)
         padded[: min(len(state), XR0_STATE_DIM)] = state[:XR0_STATE_DIM]
@@ -151,7 +147,7 @@ class Xr0Policy:
         actions = actions[0, :, :-1]  # the last column is not an action
         if self.action_dim is not None:
             actions = actions[:, : self.action_dim]
-        return RemoteOutput(actions=actions.astype(np.float64))
+        return PolicyOutput(actions.astype(np.float64), None)
 
 
 def _to_numpy(reply: Any) -> np.ndarray:
@@ -196,6 +192,7 @@ class OpenPiPolicy:
     """Client of an openpi policy server: it sends metadata first; then obs dict → {"actions": array}."""
 
     supports_prefix = False
+    needs_ground_truth = False
 
     def __init__(self, url: str, *, language: str = "install the self-tapping nuts", timeout_s: float = 10.0,
                  max_reply_bytes: int = MAX_REPLY_BYTES, action_dim: int | None = None) -> None:
@@ -239,7 +236,7 @@ class OpenPiPolicy:
         except Exception as error:  # noqa: BLE001 - any decoding failure is a malformed reply
             raise RemotePolicyError(f"openpi reply is not valid msgpack: {type(error).__name__}: {error}") from None
 
-    def infer(self, observation: Any, prefix: np.ndarray | None = None) -> RemoteOutput:
+    def infer(self, observation: Any, prefix: np.ndarray | None = None) -> PolicyOutput:
         from websockets.exceptions import ConnectionClosed, WebSocketException
 
         if self.ws is None:
@@ -272,10 +269,10 @@ class OpenPiPolicy:
             raise RemotePolicyError(f"openpi actions have shape {actions.shape}; expected (T, D)")
         if self.action_dim is not None:
             actions = actions[:, : self.action_dim]
-        return RemoteOutput(actions=actions)
+        return PolicyOutput(actions, None)
 
 
-# ---------------------------------------------------------------- registry
+# ---------------------------------------------------------------- specs
 
 
 def xr0_from_spec(spec: str, **options: Any) -> Xr0Policy:
@@ -296,11 +293,3 @@ def openpi_from_spec(spec: str, **options: Any) -> OpenPiPolicy:
     if not parts.hostname:
         raise ValueError(f"openpi policy must be ws://HOST:PORT, got {spec!r}")
     return OpenPiPolicy(spec, **options)
-
-
-def register_remote_schemes(**options: Any) -> None:
-    """Make xr0:// and ws:// policies loadable through robot_agent.policy.load_policy."""
-    from robot_agent.policy import register_policy_scheme
-
-    register_policy_scheme("xr0", lambda spec, **kw: xr0_from_spec(spec, **{**options, **kw}))
-    register_policy_scheme("ws", lambda spec, **kw: openpi_from_spec(spec, **{**options, **kw}))

@@ -1,4 +1,4 @@
-"""python -m robot_agent.evaluate --episodes 200 --seed 1000 [--policy PATH|expert] [--json]
+"""python -m foreman_learning.evaluate --episodes 200 --seed 1000 [--policy PATH|expert] [--json]
 
 Runs the policy on held-out seeds of the simulated station, as fast as the CPU allows (no real-time
 loop) with the agent's chunk semantics: a new chunk is asked for when fewer than `refill` actions
@@ -18,11 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
-from robot_agent.robot import needs_ground_truth
-from robot_agent.sim.expert import Expert
-from robot_agent.sim.render import policy_image
-from robot_agent.sim.station import ARMS, TAKT_S, NutStation
+from foreman_learning.policies.base import Policy
+from foreman_learning.policies.expert import ExpertPolicy
+from foreman_learning.policies.factory import load_policy
+from foreman_learning.policies.visuomotor import DEFAULT_WEIGHTS, VisuomotorPolicy, arm_actions_to_action, arm_inputs
+from foreman_sim.render import observe, policy_image
+from foreman_sim.station import ARMS, TAKT_S, NutStation
 
 WARNING_CONFIDENCE = 0.7
 INTERVENTION_CONFIDENCE = 0.5
@@ -42,8 +45,6 @@ class EpisodeResult:
 
 def observe_batch(stations: list[NutStation]) -> tuple[np.ndarray, np.ndarray]:
     """Per-arm network inputs of many stations: states (2N, 10), images (2N, 1, P, P)."""
-    from robot_agent.policy import arm_inputs
-
     states, images = [], []
     for station in stations:
         arm_images, arm_states = arm_inputs(station.state_vector(), {f"wrist_{s}": policy_image(station, s) for s in ARMS})
@@ -52,7 +53,7 @@ def observe_batch(stations: list[NutStation]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(states), np.concatenate(images)
 
 
-def run_episodes(policy: Any, seeds: list[int], *, refill: int = 10, batch: int = 50,
+def run_episodes(policy: Policy, seeds: list[int], *, refill: int = 10, batch: int = 50,
                  progress: Any = None) -> list[EpisodeResult]:
     """Roll `policy` out on each seed until the cycle ends (success, failure or takt overrun)."""
     results: list[EpisodeResult] = []
@@ -63,15 +64,13 @@ def run_episodes(policy: Any, seeds: list[int], *, refill: int = 10, batch: int 
     return results
 
 
-def _run_batch(policy: Any, seeds: list[int], refill: int) -> list[EpisodeResult]:
-    from robot_agent.policy import VisuomotorPolicy, arm_actions_to_action
-
+def _run_batch(policy: Policy, seeds: list[int], refill: int) -> list[EpisodeResult]:
     stations = [NutStation(seed) for seed in seeds]
     queues: list[list[np.ndarray]] = [[] for _ in seeds]
     min_confidence = [1.0] * len(seeds)
     intervention_step: list[int | None] = [None] * len(seeds)
     fault = [False] * len(seeds)
-    expert = isinstance(policy, Expert)
+    expert = isinstance(policy, ExpertPolicy)
     while True:
         live = [i for i, station in enumerate(stations) if not station.outcome.done]
         if not live:
@@ -89,11 +88,9 @@ def _run_batch(policy: Any, seeds: list[int], refill: int) -> list[EpisodeResult
                     min_confidence[i] = min(min_confidence[i], float(confidence[j]))
                     if confidence[j] < INTERVENTION_CONFIDENCE and intervention_step[i] is None:
                         intervention_step[i] = stations[i].steps
-            else:  # any other policy object: one observation at a time
-                from robot_agent.sim_robot import observe
-
+            else:  # any other policy: one observation at a time
                 for i in need:
-                    output = policy.infer(observe(stations[i], ground_truth=needs_ground_truth(policy)))
+                    output = policy.infer(observe(stations[i], ground_truth=policy.needs_ground_truth))
                     queues[i] = list(np.asarray(output.actions))
                     if output.confidence is not None:
                         min_confidence[i] = min(min_confidence[i], output.confidence)
@@ -128,7 +125,7 @@ def summarize(results: list[EpisodeResult]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m robot_agent.evaluate", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m foreman_learning.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--episodes", type=int, default=200, help="how many held-out episodes (default 200)")
     parser.add_argument("--seed", type=int, default=1000, help="first seed (episodes use seed, seed+1, ...)")
@@ -138,11 +135,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error("--episodes must be at least 1")
-
-    import torch
-
-    from robot_agent.policy import load_policy
-    from robot_agent.sim_robot import DEFAULT_WEIGHTS
 
     torch.set_num_threads(max(1, args.threads))
     spec = args.policy or str(DEFAULT_WEIGHTS)
@@ -158,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results = run_episodes(policy, list(range(args.seed, args.seed + args.episodes)), progress=progress)
     summary = summarize(results)
-    summary["policy"] = getattr(policy, "version", spec)
+    summary["policy"] = policy.version
     summary["seed"] = args.seed
     summary["wall_s"] = round(time.monotonic() - started, 1)
     print(f"policy {summary['policy']}: {summary['success_rate']:.1%} success over {summary['episodes']} episodes "

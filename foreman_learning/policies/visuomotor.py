@@ -1,14 +1,10 @@
-"""Policies: a small registry (`load_policy(spec)`) and the project's visuomotor policy.
+"""The project's visuomotor policy: its network, its checkpoints, and the shipped weights.
 
-Specs: a checkpoint path (`torch.save({"format": "foreman-visuomotor", "config", "state_dict"})` or a
-TorchScript file), `expert` (the sim's scripted expert), `xr0://HOST:PORT` and `ws://HOST:PORT`
-(robot_agent/policy_remote.py). Other schemes can be added with `register_policy_scheme`.
-
-The visuomotor policy looks at each arm's wrist camera (32×32 grey) and its proprioception and
-predicts a chunk of that arm's next actions. Both arms share one network: the right arm's view and
-state are mirrored (x → −x) so it looks like a left arm. An ensemble of heads on a shared trunk
-predicts the chunk; their disagreement on the next steps gives the confidence the agent's
-warning/intervention thresholds use (calibrated after training, see robot_agent/train.py).
+It looks at each arm's wrist camera (32×32 grey) and its proprioception and predicts a chunk of
+that arm's next actions. Both arms share one network: the right arm's view and state are mirrored
+(x → −x) so it looks like a left arm. An ensemble of heads on a shared trunk predicts the chunk;
+their disagreement on the next steps gives the confidence the agent's warning/intervention
+thresholds use (calibrated after training, see foreman_learning/train.py).
 """
 
 from __future__ import annotations
@@ -16,15 +12,16 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from robot_agent.chunking import PolicyOutput
+from foreman_learning.policies.base import PolicyOutput
 
 CHECKPOINT_FORMAT = "foreman-visuomotor"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "bc-sim-v2.pt"  # what --sim runs by default
 ARMS = ("left", "right")
 ARM_ACTION_DIM = 5  # vx, vy, vz, grip, spin
 ARM_STATE_DIM = 9  # per arm in the station's state vector: position 3, velocity 3, grip, torque/10, nuts installed
@@ -113,6 +110,7 @@ class VisuomotorPolicy:
     """The trained network as the agent's policy: `infer(observation) -> PolicyOutput`."""
 
     supports_prefix = False
+    needs_ground_truth = False
 
     def __init__(self, net: VisuomotorNet) -> None:
         self.net = net.eval()
@@ -131,7 +129,7 @@ class VisuomotorPolicy:
         n = len(states) // 2
         return mean.reshape(n, 2, *mean.shape[1:]), confidence.reshape(n, 2).min(axis=1)
 
-    def infer(self, observation: dict[str, Any]) -> PolicyOutput:
+    def infer(self, observation: dict[str, Any], prefix: np.ndarray | None = None) -> PolicyOutput:
         images, states = arm_inputs(observation["state"], observation["images"])
         chunks, confidence = self.infer_batch(states, images)
         return PolicyOutput(arm_actions_to_action(chunks[0]), float(confidence[0]))
@@ -151,73 +149,6 @@ def load_visuomotor(path: str | Path) -> VisuomotorPolicy:
     net = VisuomotorNet(PolicyConfig(**data["config"]))
     net.load_state_dict(data["state_dict"])
     return VisuomotorPolicy(net)
-
-
-class TorchScriptPolicy:
-    """A TorchScript module called as module(state (1, S), image (1, C, H, W)) → (T, A) [+ confidence]."""
-
-    supports_prefix = False
-
-    def __init__(self, path: str) -> None:
-        self.module = torch.jit.load(path, map_location="cpu").eval()
-        self.version = Path(path).stem
-
-    def infer(self, observation: dict[str, Any]) -> PolicyOutput:
-        state = torch.as_tensor(np.asarray(observation["state"], dtype=np.float32))[None]
-        images = [torch.as_tensor(np.asarray(v, dtype=np.float32)) for _, v in sorted(observation["images"].items())]
-        with torch.inference_mode():
-            result = self.module(state, torch.stack(images)[None])
-        if isinstance(result, (tuple, list)):
-            actions, confidence = result[0], float(result[1])
-        else:
-            actions, confidence = result, None
-        return PolicyOutput(np.asarray(actions, dtype=np.float64).reshape(-1, np.asarray(actions).shape[-1]), confidence)
-
-
-def _load_file(spec: str) -> Any:
-    path = Path(spec)
-    if not path.is_file():
-        raise FileNotFoundError(spec)
-    with open(path, "rb") as handle:
-        magic = handle.read(4)
-    if magic == b"PK\x03\x04":
-        try:
-            return load_visuomotor(path)
-        except Exception as error:  # noqa: BLE001 - not ours: try TorchScript next
-            try:
-                return TorchScriptPolicy(str(path))
-            except Exception:  # noqa: BLE001
-                raise ValueError(f"{spec}: neither a Foreman checkpoint nor TorchScript ({error})") from None
-    raise ValueError(f"{spec}: not a PyTorch checkpoint")
-
-
-def _load_expert(spec: str) -> Any:
-    from robot_agent.sim.expert import Expert
-
-    return Expert()
-
-
-_SCHEMES: dict[str, Callable[[str], Any]] = {}
-
-
-def register_policy_scheme(scheme: str, factory: Callable[[str], Any]) -> None:
-    """`load_policy("scheme://...")` calls `factory(spec)`."""
-    _SCHEMES[scheme] = factory
-
-
-def load_policy(spec: str) -> Any:
-    if spec == "expert":
-        return _load_expert(spec)
-    scheme, sep, _ = spec.partition("://")
-    if sep:
-        if not _SCHEMES:
-            from robot_agent import policy_remote
-
-            policy_remote.register_remote_schemes()  # xr0:// and ws:// with default options
-        if scheme not in _SCHEMES:
-            raise ValueError(f"unknown policy scheme {scheme}:// (known: {', '.join(sorted(_SCHEMES))})")
-        return _SCHEMES[scheme](spec)
-    return _load_file(spec)
 
 
 def confidence_from_spread(spread: np.ndarray, scale: float) -> np.ndarray:

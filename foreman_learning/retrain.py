@@ -1,11 +1,11 @@
-"""python -m robot_agent.retrain --policy PATH --episodes 40 --seed 2000 --out PATH
+"""python -m foreman_learning.retrain --policy PATH --episodes 40 --seed 2000 --out PATH
 
 One round of learning from interventions on the simulated station (Sirius-style), in process — the
 quick way to try a change to the round before `manage.py learning_round` runs it through the server:
 
 1. Deploy: run the policy on fresh seeds (2000 and up: neither training nor evaluation seeds) with
    the agent's chunk semantics, supervised by the same rules as the fleet's scripted supervisor
-   (robot_agent/sim/supervisor.py): when the agent would ask for a person — confidence below the
+   (foreman_sim/supervisor.py): when the agent would ask for a person — confidence below the
    intervention level, a station fault, or 95% of the takt used — it takes over the arm the robot
    is stuck on until that arm has installed its next nut; and it watches every pick, taking over an
    arm about to grip its nut off centre until the nut is held. One arm at a time; the other stands
@@ -37,14 +37,20 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from robot_agent.evaluate import INTERVENTION_CONFIDENCE, TAKT_WARNING_FRACTION, observe_batch, run_episodes, summarize
-from robot_agent.policy import VisuomotorPolicy, arm_actions_to_action, load_visuomotor, save_checkpoint
-from robot_agent.recording import PRE_INTERVENTION_STEPS
-from robot_agent.sim.expert import PICK_CLOSE_M, Expert
-from robot_agent.sim.render import policy_image
-from robot_agent.sim.station import ARMS, TAKT_S, NutStation
-from robot_agent.sim.supervisor import CAREFUL_PICK_M, choose_arm, pick_going_wrong, takeover_done
-from robot_agent.train import DEFAULT_NOISE, Samples, collect_demonstrations, fit, samples_from_steps
+from foreman_learning.evaluate import INTERVENTION_CONFIDENCE, TAKT_WARNING_FRACTION, observe_batch, run_episodes, summarize
+from foreman_learning.policies.visuomotor import (
+    VisuomotorPolicy,
+    arm_actions_to_action,
+    arm_inputs,
+    load_visuomotor,
+    save_checkpoint,
+)
+from foreman_learning.train import DEFAULT_NOISE, Samples, collect_demonstrations, fit, samples_from_steps
+from foreman_protocol.episodes import PRE_INTERVENTION_STEPS
+from foreman_sim.expert import PICK_CLOSE_M, Expert
+from foreman_sim.render import policy_image
+from foreman_sim.station import ARMS, TAKT_S, NutStation
+from foreman_sim.supervisor import CAREFUL_PICK_M, choose_arm, pick_going_wrong, takeover_done
 
 HUMAN_WEIGHT_SHARE = 0.3  # measured with a full rehearsal: 0.5 gave 93–96% on held-out seeds, 0.3 gave 98–99%
 PRE_INTERVENTION_WEIGHT = 0.1
@@ -68,7 +74,7 @@ class SupervisedEpisode:
 def run_supervised(policy: VisuomotorPolicy, seeds: list[int], *, refill: int = 10, every: int = 2,
                    batch: int = 40, watch_picks: bool = True) -> list[SupervisedEpisode]:
     """The policy runs each seed; the scripted supervisor takes one arm over at a time, by the same
-    rules as in the fleet (robot_agent/sim/supervisor.py), without the server in between."""
+    rules as in the fleet (foreman_sim/supervisor.py), without the server in between."""
     episodes: list[SupervisedEpisode] = []
     for start in range(0, len(seeds), batch):
         episodes += _supervised_batch(policy, seeds[start: start + batch], refill, every, watch_picks)
@@ -89,8 +95,6 @@ class _Takeover:
 
 def _supervised_batch(policy: VisuomotorPolicy, seeds: list[int], refill: int, every: int,
                       watch_picks: bool) -> list[SupervisedEpisode]:
-    from robot_agent.policy import arm_inputs
-
     stations = [NutStation(seed) for seed in seeds]
     records = [SupervisedEpisode(seed, False, None, None, None) for seed in seeds]
     queues: list[list[np.ndarray]] = [[] for _ in seeds]
@@ -261,7 +265,7 @@ def retrain(policy: VisuomotorPolicy, samples: Samples, *, epochs: int, seed: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m robot_agent.retrain", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m foreman_learning.retrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--policy", required=True, help="the deployed checkpoint to improve")
     parser.add_argument("--episodes", type=int, default=40, help="deployed cycles to learn from (default 40)")

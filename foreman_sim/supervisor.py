@@ -31,8 +31,8 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from robot_agent.sim.expert import PICK_CLOSE_M, Expert
-from robot_agent.sim.station import ARMS, NUT_ON_FEEDER_Z, TORQUE_FAULT_NM, NutStation
+from foreman_sim.expert import PICK_CLOSE_M, Expert
+from foreman_sim.station import ARMS, NUT_ON_FEEDER_Z, TORQUE_FAULT_NM, NutStation
 
 log = logging.getLogger(__name__)
 

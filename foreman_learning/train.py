@@ -1,10 +1,11 @@
-"""python -m robot_agent.train — behaviour cloning of the sim's scripted expert.
+"""python -m foreman_learning.train — behaviour cloning of the sim's scripted expert.
 
 1. Collect demonstrations: the expert drives the station while a slowly varying noise (DART-style)
    is added to the velocities it executes, so the data also shows how to recover from small errors;
    the labels are always the expert's own (clean) commands.
-2. Train the visuomotor policy (robot_agent/policy.py) to predict each arm's next `horizon` actions
-   from its wrist image and proprioception; every ensemble head sees its own bootstrap of the data.
+2. Train the visuomotor policy (foreman_learning/policies/visuomotor.py) to predict each arm's next
+   `horizon` actions from its wrist image and proprioception; every ensemble head sees its own
+   bootstrap of the data.
 3. Calibrate the confidence scale on held-out demonstration states, and save the checkpoint.
 
 The same `fit(...)` fine-tunes a policy on any per-arm samples with weights (the retraining round).
@@ -18,14 +19,14 @@ import json
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from robot_agent.policy import (
+from foreman_learning.policies.visuomotor import (
     ARM_ACTION_DIM,
+    DEFAULT_WEIGHTS,
     PolicyConfig,
     VisuomotorNet,
     VisuomotorPolicy,
@@ -34,11 +35,10 @@ from robot_agent.policy import (
     save_checkpoint,
     scale_for_median_confidence,
 )
-from robot_agent.sim.expert import Expert
-from robot_agent.sim.render import policy_image
-from robot_agent.sim.station import ARMS, NutStation
+from foreman_sim.expert import Expert
+from foreman_sim.render import policy_image
+from foreman_sim.station import ARMS, NutStation
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "weights" / "bc-sim-v2.pt"
 # Near the part and the feeder the noise is scaled down: millimetres decide a grasp or an engagement
 # there, and a demonstration that fails early never shows the later steps of the cycle.
 NEAR_SURFACE_NOISE = 0.1
@@ -170,13 +170,13 @@ def calibrate_confidence(net: VisuomotorNet, samples: Samples, median_confidence
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m robot_agent.train", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m foreman_learning.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--episodes", type=int, default=34, help="expert demonstrations (default 34)")
     parser.add_argument("--epochs", type=int, default=24, help="passes over the data (default 24: trained to convergence)")
     parser.add_argument("--seed", type=int, default=0, help="first demonstration seed; evaluation seeds start at 1000")
     parser.add_argument("--noise", type=float, default=DEFAULT_NOISE, help="DART noise on executed velocities, m/s (default 0.006)")
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"checkpoint to write (default {DEFAULT_OUT})")
+    parser.add_argument("--out", default=str(DEFAULT_WEIGHTS), help=f"checkpoint to write (default {DEFAULT_WEIGHTS})")
     parser.add_argument("--version", default="bc-sim-v2", help="policy version name stored in the checkpoint")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     args = parser.parse_args(argv)

@@ -11,13 +11,17 @@ come from (seed, step), so a seed renders the same frames.
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import numpy as np
 
-from robot_agent.sim.station import ARMS, FEEDERS, PART_TOP_Z, NutStation
+from foreman_sim.station import ARMS, FEEDERS, PART_TOP_Z, NutStation
 
 HEAD_VIEW = (-0.45, 0.05, 0.45, 0.65)  # x0, y0, x1, y1 in metres
 WRIST_FIELD_M = 0.064
 POLICY_FIELD_M = 0.040  # the policy's crop of the wrist camera: 1.25 mm per pixel at 32 px
+POLICY_PIXELS = 32
 
 TABLE = np.array([70, 76, 84], dtype=np.float32)
 PART = np.array([150, 156, 162], dtype=np.float32)
@@ -156,7 +160,19 @@ def render(station: NutStation, camera: str, size: tuple[int, int], *, noise: bo
     return canvas.finish(rng, light)
 
 
-def policy_image(station: NutStation, side: str, pixels: int = 32) -> np.ndarray:
+def policy_image(station: NutStation, side: str, pixels: int = POLICY_PIXELS) -> np.ndarray:
     """The wrist camera as the policy sees it: (pixels, pixels) float32 grey in [0, 1]."""
     image = render(station, f"wrist_{side}", (pixels, pixels), wrist_field_m=POLICY_FIELD_M)
     return (image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)) / 255.0
+
+
+def observe(station: NutStation, *, ground_truth: bool = False) -> dict[str, Any]:
+    """What a policy gets from `station` (a snapshot: later steps do not change it): the state vector
+    and both wrist images; with `ground_truth`, also a copy of the station (for the scripted expert)."""
+    observation: dict[str, Any] = {
+        "state": station.state_vector(),
+        "images": {f"wrist_{side}": policy_image(station, side) for side in ARMS},
+    }
+    if ground_truth:  # a deep copy costs more than the policy's forward pass: only when asked
+        observation["station"] = copy.deepcopy(station)
+    return observation

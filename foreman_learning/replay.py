@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from robot_agent.policy import arm_inputs
-from robot_agent.sim.render import policy_image
-from robot_agent.sim.station import ARMS, NutStation, Outcome
+from foreman_learning.policies.visuomotor import arm_inputs
+from foreman_sim.render import policy_image
+from foreman_sim.station import ARMS, NutStation, Outcome
 
 STATE_TOLERANCE = 1e-3  # recorded states are float32; positions are metres
 

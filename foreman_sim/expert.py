@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robot_agent.chunking import PolicyOutput
-from robot_agent.sim.station import (
+from foreman_sim.station import (
     ARMS,
     CONTACT_Z,
     DT,
@@ -124,11 +123,8 @@ def _limit_accel(arm: Arm, command: ArmCommand) -> ArmCommand:
 
 
 class Expert:
-    """The sim's scripted expert as a policy. It reads ground truth from the observation's station
-    snapshot and plans a short chunk by rolling its own controller forward on a copy."""
-
-    version = "sim-expert-v1"
-    supports_prefix = False
+    """The controller, per step (`action`, `teleop_command`) or as a short chunk rolled forward on a
+    copy of the station (`plan`); foreman_learning.policies.expert makes it a policy."""
 
     def __init__(self, horizon: int = 15) -> None:
         self.horizon = horizon
@@ -154,8 +150,3 @@ class Expert:
             if rollout.step(action).done:
                 break
         return np.asarray(actions)
-
-    needs_ground_truth = True  # it plans on the station itself (observation["station"])
-
-    def infer(self, observation: dict) -> PolicyOutput:
-        return PolicyOutput(self.plan(observation["station"]), 1.0)
