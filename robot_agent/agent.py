@@ -18,6 +18,19 @@ import numpy as np
 
 from foreman_learning.policies.base import Policy, PolicyOutput
 from foreman_protocol import PROTOCOL_VERSION
+from foreman_protocol.messages import (
+    Command,
+    CommandAck,
+    Hello,
+    LeaseMessage,
+    PolicyRollout,
+    RobotToServerMessage,
+    ServerToRobotMessage,
+    TeleopCommand,
+    TeleopState,
+    ViewerSignal,
+    Welcome,
+)
 from robot_agent import __version__
 from robot_agent.cameras import Camera, CameraHub, PlayerCamera, RenderedCamera
 from robot_agent.chunking import ChunkExecutor, inline_submit, thread_submit
@@ -79,7 +92,7 @@ class Agent:
         # in robot time, which the video's clock and the step table share, the rate is record_fps / time_scale.
         self.recorder = EpisodeRecorder(self.state_dir, self.hub.names, record_fps=config.record_fps / config.time_scale,
                                         control_hz=config.control_hz)
-        self.outgoing: asyncio.Queue[tuple[dict[str, Any], bool]] = asyncio.Queue()
+        self.outgoing: asyncio.Queue[tuple[RobotToServerMessage, bool]] = asyncio.Queue()
         self.uploader = Uploader(http_base_url(config.server), config.token, self.recorder.spool_dir)
         self.loop = ControlLoop(
             robot, self.modes, self.executor, self.clock, self.emit,
@@ -177,7 +190,7 @@ class Agent:
 
     # ------------------------------------------------------------------ outbound
 
-    def emit(self, message: dict[str, Any], reliable: bool) -> None:
+    def emit(self, message: RobotToServerMessage, reliable: bool) -> None:
         self.outgoing.put_nowait((message, reliable))
 
     async def _send_loop(self) -> None:
@@ -185,14 +198,13 @@ class Agent:
             message, reliable = await self.outgoing.get()
             await self.link.send(message, queue_if_offline=reliable)
 
-    def hello(self) -> dict[str, Any]:
-        return {
-            "type": "hello", "protocol": PROTOCOL_VERSION, "agent_version": __version__, "cameras": self.hub.names,
-            "capabilities": ["teleop", "shared", "webrtc", "datachannel"], "policy_version": self.version,
-            "mode": self.modes.mode, "estopped": self.latch.estopped,
-            "lease_id": self.modes.lease.id if self.modes.lease else None,
-            "open_interventions": list(self.loop.open_interventions)[:100],
-        }
+    def hello(self) -> Hello:
+        return Hello(
+            protocol=PROTOCOL_VERSION, agent_version=__version__, cameras=self.hub.names,
+            capabilities=["teleop", "shared", "webrtc", "datachannel"], policy_version=self.version,
+            mode=self.modes.mode, estopped=self.latch.estopped, lease_id=self.modes.lease.id if self.modes.lease else None,
+            open_interventions=list(self.loop.open_interventions)[:100],
+        )
 
     def _mode_changed(self, previous: str, mode: str) -> None:
         # A sped-up sim runs at real time while a person drives it: people (and their commands'
@@ -203,7 +215,7 @@ class Agent:
 
     # ------------------------------------------------------------------ inbound
 
-    async def on_welcome(self, welcome: Any) -> None:
+    async def on_welcome(self, welcome: Welcome) -> None:
         log.info("connected to the server as %s", welcome.robot)
         self.server_name = welcome.robot
         if welcome.station is not None:
@@ -220,29 +232,31 @@ class Agent:
         log.warning("lost the server; offline policy: %s", self.config.offline_policy)
         self.loop.online = False
 
-    async def on_message(self, message: Any) -> None:
-        kind = message.type
-        if kind == "command":
-            ok, error = self.modes.command(message.command, message.reason)
-            if ok and message.command == "resume":
-                self.loop.person_acted()
-            await self.link.send({"type": "command_ack", "command": message.id, "ok": ok, "mode": self.modes.mode, "error": error}, queue_if_offline=True)
-        elif kind == "lease":
-            if message.lease is not None:
-                self.modes.lease_granted(message.lease)
-                self.loop.person_acted()
-            else:
+    async def on_message(self, message: ServerToRobotMessage) -> None:
+        match message:
+            case Command():
+                await self.on_command(message)
+            case LeaseMessage(lease=None):
                 self.modes.lease_ended(message.ended, message.reason or "revoked")
-        elif kind == "teleop":
-            self.on_teleop(message)
-        elif kind == "signal":
-            asyncio.create_task(self.gateway.handle_signal(message))
-        elif kind == "policy_rollout":
-            asyncio.create_task(self.rollout(message))
-        elif kind == "welcome":
-            await self.on_welcome(message)
+            case LeaseMessage(lease=granted) if granted is not None:
+                self.modes.lease_granted(granted)
+                self.loop.person_acted()
+            case TeleopCommand():
+                self.on_teleop(message)
+            case ViewerSignal():
+                asyncio.create_task(self.gateway.handle_signal(message))
+            case PolicyRollout():
+                asyncio.create_task(self.rollout(message))
+            case Welcome():
+                await self.on_welcome(message)
 
-    def on_teleop(self, command: Any) -> str | None:
+    async def on_command(self, message: Command) -> None:
+        ok, error = self.modes.command(message.command, message.reason)
+        if ok and message.command == "resume":
+            self.loop.person_acted()
+        await self.link.send(CommandAck(command=message.id, ok=ok, mode=self.modes.mode, error=error), queue_if_offline=True)
+
+    def on_teleop(self, command: TeleopCommand) -> str | None:
         reason = self.modes.teleop(command)
         if reason is not None:
             self.teleop_counters[reason] = self.teleop_counters.get(reason, 0) + 1
@@ -255,12 +269,12 @@ class Agent:
         now = time.monotonic()
         if now - self._last_teleop_state >= 0.1:
             self._last_teleop_state = now
-            self.emit({"type": "teleop_state", "lease_id": command.lease_id, "seq": command.seq, "applied_t": round(self.clock.now(), 4)}, False)
+            self.emit(TeleopState(lease_id=command.lease_id, seq=command.seq, applied_t=round(self.clock.now(), 4)), False)
         return None
 
     # ------------------------------------------------------------------ policy rollout
 
-    async def rollout(self, message: Any) -> None:
+    async def rollout(self, message: PolicyRollout) -> None:
         ok, error = True, None
         try:
             if self.load_policy is None:
@@ -291,7 +305,7 @@ class Agent:
         except Exception as exc:  # noqa: BLE001 - a failed rollout keeps the current policy
             ok, error = False, f"{type(exc).__name__}: {exc}"[:500]
             log.error("policy rollout %s failed: %s", message.policy_version, error)
-        await self.link.send({"type": "command_ack", "command": message.id, "ok": ok, "mode": self.modes.mode, "error": error}, queue_if_offline=True)
+        await self.link.send(CommandAck(command=message.id, ok=ok, mode=self.modes.mode, error=error), queue_if_offline=True)
 
     # ------------------------------------------------------------------ recording
 

@@ -11,13 +11,26 @@ Triggers, each → protective hold + `intervention_raised`, then wait for a pers
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+from pydantic import ValidationError
 
+from foreman_protocol.messages import (
+    CycleEnded,
+    CycleStarted,
+    Fault,
+    InterventionRaised,
+    RobotToServerMessage,
+    RobotTrigger,
+    Severity,
+    Telemetry,
+    Warning,
+)
 from robot_agent.chunking import ChunkExecutor, InferenceError
 from robot_agent.clock import Clock
 from robot_agent.modes import ModeController
@@ -27,7 +40,7 @@ from robot_agent.robot import Robot, StationStatus
 log = logging.getLogger(__name__)
 
 SIM_CATCH_UP_TICKS = 3
-Emit = Callable[[dict[str, Any], bool], None]  # (message, reliable): reliable ones wait out outages
+Emit = Callable[[RobotToServerMessage, bool], None]  # (message, reliable): reliable ones wait out outages
 
 
 @dataclass
@@ -63,6 +76,7 @@ class LoopStats:
     overruns: int = 0
     jitter_ms: float = 0.0
     faults: int = 0
+    bad_telemetry: int = 0  # frames the protocol refused (see _telemetry)
     interventions: int = 0
     cycles_started: int = 0
     cycles_ended: int = 0
@@ -102,7 +116,7 @@ class ControlLoop:
         self.status = StationStatus()
         self.warning: str | None = None
         self.online = True
-        self.open_interventions: dict[str, dict[str, Any]] = {}
+        self.open_interventions: dict[str, InterventionRaised] = {}
         self.stats = LoopStats()
         self.last_confidence: float | None = None
         self._last_telemetry = -1e9
@@ -212,8 +226,8 @@ class ControlLoop:
         self.warning = None
         if self.recorder is not None:
             self.recorder.begin(EpisodeInfo(self.cycle.episode, index, self.policy_version(), seed, utc_iso(time.time()), now))
-        self.emit({"type": "cycle_started", "episode": self.cycle.episode, "cycle_index": index,
-                   "policy_version": self.policy_version() or None, "seed": seed, "started_t": now}, True)
+        self.emit(CycleStarted(episode=self.cycle.episode, cycle_index=index, policy_version=(self.policy_version() or None),
+                               seed=seed, started_t=now), True)
         if self.modes.mode in ("teleop", "shared"):
             # A new part never moves on the previous part's stick input (a held "close" would grab
             # at nothing): the arm holds until the person sends a command for this part.
@@ -233,8 +247,8 @@ class ControlLoop:
         result = EpisodeResult(outcome=outcome, failure_mode=failure_mode, duration_s=duration, intervened=cycle.intervened)  # type: ignore[arg-type]
         self.stats.cycles_ended += 1
         self.stats.outcomes[outcome] = self.stats.outcomes.get(outcome, 0) + 1
-        self.emit({"type": "cycle_ended", "episode": cycle.episode, "outcome": outcome, "failure_mode": failure_mode,
-                   "duration_s": round(duration, 3), "intervened": cycle.intervened}, True)
+        self.emit(CycleEnded(episode=cycle.episode, outcome=outcome, failure_mode=failure_mode,  # type: ignore[arg-type]  # the station's failure modes are the protocol's
+                             duration_s=round(duration, 3), intervened=cycle.intervened), True)
         keep = outcome != "success" or cycle.intervened
         if self.recorder is not None:
             self.recorder.finish(result, keep=keep)
@@ -277,7 +291,7 @@ class ControlLoop:
         status = self.status
         if status.fault:
             self.stats.faults += 1
-            self.emit({"type": "fault", "code": status.fault, "detail": status.fault_detail[:500]}, True)
+            self.emit(fault_message(status.fault, status.fault_detail), True)
             self.raise_intervention("fault", "high", f"{status.fault}: {status.fault_detail}"[:500])
             return
         if confidence is not None:
@@ -288,7 +302,7 @@ class ControlLoop:
             if confidence < self.settings.warning_confidence:
                 if self.warning is None:
                     self.warning = f"low confidence {confidence:.2f}"
-                    self.emit({"type": "warning", "kind": "low_confidence", "detail": f"confidence {confidence:.2f} < {self.settings.warning_confidence:.2f}"}, False)
+                    self.emit(Warning(kind="low_confidence", detail=f"confidence {confidence:.2f} < {self.settings.warning_confidence:.2f}"), False)
             elif self.warning is not None and self.warning.startswith("low confidence"):
                 self.warning = None
         cycle = self.cycle
@@ -300,18 +314,18 @@ class ControlLoop:
 
     def _fault(self, code: str, detail: str) -> None:
         self.stats.faults += 1
-        self.emit({"type": "fault", "code": code, "detail": detail[:500]}, True)
+        self.emit(fault_message(code, detail), True)
         if self.modes.mode not in ("estopped", "hold"):
             self.raise_intervention("fault", "high", f"{code}: {detail}"[:500])
 
-    def raise_intervention(self, trigger: str, severity: str, detail: str) -> str:
+    def raise_intervention(self, trigger: RobotTrigger, severity: Severity, detail: str) -> str:
         """Protective hold and ask for a person. Re-sent after reconnects until a person acts."""
         self.modes.protective_hold(f"intervention: {trigger}")
         if self.executor is not None:
             self.executor.reset()
         intervention = str(uuid.uuid4())
-        message = {"type": "intervention_raised", "intervention": intervention, "trigger": trigger, "severity": severity,
-                   "detail": detail[:500], "episode": self.cycle.episode if self.cycle else None}
+        message = InterventionRaised(intervention=intervention, trigger=trigger, severity=severity, detail=detail[:500],
+                                     episode=self.cycle.episode if self.cycle else None)
         self.open_interventions[intervention] = message
         self.stats.interventions += 1
         if self.cycle is not None:
@@ -346,10 +360,17 @@ class ControlLoop:
         if wall - self._last_telemetry < 1.0 / self.settings.telemetry_hz:
             return
         self._last_telemetry = wall
-        message = self.telemetry()
+        try:
+            message = self.telemetry()
+        except ValidationError as error:
+            # A driver reporting something the protocol cannot carry (a NaN pose, say) costs one
+            # telemetry frame, never the control loop.
+            self.stats.bad_telemetry += 1
+            log.warning("telemetry not sent: %s", error.errors()[0]["msg"] if error.errors() else error)
+            return
         self.emit(message, False)
 
-    def telemetry(self) -> dict[str, Any]:
+    def telemetry(self) -> Telemetry:
         cycle = self.cycle
         elapsed = max(0.0, self.clock.now() - cycle.started_t) if cycle else 0.0
         warning = self.warning
@@ -358,8 +379,8 @@ class ControlLoop:
         confidence = self.last_confidence if self.modes.policy_drives else None
         inference_ms = self.executor.inference_ms if self.executor is not None else None
         torque = self.status.torque_nm
-        return {
-            "type": "telemetry", "t": round(self.clock.now(), 4), "mode": self.modes.mode, "phase": self.status.phase[:64],
+        return Telemetry.model_validate({
+            "t": round(self.clock.now(), 4), "mode": self.modes.mode, "phase": self.status.phase[:64],
             "progress": float(min(1.0, max(0.0, self.status.progress))), "cycle_index": cycle.index if cycle else max(0, self.cycle_count - 1),
             "confidence": float(min(1.0, max(0.0, confidence))) if confidence is not None else None,
             "takt_elapsed_s": round(elapsed, 3), "takt_s": self.settings.takt_s, "warning": warning,
@@ -367,7 +388,13 @@ class ControlLoop:
             "arms": self.robot.arm_poses(),
             "latency": {"inference_ms": round(inference_ms, 2) if inference_ms is not None else None,
                         "loop_jitter_ms": round(self.stats.jitter_ms, 2), "command_ms": _rounded(self.command_ms())},
-        }
+        })
+
+
+def fault_message(code: str, detail: str) -> Fault:
+    """A driver's fault as the protocol carries it: its code a name (odd characters replaced), detail cut to size."""
+    name = re.sub(r"[^A-Za-z0-9_.\-]", "_", code)[:64] or "fault"
+    return Fault(code=name, detail=detail[:500])
 
 
 def _rounded(value: float | None) -> float | None:

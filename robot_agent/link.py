@@ -10,7 +10,6 @@ the server is away; telemetry is simply skipped.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 from collections import Counter, deque
@@ -20,6 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from foreman_protocol import MAX_MESSAGE_BYTES, ProtocolError, parse_server_to_robot
+from foreman_protocol.messages import ErrorMessage, Hello, RobotToServerMessage, ServerToRobotMessage, Welcome, dump_message
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,9 @@ class Link:
         url: str,
         token: str,
         *,
-        hello: Callable[[], dict[str, Any]],
-        on_welcome: Callable[[Any], Awaitable[None]],
-        on_message: Callable[[Any], Awaitable[None]],
+        hello: Callable[[], Hello],
+        on_welcome: Callable[[Welcome], Awaitable[None]],
+        on_message: Callable[[ServerToRobotMessage], Awaitable[None]],
         on_disconnect: Callable[[], Awaitable[None]] | None = None,
         backoff_initial_s: float = 0.25,
         backoff_max_s: float = 8.0,
@@ -68,9 +68,9 @@ class Link:
     def is_connected(self) -> bool:
         return self.connected.is_set()
 
-    async def send(self, message: dict[str, Any], *, queue_if_offline: bool = False) -> bool:
+    async def send(self, message: RobotToServerMessage, *, queue_if_offline: bool = False) -> bool:
         """Send now if connected; otherwise queue it (if asked) for after the next welcome."""
-        text = json.dumps(message, separators=(",", ":"))
+        text = dump_message(message)
         ws = self.ws
         if ws is not None and self.is_connected:
             try:
@@ -107,7 +107,7 @@ class Link:
         ) as ws:
             self.ws = ws
             try:
-                await ws.send(json.dumps(self.hello()))
+                await ws.send(dump_message(self.hello()))
                 welcome = await self._await_welcome(ws)
                 welcomed = True
                 self.connects += 1
@@ -129,15 +129,15 @@ class Link:
         self._check_close_code(ws.close_code)
         return welcomed
 
-    async def _await_welcome(self, ws: ClientConnection) -> Any:
+    async def _await_welcome(self, ws: ClientConnection) -> Welcome:
         async with asyncio.timeout(self.welcome_timeout_s):
             while True:
                 message = self._parse(await ws.recv())
                 if message is None:
                     continue
-                if message.type == "welcome":
+                if isinstance(message, Welcome):
                     return message
-                if message.type == "error":
+                if isinstance(message, ErrorMessage):
                     log.warning("server error before welcome: %s %s", message.code, message.message)
                     self.server_errors.append(message.model_dump())
                 # Anything else before welcome (e.g. a stray command) is not for this session yet.
@@ -147,7 +147,7 @@ class Link:
             await ws.send(self.outbox[0])
             self.outbox.popleft()
 
-    def _parse(self, raw: str | bytes) -> Any:
+    def _parse(self, raw: str | bytes) -> ServerToRobotMessage | None:
         try:
             return parse_server_to_robot(raw)
         except ProtocolError as error:
@@ -155,8 +155,8 @@ class Link:
             log.warning("dropped a malformed server message (%s): %s", error.code, error.message)
             return None
 
-    async def _dispatch(self, message: Any) -> None:
-        if message.type == "error":
+    async def _dispatch(self, message: ServerToRobotMessage) -> None:
+        if isinstance(message, ErrorMessage):
             log.warning("server error %s: %s (ref %s)", message.code, message.message, message.ref)
             self.server_errors = (self.server_errors + [message.model_dump()])[-20:]
             return

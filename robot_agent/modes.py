@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Literal
 
+from foreman_protocol.messages import LeaseInfo, TeleopCommand
 from robot_agent.clock import Clock
 from robot_agent.safety import EstopLatch, VelocityLimits
 
@@ -123,10 +124,6 @@ class ModeController:
             return True, None
         if self.latch.estopped:
             return False, "robot is e-stopped; only clear_estop moves it on"
-        if name == "hold":
-            self._drop_lease("hold")  # a protective hold ends custody: never continue on stale commands
-            self._set_mode("hold", reason or "hold command")
-            return True, None
         if name == "pause":
             if self.lease is not None:
                 return False, "a person holds the robot (lease); release it first"
@@ -153,7 +150,7 @@ class ModeController:
 
     # ------------------------------------------------------------------ custody
 
-    def lease_granted(self, lease: Any) -> None:
+    def lease_granted(self, lease: LeaseInfo) -> None:
         """A lease object from `welcome` or `lease` (grant or renewal)."""
         if self.latch.estopped:
             # Custody never survives an e-stop, and none starts under one (the server refuses such
@@ -187,7 +184,7 @@ class ModeController:
         else:
             self._set_mode("hold", f"lease ended: {reason}")
 
-    def welcome_lease(self, lease: Any | None) -> None:
+    def welcome_lease(self, lease: LeaseInfo | None) -> None:
         """The server's view of custody after (re)connect wins over ours."""
         if lease is None:
             if self.lease is not None:
@@ -205,7 +202,7 @@ class ModeController:
 
     # ------------------------------------------------------------------ teleop
 
-    def teleop(self, command: Any) -> str | None:
+    def teleop(self, command: TeleopCommand) -> str | None:
         """Accept a TeleopCommand or say why it was dropped (the reason is counted)."""
         reason = self._refusal(command)
         if reason is not None:
@@ -222,7 +219,7 @@ class ModeController:
         self._deadman_tripped = False
         return None
 
-    def _refusal(self, command: Any) -> str | None:
+    def _refusal(self, command: TeleopCommand) -> str | None:
         if self.lease is None or command.lease_id != self.lease.id:
             return "stale_lease"
         if self.latch.estopped or self._mode not in ("teleop", "shared"):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-import json
 import logging
 import time
 from collections import Counter
@@ -28,6 +27,7 @@ from aiortc.mediastreams import MediaStreamError, VideoStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
 from foreman_protocol import ProtocolError, parse_datachannel_message
+from foreman_protocol.messages import FrameClock, IceCandidate, Pong, RobotSignal, ViewerSignal, dump_message
 from robot_agent.cameras import CameraHub, stamp_frame
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ class WebRtcGateway:
         self,
         hub: CameraHub,
         *,
-        send_signal: Callable[[dict[str, Any]], Awaitable[Any]],
+        send_signal: Callable[[RobotSignal], Awaitable[Any]],
         on_teleop: Callable[[Any], str | None],
         ice_loopback: bool,
         stamp_frames: bool = False,
@@ -159,7 +159,7 @@ class WebRtcGateway:
                 log.warning("ignoring a malformed ICE server entry from the server")
         return RTCConfiguration(iceServers=servers)
 
-    async def handle_signal(self, message: Any) -> None:
+    async def handle_signal(self, message: ViewerSignal) -> None:
         if message.kind == "offer":
             await self._offer(message.peer, message.sdp or "")
         elif message.kind == "ice":
@@ -173,14 +173,14 @@ class WebRtcGateway:
         previous = self.viewers.pop(peer, None)
         if len(self.viewers) >= MAX_VIEWERS:
             self.counters["viewers_refused"] += 1
-            await self.send_signal({"type": "signal", "peer": peer, "kind": "bye"})
+            await self.send_signal(RobotSignal(peer=peer, kind="bye"))
             return
         if not looks_like_offer(sdp):
             self.counters["negotiation_failed"] += 1
             self.counters["bad_offer"] += 1
             if previous is not None:
                 await self._close(previous)
-            await self.send_signal({"type": "signal", "peer": peer, "kind": "bye"})
+            await self.send_signal(RobotSignal(peer=peer, kind="bye"))
             return
         if self.ice_loopback:
             sdp = keep_loopback_candidates(sdp)
@@ -228,7 +228,7 @@ class WebRtcGateway:
             viewer.clock_channel = pc.createDataChannel("clock", ordered=False, maxRetransmits=0)
             viewer.tasks.append(asyncio.create_task(self._frame_clock(viewer)))
         await pc.setLocalDescription(await pc.createAnswer())
-        await self.send_signal({"type": "signal", "peer": viewer.peer, "kind": "answer", "sdp": pc.localDescription.sdp})
+        await self.send_signal(RobotSignal(peer=viewer.peer, kind="answer", sdp=pc.localDescription.sdp))
         viewer.tasks.append(asyncio.create_task(self._connect_deadline(viewer)))
 
     async def _connect_deadline(self, viewer: Viewer) -> None:
@@ -238,7 +238,7 @@ class WebRtcGateway:
             log.info("viewer %s did not connect within %.0f s: closing it", viewer.peer, CONNECT_TIMEOUT_S)
             await self.close_viewer(viewer.peer, say_bye=True)
 
-    async def _remote_candidate(self, peer: str, candidate: Any) -> None:
+    async def _remote_candidate(self, peer: str, candidate: IceCandidate | None) -> None:
         viewer = self.viewers.get(peer)
         if viewer is None or candidate is None or not candidate.candidate:
             self.counters["candidate_ignored"] += 1
@@ -268,10 +268,7 @@ class WebRtcGateway:
             log.info("dropped a malformed data-channel message (%s): %s", error.code, error.message)
             return
         if message.type == "ping":
-            reply = {"type": "pong", "sent_ms": message.sent_ms, "robot_ms": time.time() * 1000.0}
-            if message.id is not None:
-                reply["id"] = message.id
-            channel.send(json.dumps(reply))
+            channel.send(dump_message(Pong(id=message.id, sent_ms=message.sent_ms, robot_ms=time.time() * 1000.0)))
             return
         self.counters["teleop_received"] += 1
         self.on_teleop(message)
@@ -289,10 +286,10 @@ class WebRtcGateway:
                 pts = getattr(track, "latest_pts", None)
                 if origin is None or pts is None:
                     continue
-                channel.send(json.dumps({
-                    "type": "frame_clock", "camera": camera, "mid": sender.transport and _mid_of(viewer.pc, sender),
-                    "rtp_ts": (origin + pts) & 0xFFFFFFFF, "capture_ms": track.latest_capture_ms,
-                }))
+                channel.send(dump_message(FrameClock(
+                    camera=camera, mid=_mid_of(viewer.pc, sender) if sender.transport else None,
+                    rtp_ts=(origin + pts) & 0xFFFFFFFF, capture_ms=track.latest_capture_ms,
+                )))
 
     async def close_viewer(self, peer: str, say_bye: bool = False) -> None:
         viewer = self.viewers.pop(peer, None)
@@ -300,7 +297,7 @@ class WebRtcGateway:
             return
         await self._close(viewer)
         if say_bye:
-            await self.send_signal({"type": "signal", "peer": peer, "kind": "bye"})
+            await self.send_signal(RobotSignal(peer=peer, kind="bye"))
 
     async def _close(self, viewer: Viewer) -> None:
         self.hub.viewers = max(0, self.hub.viewers - 1)

@@ -13,7 +13,7 @@ import pytest
 
 from foreman_learning.policies.base import PolicyOutput
 from foreman_protocol import parse_robot_message
-from foreman_protocol.messages import LeaseInfo, TeleopCommand
+from foreman_protocol.messages import LeaseInfo, RobotToServerMessage, TeleopCommand, dump_message
 from robot_agent.chunking import ChunkExecutor, inline_submit
 from robot_agent.clock import FakeClock
 from robot_agent.control import ControlLoop, LoopSettings
@@ -36,9 +36,9 @@ class Harness:
                                 settings=LoopSettings(**settings), recorder=self.recorder, wall_time=self.clock.now,
                                 policy_version=lambda: "test-v1")
 
-    def emit(self, message: dict[str, Any], reliable: bool) -> None:
-        parse_robot_message(__import__("json").dumps(message))  # everything the loop sends is valid protocol
-        self.sent.append(message)
+    def emit(self, message: RobotToServerMessage, reliable: bool) -> None:
+        parse_robot_message(dump_message(message))  # everything the loop sends, as the server reads it
+        self.sent.append(message.model_dump(mode="json"))
 
     def run(self, ticks: int) -> None:
         for _ in range(ticks):
@@ -69,7 +69,7 @@ def test_low_confidence_warns_then_intervenes_and_holds(tmp_path):
     assert h.modes.mode == "autonomous"
     warnings = h.of("warning")
     assert len(warnings) == 1 and warnings[0]["kind"] == "low_confidence"
-    assert h.loop.telemetry()["warning"].startswith("low confidence")
+    assert h.loop.telemetry().warning.startswith("low confidence")
     h.run(30)  # third chunk: 0.3 < 0.5
     assert h.modes.mode == "hold"
     raised = h.of("intervention_raised")
@@ -179,8 +179,8 @@ def test_estop_stops_motion_immediately(tmp_path):
     moved = h.station.moving_steps
     h.run(10)
     assert h.station.moving_steps == moved
-    assert h.loop.telemetry()["mode"] == "estopped"
-    np.testing.assert_equal(h.loop.telemetry()["confidence"], None)
+    assert h.loop.telemetry().mode == "estopped"
+    np.testing.assert_equal(h.loop.telemetry().confidence, None)
 
 
 def test_a_new_part_never_moves_on_the_previous_parts_teleop_command(tmp_path):

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from foreman_protocol.messages import LeaseInfo, ViewerSignal
+from foreman_protocol.messages import LeaseInfo, RobotSignal, ViewerSignal, parse_agent_to_viewer
 from robot_agent.cameras import read_stamp
 from tests.agent.conftest import eventually
 from tests.agent.station import ConfidencePolicy, KinematicStation, make_agent
@@ -35,15 +35,19 @@ class ViewerPeer:
 
         @self.pc.on("datachannel")
         def on_channel(channel: Any) -> None:
-            channel.on("message", lambda raw: self.messages.append(json.loads(raw)))
+            channel.on("message", self._received)
 
-        self.teleop.on("message", lambda raw: self.messages.append(json.loads(raw)))
+        self.teleop.on("message", self._received)
 
         @self.pc.on("track")
         def on_track(track: Any) -> None:
             index = len(self.frames)
             self.frames[index] = 0
             self.tasks.append(asyncio.create_task(self._consume(index, track)))
+
+    def _received(self, raw: str) -> None:
+        parse_agent_to_viewer(raw)  # what the agent sends a viewer is the protocol's pong or frame_clock
+        self.messages.append(json.loads(raw))
 
     async def _consume(self, index: int, track: Any) -> None:
         while True:
@@ -77,8 +81,8 @@ async def agent_with_viewer(tmp_path):  # type: ignore[no-untyped-def]
     agent = make_agent("http://127.0.0.1:9", "frt_unused", tmp_path / "state", station, ConfidencePolicy(), stamp_frames=True)
     signals: list[dict[str, Any]] = []
 
-    async def capture(message: dict[str, Any]) -> None:
-        signals.append(message)
+    async def capture(message: RobotSignal) -> None:
+        signals.append(message.model_dump(mode="json"))
 
     agent.gateway.send_signal = capture
     agent.loop.online = True
@@ -141,7 +145,7 @@ async def test_datachannel_teleop_moves_robot_then_deadman_holds(agent_with_view
     held = station.position.copy()
     await asyncio.sleep(0.3)
     assert (station.position == held).all()
-    assert agent.modes.deadman_trips >= 1 and agent.loop.telemetry()["warning"].startswith("deadman")
+    assert agent.modes.deadman_trips >= 1 and agent.loop.telemetry().warning.startswith("deadman")
 
     # Older seq, wrong lease and garbage are dropped and counted; the loop keeps running.
     ticks = agent.loop.stats.ticks
@@ -164,8 +168,8 @@ async def test_trickled_candidates_and_non_loopback_ones_dropped(tmp_path):
     agent = make_agent("http://127.0.0.1:9", "frt_unused", tmp_path / "state", station, ConfidencePolicy())
     signals: list[dict[str, Any]] = []
 
-    async def capture(message: dict[str, Any]) -> None:
-        signals.append(message)
+    async def capture(message: RobotSignal) -> None:
+        signals.append(message.model_dump(mode="json"))
 
     agent.gateway.send_signal = capture
     await agent.hub.start()
@@ -206,8 +210,8 @@ async def test_several_viewers_of_one_camera_share_its_frames_safely(agent_with_
     agent, station, first, _ = agent_with_viewer
     signals: list[dict[str, Any]] = []
 
-    async def capture(message: dict[str, Any]) -> None:
-        signals.append(message)
+    async def capture(message: RobotSignal) -> None:
+        signals.append(message.model_dump(mode="json"))
 
     agent.gateway.send_signal = capture
     viewers = [ViewerPeer(cameras=1) for _ in range(3)]
@@ -235,8 +239,8 @@ async def test_garbage_offers_end_only_their_own_viewer(agent_with_viewer, monke
     agent, station, viewer, _ = agent_with_viewer
     signals: list[dict[str, Any]] = []
 
-    async def capture(message: dict[str, Any]) -> None:
-        signals.append(message)
+    async def capture(message: RobotSignal) -> None:
+        signals.append(message.model_dump(mode="json"))
 
     agent.gateway.send_signal = capture
     real = await ViewerPeer(cameras=1).offer()
@@ -269,8 +273,8 @@ async def test_an_answered_viewer_that_never_connects_frees_its_slot(agent_with_
     agent, station, viewer, _ = agent_with_viewer
     signals: list[dict[str, Any]] = []
 
-    async def capture(message: dict[str, Any]) -> None:
-        signals.append(message)
+    async def capture(message: RobotSignal) -> None:
+        signals.append(message.model_dump(mode="json"))
 
     agent.gateway.send_signal = capture
     silent = ViewerPeer(cameras=1)  # offers, but never applies the answer: ICE never starts
