@@ -30,6 +30,7 @@ class ViewerPeer:
         self.messages: list[dict[str, Any]] = []
         self.frames: dict[int, int] = {}
         self.stamp_lag_ms: list[float] = []
+        self.stamps: list[int | None] = []  # every 5th frame's bar code; None: damaged, rejected
         self.codecs: set[str] = set()
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -50,8 +51,10 @@ class ViewerPeer:
             frame = await track.recv()
             self.frames[index] += 1
             if self.frames[index] % 5 == 0:
-                luma = frame.to_ndarray(format="gray")
-                self.stamp_lag_ms.append(time.time() * 1000 - read_stamp(luma))
+                stamp = read_stamp(frame.to_ndarray(format="gray"))
+                self.stamps.append(stamp)
+                if stamp is not None:
+                    self.stamp_lag_ms.append(time.time() * 1000 - stamp)
 
     async def offer(self) -> str:
         await self.pc.setLocalDescription(await self.pc.createOffer())
@@ -111,9 +114,12 @@ async def test_video_frames_clock_and_ping(agent_with_viewer):
     before = dict(viewer.frames)
     await asyncio.sleep(2.0)
     fps = [(viewer.frames[i] - before[i]) / 2.0 for i in before]
-    print(f"connect {connect_ms:.0f} ms, fps per camera {fps}, stamp lag ms {sorted(viewer.stamp_lag_ms)[len(viewer.stamp_lag_ms) // 2]:.0f}")
+    lags = sorted(viewer.stamp_lag_ms)
+    median = f"{lags[len(lags) // 2]:.0f}" if lags else "-"
+    print(f"connect {connect_ms:.0f} ms, fps per camera {fps}, stamp lag ms {median}, {len(lags)} of {len(viewer.stamps)} stamps read")
     assert min(fps) >= 5  # 15 fps target on a shared 2-core machine; frames are dropped, never queued
-    assert viewer.stamp_lag_ms and 0 <= min(viewer.stamp_lag_ms) and max(viewer.stamp_lag_ms) < 1000  # decoded bar code = capture time
+    # Decoded bar code = capture time. A stamp damaged in transit is rejected by its CRC, but most survive.
+    assert lags and len(lags) * 2 >= len(viewer.stamps) and 0 <= lags[0] and lags[-1] < 1000, (lags, viewer.stamps)
 
     await eventually(lambda: len(viewer.of("frame_clock")) >= 2, timeout=5, what="frame_clock")
     clock = viewer.of("frame_clock")[0]
