@@ -21,8 +21,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 WIDTH, HEIGHT = 640, 480
-STAMP_BITS = 48  # Unix epoch milliseconds, most significant bit first
-STAMP_ROWS = 16
+STAMP_VALUE_BITS = 24  # capture-time bar code: epoch ms mod 2**24 (4.6 h, read back nearest the reader's clock)
+STAMP_BITS = STAMP_VALUE_BITS + 16  # + CRC-16
+STAMP_MAX_COLUMNS = 20
 
 
 class CameraError(Exception):
@@ -188,28 +189,81 @@ class CameraHub:
 
 
 # ---------------------------------------------------------------- capture-time bar code
+#
+# Thin blocks do not survive the trip: aiortc's VP8 settings (noise-sensitivity with static-thresh)
+# leave a macroblock whose content changed only in part showing the previous frame's pixels, and a
+# decoder missing a reference frame (a frame lost under load) puts new residuals on an older
+# picture. So each bit is a whole number of 16×16 macroblocks, read only in its centre, and the
+# stamp carries a CRC: a stamp that does not check out is rejected (None), never read as a wrong
+# time.
+
+
+def stamp_layout(width: int) -> tuple[int, int]:
+    """(cell side in px, cells per row) for a `width`-px-wide frame: square cells of whole 16-px
+    macroblocks, at most STAMP_MAX_COLUMNS to a row (640 → 32 px × 20, 320 → 16 × 20, 160 → 16 × 10)."""
+    if width < 160:
+        raise ValueError(f"a stamp needs an image at least 160 px wide, not {width}")
+    cell = max(16, width // STAMP_MAX_COLUMNS // 16 * 16)
+    return cell, min(STAMP_MAX_COLUMNS, width // cell)
+
+
+def stamp_rows(width: int) -> int:
+    """How many top rows of a `width`-px-wide frame the stamp covers."""
+    cell, columns = stamp_layout(width)
+    return cell * -(-STAMP_BITS // columns)
+
+
+def _cell_origin(index: int, cell: int, columns: int) -> tuple[int, int]:
+    return (index // columns) * cell, (index % columns) * cell
+
+
+def crc16(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE (polynomial 0x1021, init 0xFFFF: an all-black stamp does not check out;
+    every error of up to 3 bits is caught, nearly all larger ones too)."""
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+def _stamp_bits(value: int) -> list[int]:
+    word = value % 2**STAMP_VALUE_BITS
+    payload = (word << 16) | crc16(word.to_bytes(3, "big"))
+    return [(payload >> (STAMP_BITS - 1 - bit)) & 1 for bit in range(STAMP_BITS)]
 
 
 def stamp_frame(image: np.ndarray, capture_ms: float) -> np.ndarray:
-    """Return a copy whose top STAMP_ROWS rows encode int(capture_ms) as STAMP_BITS black/white
-    blocks (white = 1, MSB first, each block width // STAMP_BITS pixels wide)."""
+    """Return a copy whose top stamp_rows() rows encode int(capture_ms) mod 2**24 and its CRC-16:
+    STAMP_BITS square cells laid out by stamp_layout(), row-major, MSB first, white = 1."""
     out = image.copy()
-    value = int(capture_ms)
-    block = out.shape[1] // STAMP_BITS
-    out[:STAMP_ROWS, :, :] = 0
-    for bit in range(STAMP_BITS):
-        if (value >> (STAMP_BITS - 1 - bit)) & 1:
-            out[:STAMP_ROWS, bit * block : (bit + 1) * block, :] = 255
+    cell, columns = stamp_layout(out.shape[1])
+    out[: stamp_rows(out.shape[1]), :, :] = 0
+    for index, bit in enumerate(_stamp_bits(int(capture_ms))):
+        if bit:
+            top, left = _cell_origin(index, cell, columns)
+            out[top : top + cell, left : left + cell, :] = 255
     return out
 
 
-def read_stamp(image: np.ndarray) -> int:
-    """Decode stamp_frame's bar code (from an RGB or a single-channel luma image)."""
+def read_stamp(image: np.ndarray, near_ms: float | None = None) -> int | None:
+    """Decode stamp_frame's bar code (from an RGB or a single-channel luma image) into Unix epoch
+    milliseconds: the value ≡ the stamp (mod 2**24) nearest `near_ms` (default: now; the stamp's
+    24 bits span 4.6 hours). None if any cell is neither clearly black nor clearly white or the CRC
+    fails: a damaged stamp is discarded, not misread."""
     luma = image if image.ndim == 2 else image.mean(axis=2)
-    block = luma.shape[1] // STAMP_BITS
-    rows = luma[2 : STAMP_ROWS - 2]
-    value = 0
-    for bit in range(STAMP_BITS):
-        centre = rows[:, bit * block + block // 4 : (bit + 1) * block - block // 4]
-        value = (value << 1) | int(centre.mean() > 127)
-    return value
+    cell, columns = stamp_layout(luma.shape[1])
+    margin = cell // 4  # the codec's deblocking filter blurs cell edges; read only the centre
+    payload = 0
+    for index in range(STAMP_BITS):
+        top, left = _cell_origin(index, cell, columns)
+        level = float(luma[top + margin : top + cell - margin, left + margin : left + cell - margin].mean())
+        if 64 <= level <= 191:
+            return None
+        payload = (payload << 1) | int(level > 127)
+    word = payload >> 16
+    if crc16(word.to_bytes(3, "big")) != payload & 0xFFFF:
+        return None
+    near = time.time() * 1000.0 if near_ms is None else near_ms
+    return word + round((near - word) / 2**STAMP_VALUE_BITS) * 2**STAMP_VALUE_BITS

@@ -5,15 +5,24 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from typing import Any, Iterator
 
 import pytest
 from channels.db import database_sync_to_async
 
 from tests.agent.conftest import eventually
 from tests.agent.station import ConfidencePolicy, KinematicStation, make_agent
-from tests.conftest import fleet_socket
+from tests.conftest import fleet_socket, wait_for_servers_to_settle
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def server_settles_before_flush(transactional_db: Any) -> Iterator[None]:
+    """The daphne server is still writing what a test's closed sockets caused (robot offline, audit
+    rows); under load the flush's TRUNCATE raced those writes and deadlocked."""
+    yield
+    wait_for_servers_to_settle()
 
 
 async def stop_agent(agent, task) -> None:  # type: ignore[no-untyped-def]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any, Iterator
 
 import av
 import pyarrow.parquet as pq
@@ -13,8 +14,17 @@ from channels.db import database_sync_to_async
 
 from tests.agent.conftest import eventually
 from tests.agent.station import ConfidencePolicy, KinematicStation, make_agent
+from tests.conftest import wait_for_servers_to_settle
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def server_settles_before_flush(transactional_db: Any) -> Iterator[None]:
+    """The daphne server is still writing what a test's closed sockets caused (robot offline, audit
+    rows); under load the flush's TRUNCATE raced those writes and deadlocked."""
+    yield
+    wait_for_servers_to_settle()
 
 
 async def test_spool_during_outage_then_upload(fleet, own_daphne, daphne_env, tmp_path):
