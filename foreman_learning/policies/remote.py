@@ -1,5 +1,6 @@
 """Policies served by other processes: a Xiaomi-Robotics-0 deploy server (xr0://HOST:PORT) and an
-openpi-style websocket policy server (ws://HOST:PORT). Facts: /work/shared/xr0-protocol.md.
+openpi-style websocket policy server (ws://HOST:PORT). The wire formats are described in docs/agent.md
+("Remote policies").
 
 Both run inside the agent's inference thread (blocking sockets with a timeout on every read).
 Neither reports a confidence, so the uncertainty trigger is off with them (faults and takt still apply).

@@ -3,6 +3,7 @@ custody over sockets, e-stop, signaling relay and teleop fallback. Runs on Postg
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -331,6 +332,35 @@ async def test_robot_latch_reported_in_hello_latches_the_server(fleet, users, cl
     cleanup.append(robot)
     assert welcome["estopped"] is True
     assert await db(lambda: Robot.objects.get(name="r3").estopped)
+
+
+async def test_robot_faults_and_warnings_reach_every_dashboard_at_once(fleet, users, cleanup):
+    robot, _ = await robot_socket(fleet.tokens["r1"])
+    supervisor, _ = await fleet_socket(users["supervisor"])
+    operator, _ = await fleet_socket(users["operator"])
+    cleanup.extend([robot, supervisor, operator])
+    await robot.send({"type": "fault", "code": "torque_out_of_range", "detail": "9.4 N·m > 9.0"})
+    for dash in (supervisor, operator):
+        fault = await dash.recv_until(lambda m: m["type"] == "fault")
+        assert fault["robot"] == "r1" and fault["code"] == "torque_out_of_range" and fault["detail"] == "9.4 N·m > 9.0"
+    await robot.send({"type": "warning", "kind": "low_confidence", "detail": "confidence 0.62 < 0.70"})
+    warning = await supervisor.recv_until(lambda m: m["type"] == "warning")
+    assert warning["robot"] == "r1" and warning["kind"] == "low_confidence"
+    assert await db(lambda: AuditEvent.objects.filter(action="fault", robot__name="r1").count()) == 1
+
+
+async def test_a_dashboard_flooding_the_server_is_rate_limited_and_recovers(fleet, users, cleanup):
+    dash, _ = await fleet_socket(users["supervisor"])
+    cleanup.append(dash)
+    for index in range(160):  # a page stuck in a loop: far above 50 a second, bursts of 100
+        await dash.send({"type": "subscribe", "id": f"s{index}", "robots": ["r1"]})
+    answers = [await dash.recv_until(lambda m: m.get("ref") == f"s{index}") for index in range(160)]
+    limited = [a for a in answers if a["type"] == "error"]
+    assert limited and all(a["code"] == "rate_limited" for a in limited)
+    assert sum(1 for a in answers if a["type"] == "result") >= 100  # the burst passed
+    await asyncio.sleep(0.5)  # the bucket refills: the page is served again
+    await dash.send({"type": "ping", "id": "after", "sent_ms": 1.0})
+    assert (await dash.recv_until(lambda m: m.get("ref") == "after" or m.get("id") == "after"))["type"] == "pong"
 
 
 # ------------------------------------------------------------------ interventions

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import typing
 from pathlib import Path
 
 import pytest
@@ -37,21 +38,17 @@ def table_types(text: str) -> set[str]:
 
 
 def json_examples(text: str) -> list[dict]:
-    """Every JSON object in fenced blocks: whole blocks, or one object per line."""
+    """Every JSON object in fenced json blocks (a block may hold several, each over one or more lines)."""
+    decoder = json.JSONDecoder()
     examples = []
     for block in re.findall(r"```json\n(.*?)```", text, re.S):
-        try:
-            examples.append(json.loads(block))
-            continue
-        except json.JSONDecodeError:
-            pass
-        for line in block.splitlines():
-            line = line.strip()
-            if line.startswith("{"):
-                try:
-                    examples.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass
+        at = 0
+        while (start := block.find("{", at)) != -1:
+            try:
+                example, at = decoder.raw_decode(block, start)
+            except json.JSONDecodeError as error:
+                pytest.fail(f"a JSON example does not parse: {error}: {block[start:start + 120]!r}")
+            examples.append(example)
     return [e for e in examples if isinstance(e, dict) and "type" in e]
 
 
@@ -67,23 +64,36 @@ def test_browser_to_server_types_match_the_code():
     assert table_types(section("Browser → server")) == set(m.BROWSER_MESSAGE_TYPES)
 
 
-def test_server_to_browser_types_are_documented():
-    documented = bold_types(section("Server → browser"))
-    assert {"snapshot", "telemetry_batch", "robot", "intervention", "signal", "result", "error", "teleop_state"} <= documented
+def test_server_to_browser_types_match_the_code():
+    assert bold_types(section("Server → browser")) == set(m.SERVER_TO_BROWSER_TYPES)
 
 
-def test_data_channel_types_are_documented():
-    text = section("Teleop commands (data channel `teleop`, or WebSocket fallback)")
-    for kind in m.DATACHANNEL_MESSAGE_TYPES:
-        assert f'"type": "{kind}"' in text, kind
+def example_types(title: str) -> set[str]:
+    return {example["type"] for example in json_examples(section(title))}
+
+
+def test_data_channel_types_match_the_code():
+    assert example_types("Browser → agent (`teleop` channel)") == set(m.DATACHANNEL_MESSAGE_TYPES)
+    assert example_types("Agent → browser (`teleop` and `clock` channels)") == set(m.AGENT_TO_VIEWER_TYPES)
+
+
+def test_every_message_type_has_an_example():
+    """Each direction's examples cover every message type of that direction, so the next test checks them all."""
+    for title, types in [("Robot → server", m.ROBOT_MESSAGE_TYPES), ("Server → robot", m.SERVER_TO_ROBOT_TYPES - {"error", "teleop"}),
+                         ("Server → browser", m.SERVER_TO_BROWSER_TYPES - {"error"})]:
+        assert types <= example_types(title), (title, types - example_types(title))
+    assert "error" in example_types("Errors")
 
 
 @pytest.mark.parametrize(
     ("title", "parse"),
     [
+        ("Errors", m.parse_server_to_robot),
         ("Robot → server", m.parse_robot_message),
         ("Server → robot", m.parse_server_to_robot),
-        ("Teleop commands (data channel `teleop`, or WebSocket fallback)", m.parse_datachannel_message),
+        ("Server → browser", m.parse_server_to_browser),
+        ("Browser → agent (`teleop` channel)", m.parse_datachannel_message),
+        ("Agent → browser (`teleop` and `clock` channels)", m.parse_agent_to_viewer),
     ],
 )
 def test_every_json_example_validates(title, parse):
@@ -96,11 +106,15 @@ def test_every_json_example_validates(title, parse):
             pytest.fail(f"example under {title!r} does not validate: {example} -> {error.code}: {error.message}")
 
 
-def test_every_error_code_the_code_uses_is_documented():
+def test_error_codes_match_the_code():
     table = section("Errors")
     documented = set(re.findall(r"^\| `([a-z_]+)` \|", table, re.M))
-    source = "\n".join(p.read_text() for p in (Path(__file__).resolve().parents[2] / "webapp" / "fleet").rglob("*.py"))
-    source += (Path(m.__file__)).read_text()
-    used = set(re.findall(r'(?:code = |ProtocolError\(|send_error\()"([a-z_]+)"', source))
-    assert used, "found no error codes in the code"
-    assert used <= documented | {"internal"}, used - documented
+    assert documented == set(typing.get_args(m.ErrorCode))
+
+
+def test_every_documented_error_code_is_sent_somewhere():
+    """A code in the table that nothing sends is a promise the server does not keep."""
+    root = Path(__file__).resolve().parents[2]
+    source = "\n".join(p.read_text() for p in (root / "webapp").rglob("*.py")) + Path(m.__file__).read_text()
+    sent = set(re.findall(r'(?:code(?::[^=]+)? = |ProtocolError\(|send_error\()"([a-z_]+)"', source))
+    assert set(typing.get_args(m.ErrorCode)) <= sent, set(typing.get_args(m.ErrorCode)) - sent

@@ -1,6 +1,6 @@
 """KPIs for the dashboard, computed from the raw records (episodes, interventions, control sessions).
 
-Definitions (docs/kpis.md says the same in words):
+Definitions (docs/dashboard.md, "KPIs", says the same in words):
 - success rate: successes / (successes + failures) among cycles that ended in the window; aborted
   cycles (e-stop, shutdown) are counted apart, never as failures of the policy.
 - cycles per hour: cycles ended in the window / window hours (fleet total, and per robot seen).
