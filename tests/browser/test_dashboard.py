@@ -5,6 +5,7 @@ with the holder's name, e-stop latches until a supervisor clears it, KPIs and au
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -264,6 +265,40 @@ def test_estop_latches_until_a_supervisor_clears_it(browser: Any, demo: Demo) ->
     }""", timeout=15_000)
     operator.close()
     supervisor.close()
+
+
+REPORTING_ROBOT = """
+from webapp.fleet.models import Robot, Station
+from webapp.fleet.services.robots import robot_issue_token
+Robot.objects.get_or_create(name="r7", defaults={"station": Station.objects.get(name="nut-1"), "cameras": []})
+print(robot_issue_token(robot_name="r7", actor="test"))
+"""
+
+
+def test_a_robots_fault_shows_on_its_tile_and_robot_page_at_once(browser: Any, demo: Demo) -> None:
+    """A robot that speaks the protocol from this test (no agent): its fault reaches the pages at once."""
+    from websockets.sync.client import connect
+
+    token = demo.manage("shell", "-c", REPORTING_ROBOT).strip().splitlines()[-1]
+    page = logged_in_page(browser, demo, "supervisor")
+    ws_url = demo.url.replace("http://", "ws://") + "/ws/robot/"
+    with connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"}, proxy=None, open_timeout=10) as robot:
+        robot.send(json.dumps({"type": "hello", "protocol": 1, "agent_version": "test", "cameras": [], "mode": "autonomous",
+                               "estopped": False}))
+        assert json.loads(robot.recv(timeout=10))["type"] == "welcome"
+        page.locator(".tile[data-robot='r7']").wait_for(timeout=10_000)
+        robot.send(json.dumps({"type": "fault", "code": "torque_out_of_range", "detail": "9.4 N·m > 9.0"}))
+        fault = page.locator(".tile[data-robot='r7'] .fault")
+        fault.wait_for(state="visible", timeout=5_000)
+        assert "torque_out_of_range" in fault.inner_text() and "9.4 N·m" in fault.inner_text()
+        screenshot(page, "fleet-fault")
+        page.goto(f"{demo.url}/robots/r7/")
+        page.wait_for_function("window.foreman.socket.state === 'open'", timeout=10_000)
+        assert page.locator("#f-fault").inner_text() == "none"  # a page opened after the fault has no history of it
+        robot.send(json.dumps({"type": "fault", "code": "nut_missing", "detail": "no nut at the feeder"}))
+        page.wait_for_function("document.querySelector('#f-fault').textContent.startsWith('nut_missing')", timeout=5_000)
+        assert "bad" in (page.locator("#f-fault").get_attribute("class") or "")
+    page.close()
 
 
 def test_kpis_render_charts_from_the_demos_cycles(browser: Any, demo: Demo) -> None:

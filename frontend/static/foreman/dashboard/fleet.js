@@ -16,7 +16,7 @@ const summary = /** @type {HTMLElement} */ (document.getElementById("summary"));
 
 /** @typedef {{root: HTMLElement, video: HTMLVideoElement, player: RobotVideo|null, badge: HTMLElement,
  *  overlay: HTMLElement, bar: HTMLElement, barLabel: HTMLElement, phase: HTMLElement, spark: HTMLCanvasElement,
- *  conf: HTMLElement, warning: HTMLElement, policy: HTMLElement, camera: HTMLSelectElement, visible: boolean,
+ *  conf: HTMLElement, warning: HTMLElement, fault: HTMLElement, policy: HTMLElement, camera: HTMLSelectElement, visible: boolean,
  *  hideTimer: number}} Tile */
 
 /** @type {Map<string, Tile>} */
@@ -47,6 +47,7 @@ function createTile(name) {
     phase: el("span", { class: "phase" }),
     conf: el("span", { class: "conf" }),
     warning: el("p", { class: "warning", role: "note" }),
+    fault: el("p", { class: "fault", role: "alert" }),
     policy: el("span", { class: "policy" }),
   };
   const link = el("a", { href: `/robots/${encodeURIComponent(name)}/`, class: "tile-name" }, [name]);
@@ -58,6 +59,7 @@ function createTile(name) {
       parts.barLabel,
     ]),
     el("div", { class: "row" }, [parts.phase, el("span", { class: "spark" }, [spark, parts.conf])]),
+    parts.fault,
     parts.warning,
     el("footer", {}, [parts.policy, camera]),
   ]);
@@ -117,6 +119,10 @@ function renderTile(name) {
   sparkline(tile.spark, socket.confidence.get(name) || []);
   tile.warning.textContent = t && fresh && t.warning ? `⚠ ${t.warning}` : "";
   tile.warning.hidden = !tile.warning.textContent;
+  // A fault is what a supervisor needs to see first: it stays on the tile for a few minutes.
+  const fault = socket.recentFault(name);
+  tile.fault.textContent = fault ? `✖ fault ${fault.code}${fault.detail ? `: ${fault.detail}` : ""} · ${ago(fault.seenAt)}` : "";
+  tile.fault.hidden = !fault;
   tile.policy.textContent = robot.policy_version || "no policy";
   // Video overlay: say plainly when there is no picture, never leave a frozen frame looking live.
   const player = tile.player;
@@ -130,6 +136,12 @@ function renderTile(name) {
   tile.overlay.hidden = !overlay;
   if (!robot.online && tile.player) stopVideo(tile);
   else if (robot.online && tile.visible && !tile.player) ensureVideo(tile);
+}
+
+/** @param {number} seenAt performance.now() of the event */
+function ago(seenAt) {
+  const s = Math.max(0, Math.round((performance.now() - seenAt) / 1000));
+  return s < 60 ? `${s} s ago` : `${Math.floor(s / 60)} min ago`;
 }
 
 function renderAll() {
@@ -177,6 +189,12 @@ socket.addEventListener("state", () => { renderConnection(); renderAll(); });
 socket.addEventListener("snapshot", renderAll);
 socket.addEventListener("robot", (event) => { const name = /** @type {CustomEvent} */ (event).detail; if (!tiles.has(name)) renderAll(); else { renderTile(name); renderSummary(); } });
 socket.addEventListener("telemetry", (event) => { for (const name of /** @type {CustomEvent} */ (event).detail) renderTile(name); });
+socket.addEventListener("fault", (event) => {
+  const name = /** @type {CustomEvent} */ (event).detail.robot;
+  renderTile(name);
+  const tile = tiles.get(name);
+  if (tile) { tile.root.classList.remove("alerting"); void tile.root.offsetWidth; tile.root.classList.add("alerting"); }
+});
 socket.addEventListener("intervention", (event) => {
   const { intervention, isNew } = /** @type {CustomEvent} */ (event).detail;
   renderTile(intervention.robot);

@@ -249,12 +249,26 @@ function readGamepad() {
   return { vx: dead(pad.axes[0] || 0), vy: -dead(pad.axes[1] || 0), vz: -dead(pad.axes[3] || 0), spin: pad.buttons[7]?.value || 0 };
 }
 
+/** @type {Map<number, number>} seq → performance.now() it was sent; the robot's teleop_state echoes some */
+const sentAt = new Map();
+/** Command round trip by the robot's teleop_state echo (what the WebSocket fallback shows). */
+let appliedRttMs = NaN;
+
+socket.addEventListener("teleop_state", (event) => {
+  const state = /** @type {CustomEvent} */ (event).detail;
+  if (state.robot !== NAME || !lease || state.lease_id !== lease.id) return;
+  const sent = sentAt.get(state.seq);
+  if (sent !== undefined) appliedRttMs = performance.now() - sent;
+});
+
 function sendCommand() {
   if (!lease) return;
   // Supervisory mode: no motion commands at all, so the agent's deadman holds the robot.
   if (supervisory) return;
   seq += 1;
   const body = { type: "teleop", lease_id: lease.id, seq, sent_ms: performance.timeOrigin + performance.now(), arm, ...velocity(), grip: gripClosed ? "close" : "open" };
+  sentAt.set(seq, performance.now());
+  if (sentAt.size > 200) sentAt.delete(/** @type {number} */ (sentAt.keys().next().value));
   if (!player || !player.sendTeleop(body)) socket.send({ ...body, robot: NAME });  // WebSocket fallback
 }
 
@@ -409,7 +423,10 @@ function render() {
   figure("f-video", player ? `${player.state}${player.frames ? ` · ${player.frames} frames` : ""}` : "—", Boolean(player && player.state !== "live"));
   const viaChannel = player?.teleop?.readyState === "open";
   const oneWay = t && fresh && t.latency?.command_ms != null ? ` · ${t.latency.command_ms.toFixed(1)} ms to the robot` : "";
-  figure("f-rtt", (Number.isFinite(rtt) && viaChannel ? `${rtt.toFixed(1)} ms round trip (data channel)` : viaChannel ? "measuring…" : "WebSocket fallback") + oneWay);
+  const fallback = Number.isFinite(appliedRttMs) && lease ? `WebSocket fallback · ${appliedRttMs.toFixed(0)} ms until applied` : "WebSocket fallback";
+  figure("f-rtt", (Number.isFinite(rtt) && viaChannel ? `${rtt.toFixed(1)} ms round trip (data channel)` : viaChannel ? "measuring…" : fallback) + oneWay);
+  const fault = socket.recentFault(NAME);
+  figure("f-fault", fault ? `${fault.code}${fault.detail ? `: ${fault.detail}` : ""} (${new Date(fault.at).toLocaleTimeString()})` : "none", Boolean(fault));
   figure("f-server", Number.isFinite(socket.serverRttMs) ? `${socket.serverRttMs.toFixed(0)} ms` : "—");
   const left = lease ? (lease.expiresAt - Date.now()) / 1000 : NaN;
   figure("f-lease", lease ? `${Math.max(0, left).toFixed(1)} s (renewed every ${(socket.leaseTtlS / 3).toFixed(1)} s)` : other ? `held by ${other.holder}` : "—", lease !== null && left < 1.5);
@@ -434,6 +451,7 @@ socket.addEventListener("state", () => { if (socket.state !== "open") dropLease(
 socket.addEventListener("snapshot", () => { render(); renderCameras(); });
 socket.addEventListener("robot", render);
 socket.addEventListener("telemetry", render);
+socket.addEventListener("fault", render);
 setInterval(() => { assessLatency(); render(); }, 500);
 
 new AlertQueue(socket, {

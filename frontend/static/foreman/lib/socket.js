@@ -17,7 +17,11 @@ export const STALE_MS = 3000;
  *   claimed_by: string|null, resolved_at: string|null, resolved_by: string|null, resolution: string|null,
  *   episode: string|null}} Intervention
  * @typedef {{key: string, label: string, severity: number}} Status
+ * @typedef {{robot: string, code?: string, kind?: string, detail: string, at: string, seenAt: number}} RobotEvent
  */
+
+/** How long a robot's last fault stays on its tile (ms): long enough to be seen, not forever. */
+export const FAULT_SHOWN_MS = 5 * 60_000;
 
 export class RequestError extends Error {
   /** @param {string} code @param {string} message @param {any} data */
@@ -49,6 +53,10 @@ export class FleetSocket extends EventTarget {
     /** @type {RTCIceServer[]} */
     this.iceServers = [];
     this.leaseTtlS = 5;
+    /** @type {Map<string, RobotEvent>} the last fault each robot reported (relayed at once) */
+    this.faults = new Map();
+    /** @type {Map<string, RobotEvent>} the last warning each robot reported */
+    this.warnings = new Map();
     this.serverRttMs = NaN;
     this.nextId = 1;
     /** @type {Map<string, {resolve: (v: any) => void, reject: (e: Error) => void, timer: number}>} */
@@ -156,6 +164,12 @@ export class FleetSocket extends EventTarget {
         }
         break;
       }
+      case "fault":
+      case "warning": {
+        (message.type === "fault" ? this.faults : this.warnings).set(message.robot, { ...message, seenAt: performance.now() });
+        this.emit(message.type, message);
+        break;
+      }
       case "pong":
         this.serverRttMs = performance.now() - message.sent_ms;
         this.emit("pong", this.serverRttMs);
@@ -199,6 +213,12 @@ export class FleetSocket extends EventTarget {
       }, timeoutMs);
       this.pending.set(id, { resolve, reject, timer });
     });
+  }
+
+  /** The robot's last fault if it is recent enough to show. @param {string} name @returns {RobotEvent|undefined} */
+  recentFault(name) {
+    const fault = this.faults.get(name);
+    return fault && performance.now() - fault.seenAt < FAULT_SHOWN_MS ? fault : undefined;
   }
 
   /** @param {string} capability */
