@@ -77,7 +77,7 @@ def _run_batch(policy: Policy, seeds: list[int], refill: int) -> list[EpisodeRes
             break
         need = [i for i in live if len(queues[i]) < refill]
         if need:
-            if expert:
+            if isinstance(policy, ExpertPolicy):
                 for i in need:
                     queues[i] = list(policy.plan(stations[i], 20))
             elif isinstance(policy, VisuomotorPolicy):

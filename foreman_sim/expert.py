@@ -50,6 +50,10 @@ class ArmCommand:
     spin: float
     grip: str  # "open" | "close"
 
+    @classmethod
+    def moving(cls, velocity: np.ndarray, spin: float, grip: str) -> ArmCommand:
+        return cls(float(velocity[0]), float(velocity[1]), float(velocity[2]), spin, grip)
+
     def as_action(self) -> np.ndarray:
         return np.array([self.vx, self.vy, self.vz, 1.0 if self.grip == "close" else -1.0, self.spin])
 
@@ -82,23 +86,23 @@ def _arm_command(station: NutStation, arm: Arm, pick_close_m: float = PICK_CLOSE
             return ArmCommand(0.0, 0.0, 0.0, 0.0, "close")
         hole = station.target_hole(arm.side)
         assert hole is not None
-        return ArmCommand(*_funnel(position, hole, CONTACT_Z - 0.01, CONTACT_Z), 0.0, "close")
+        return ArmCommand.moving(_funnel(position, hole, CONTACT_Z - 0.01, CONTACT_Z), 0.0, "close")
     # Empty-handed: open, then go and pick the next nut (or home when done).
     if arm.done:
         velocity = _toward(position, HOME[arm.side], TRAVEL_SPEED)
-        return ArmCommand(*velocity, 0.0, "open")
+        return ArmCommand.moving(velocity, 0.0, "open")
     target_nut = arm.feeder_nut
     if arm.grip_command > 0 and not opened and target_nut is not None:
         return ArmCommand(0.0, 0.0, 0.0, 0.0, "close")  # closing on the nut: finish closing
     if not opened:
         lift = np.array([0.0, 0.0, APPROACH_SPEED]) if position[2] < TRAVEL_Z else np.zeros(3)
-        return ArmCommand(*lift, 0.0, "open")
+        return ArmCommand.moving(lift, 0.0, "open")
     assert target_nut is not None
     goal = target_nut.position
     error = float(np.linalg.norm(goal[:2] - position[:2]))
     if error < pick_close_m and position[2] - NUT_ON_FEEDER_Z < 0.0015:
         return ArmCommand(0.0, 0.0, 0.0, 0.0, "close")
-    return ArmCommand(*_funnel(position, goal[:2], NUT_ON_FEEDER_Z - 0.003, NUT_ON_FEEDER_Z + 0.004), 0.0, "open")
+    return ArmCommand.moving(_funnel(position, goal[:2], NUT_ON_FEEDER_Z - 0.003, NUT_ON_FEEDER_Z + 0.004), 0.0, "open")
 
 
 def _funnel(position: np.ndarray, goal_xy: np.ndarray, bottom_z: float, slow_z: float) -> np.ndarray:
@@ -119,7 +123,7 @@ def _limit_accel(arm: Arm, command: ArmCommand) -> ArmCommand:
     limit = ACCEL * DT
     if norm > limit:
         wanted = arm.velocity + change * (limit / norm)
-    return ArmCommand(*wanted, command.spin, command.grip)
+    return ArmCommand.moving(wanted, command.spin, command.grip)
 
 
 class Expert:

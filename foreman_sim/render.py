@@ -104,7 +104,7 @@ def _noise(shape: tuple[int, ...], index: int) -> np.ndarray:
 
 
 def _draw_scene(canvas: Canvas, station: NutStation, *, arms: bool) -> None:
-    canvas.box(*station.part_centre, 0.20, 0.09, station.part_yaw, PART)
+    canvas.box(float(station.part_centre[0]), float(station.part_centre[1]), 0.20, 0.09, station.part_yaw, PART)
     for side in ARMS:
         for index, hole in enumerate(station.holes[side]):
             filled = index < station.arms[side].installed

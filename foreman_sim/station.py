@@ -198,8 +198,7 @@ class NutStation:
         arm.grip_command = 1.0 if command[3] > 0 else -1.0
 
         nut = arm.nut
-        threading = nut is not None and nut.state == "threading"
-        if threading:
+        if nut is not None and nut.state == "threading":
             # The nut holds the gripper on the hole's axis: sideways pushes load the thread.
             # The wrist is compliant: a brief nudge springs back, a sustained push cross-threads.
             arm.side_load = arm.side_load * (1.0 - DT / SIDE_LOAD_TAU_S) + float(np.linalg.norm(velocity[:2])) * DT

@@ -121,9 +121,10 @@ class Agent:
 
     def _make_executor(self, policy: Policy) -> ChunkExecutor:
         def infer(observation: Any, prefix: np.ndarray | None) -> PolicyOutput:
-            if prefix is not None and self.policy.supports_prefix:
-                return policy_output(self.policy.infer(observation, prefix=prefix))
-            return policy_output(self.policy.infer(observation))
+            current = self.policy or policy  # a rollout swaps self.policy between cycles
+            if prefix is not None and current.supports_prefix:
+                return policy_output(current.infer(observation, prefix=prefix))
+            return policy_output(current.infer(observation))
 
         # A sped-up sim runs inference in the control tick and robot time waits for it (the loop holds
         # the clock back): a wall-clock inference would otherwise last time_scale× longer in robot

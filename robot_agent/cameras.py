@@ -14,9 +14,13 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
+
+if TYPE_CHECKING:  # aiortc loads only when a player camera starts
+    from aiortc import MediaStreamTrack
+    from aiortc.contrib.media import MediaPlayer
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +79,8 @@ class PlayerCamera(Camera):
         self.name = name
         self.source = source
         self.size = size
-        self.player = None
-        self.track = None
+        self.player: MediaPlayer | None = None
+        self.track: MediaStreamTrack | None = None
 
     async def start(self) -> None:
         from aiortc.contrib.media import MediaPlayer

@@ -296,7 +296,7 @@ class ControlLoop:
             return
         if confidence is not None:
             if confidence < self.settings.intervention_confidence:
-                severity = "high" if confidence < self.settings.intervention_confidence * 0.7 else "medium"
+                severity: Severity = "high" if confidence < self.settings.intervention_confidence * 0.7 else "medium"
                 self.raise_intervention("policy_uncertainty", severity, f"confidence {confidence:.2f} < {self.settings.intervention_confidence:.2f}")
                 return
             if confidence < self.settings.warning_confidence:
