@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from webapp.fleet.api import api
+from webapp.api import api
 from webapp.fleet.health import healthz
 
 urlpatterns = [

@@ -1,4 +1,4 @@
-"""HTTP endpoints for the KPIs and dashboard data, mounted at /api/dashboard/ (webapp/fleet/api.py).
+"""HTTP endpoints for the KPIs and dashboard data, mounted at /api/dashboard/ (webapp/api.py).
 
 Every operation here needs an entry in tests/dashboard/api_permissions.py (the permission matrix).
 """
@@ -12,8 +12,8 @@ from django.http import HttpRequest
 from ninja import Router
 from ninja.errors import HttpError
 
-from webapp.dashboard.selectors import kpi_filter, kpis
-from webapp.fleet.models import Episode, Robot, Station
+from webapp.dashboard.selectors import kpi_filter, kpi_options, kpis
+from webapp.fleet.api_auth import require
 
 router = Router(tags=["dashboard"])
 
@@ -43,8 +43,6 @@ def get_kpis(
     buckets: int = 24,
 ) -> dict[str, Any]:
     """KPIs for a window (default: the last 8 hours, one shift), filtered by station, robot, policy version."""
-    from webapp.fleet.api import require
-
     require(request, "view")
     if hours is not None and not 0 < hours <= 24 * 92:
         raise HttpError(422, "hours must be in (0, 2208]")
@@ -54,9 +52,5 @@ def get_kpis(
     if f.end <= f.start:
         raise HttpError(422, "the window's end must be after its start")
     result = kpis(f, buckets=buckets)
-    result["options"] = {
-        "stations": list(Station.objects.order_by("name").values_list("name", flat=True)),
-        "robots": list(Robot.objects.order_by("name").values_list("name", flat=True)),
-        "policies": sorted(set(Episode.objects.exclude(policy_version="").values_list("policy_version", flat=True).distinct())),
-    }
+    result["options"] = kpi_options()
     return result

@@ -21,7 +21,7 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 
-from webapp.fleet.models import ControlSession, Episode, Intervention, Station
+from webapp.fleet.models import ControlSession, Episode, Intervention, Robot, Station
 from webapp.fleet.selectors import iso
 
 MAX_ROWS = 200_000  # a month of a 16-robot line; beyond that, narrow the filters
@@ -215,3 +215,12 @@ def kpi_filter(start: datetime | None, end: datetime | None, hours: float | None
     if start is None:
         start = end - timedelta(hours=hours or 8.0)
     return KpiFilter(start=start, end=end, **{k: v or None for k, v in names.items()})
+
+
+def kpi_options() -> dict[str, list[str]]:
+    """What the KPI filters can choose from: every station, robot and policy version that ran an episode."""
+    return {
+        "stations": list(Station.objects.order_by("name").values_list("name", flat=True)),
+        "robots": list(Robot.objects.order_by("name").values_list("name", flat=True)),
+        "policies": sorted(set(Episode.objects.exclude(policy_version="").values_list("policy_version", flat=True).distinct())),
+    }

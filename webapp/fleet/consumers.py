@@ -1,7 +1,7 @@
 """WebSocket consumers: /ws/robot/ (agents) and /ws/fleet/ (dashboards). Thin: services do the work.
 
 Every frame is validated against foreman_protocol; a bad frame gets an `error` back and changes
-nothing. Telemetry is coalesced per process and flushed to dashboards every 100 ms; alerts,
+nothing. Telemetry is coalesced per process and flushed to dashboards every 100 ms (telemetry.py); alerts,
 custody changes and e-stops are sent at once, never behind telemetry (shared/channels-capacity.md).
 """
 
@@ -18,7 +18,6 @@ from channels.db import database_sync_to_async
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.core.cache import cache
 from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
 
@@ -61,13 +60,14 @@ from foreman_protocol.messages import (
     dump_message,
 )
 from webapp.fleet import realtime
-from webapp.fleet.models import ApiToken
 from webapp.fleet.roles import user_can
-from webapp.fleet.selectors import TELEMETRY_CACHE_KEY, fleet_snapshot, iso, lease_dict
+from webapp.fleet.selectors import fleet_snapshot, iso, lease_dict, robot_online
 from webapp.fleet.services import custody, interventions, robots
-from webapp.fleet.services.audit import audit_record
+from webapp.fleet.services.audit import robot_audit_record
+from webapp.fleet.services.auth import robot_authenticate, user_authenticate
 from webapp.fleet.services.errors import NotFound, ServiceError
-from webapp.fleet.tokens import USER_TOKEN_PREFIX, bearer_from_headers, hash_token
+from webapp.fleet.telemetry import telemetry_batcher
+from webapp.fleet.tokens import bearer_from_headers
 
 log = logging.getLogger(__name__)
 
@@ -75,49 +75,6 @@ CLOSE_AUTH_FAILED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_BAD_PROTOCOL = 4400
 CLOSE_REPLACED = 4409
-
-
-class TelemetryBatcher:
-    """Latest telemetry per robot in this process, flushed to the fleet group every interval."""
-
-    def __init__(self, interval_s: float) -> None:
-        self.interval_s = interval_s
-        self.pending: dict[str, dict[str, Any]] = {}
-        self.task: asyncio.Task[None] | None = None
-
-    def put(self, robot: str, body: dict[str, Any]) -> None:
-        self.pending[robot] = body
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        from channels.layers import get_channel_layer
-
-        layer = get_channel_layer()
-        idle_rounds = 0
-        while idle_rounds < 50:  # stop after 5 s of silence; the next put restarts it
-            await asyncio.sleep(self.interval_s)
-            if not self.pending:
-                idle_rounds += 1
-                continue
-            idle_rounds = 0
-            batch, self.pending = self.pending, {}
-            try:
-                await layer.group_send(realtime.FLEET_GROUP, realtime.fleet_telemetry_event(batch))
-                await cache.aset_many({TELEMETRY_CACHE_KEY.format(name): body for name, body in batch.items()}, timeout=600)
-            except Exception:  # a Redis hiccup must not kill the flusher for good
-                log.exception("telemetry flush failed")
-
-
-_batchers: dict[int, TelemetryBatcher] = {}
-
-
-def telemetry_batcher() -> TelemetryBatcher:
-    loop = asyncio.get_running_loop()
-    batcher = _batchers.get(id(loop))
-    if batcher is None or (batcher.task is not None and batcher.task.get_loop() is not loop):
-        batcher = _batchers[id(loop)] = TelemetryBatcher(settings.FOREMAN_TELEMETRY_FLUSH_S)
-    return batcher
 
 
 def client_source(scope: dict[str, Any]) -> str:
@@ -231,7 +188,7 @@ class RobotConsumer(ProtocolConsumer):
 
     async def connect(self) -> None:
         token = bearer_from_headers(self.scope.get("headers", []))
-        robot = await database_sync_to_async(robots.robot_authenticate)(token)
+        robot = await database_sync_to_async(robot_authenticate)(token)
         await self.accept()
         if robot is None:
             await self.close(code=CLOSE_AUTH_FAILED)
@@ -289,7 +246,7 @@ class RobotConsumer(ProtocolConsumer):
             await self.close(code=CLOSE_BAD_PROTOCOL)
             return
         welcome, previous = await database_sync_to_async(robots.robot_connected)(
-            robot=await database_sync_to_async(lambda: robots.Robot.objects.get(name=self.robot_name))(),
+            robot_name=self.robot_name,
             hello=hello,
             channel=self.channel_name,
             source=client_source(self.scope),
@@ -328,7 +285,7 @@ class RobotConsumer(ProtocolConsumer):
         # A fault is what a supervisor needs to see first: to every dashboard now, then the audit.
         await realtime.relay_robot_event(RobotFault(robot=self.robot_name, code=message.code, detail=message.detail,
                                                     at=iso(timezone.now()) or ""))
-        await database_sync_to_async(self._audit)("fault", code=message.code, detail=message.detail)
+        await database_sync_to_async(self.audit)("fault", code=message.code, detail=message.detail)
 
     async def on_command_ack(self, message: CommandAck) -> None:
         from webapp.learning.services.rollouts import rollout_command_acked
@@ -336,7 +293,7 @@ class RobotConsumer(ProtocolConsumer):
         target = await database_sync_to_async(rollout_command_acked)(
             robot_name=self.robot_name, command_id=message.command, ok=message.ok, error=message.error)
         if target is None and not message.ok:
-            await database_sync_to_async(self._audit)("command_refused", command=message.command, error=message.error)
+            await database_sync_to_async(self.audit)("command_refused", command=message.command, error=message.error)
 
     async def on_signal(self, message: RobotSignal) -> None:
         viewer = self.peers.get(message.peer)
@@ -352,9 +309,8 @@ class RobotConsumer(ProtocolConsumer):
             relayed = TeleopStateRelay(robot=self.robot_name, lease_id=message.lease_id, seq=message.seq, applied_t=message.applied_t)
             await realtime.send_to_channel(self.lease_holder_channel, realtime.fleet_direct_event(relayed))
 
-    def _audit(self, action: str, **detail: Any) -> None:
-        robot = robots.Robot.objects.filter(name=self.robot_name).first()
-        audit_record(actor=f"robot:{self.robot_name}", action=action, robot=robot, source=client_source(self.scope), **detail)
+    def audit(self, action: str, **detail: Any) -> None:
+        robot_audit_record(robot_name=self.robot_name, action=action, source=client_source(self.scope), **detail)
 
     # -- lease timer: the robot's socket notices expiry at once, without polling the database
 
@@ -415,15 +371,6 @@ def _origin_allowed(scope: dict[str, Any]) -> bool:
     return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
 
 
-def _user_from_token(token: str | None) -> Any:
-    if not token or not token.startswith(USER_TOKEN_PREFIX):
-        return None
-    record = ApiToken.objects.select_related("user").filter(token_hash=hash_token(token), revoked_at__isnull=True).first()
-    if record is None or not record.user.is_active:
-        return None
-    return record.user
-
-
 # A dashboard sends teleop (20 Hz while driving), heartbeats, pings and bursts of ICE candidates:
 # far below this. A page stuck in a loop is refused before it costs the server.
 FLEET_RATE_PER_S = 50.0
@@ -438,7 +385,7 @@ class FleetConsumer(ProtocolConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            user = await database_sync_to_async(_user_from_token)(bearer_from_headers(self.scope.get("headers", [])))
+            user = await database_sync_to_async(user_authenticate)(bearer_from_headers(self.scope.get("headers", [])))
         await self.accept()
         if user is None:
             await self.close(code=CLOSE_AUTH_FAILED)
@@ -541,10 +488,10 @@ class FleetConsumer(ProtocolConsumer):
 
     async def on_signal(self, message: BrowserSignal) -> None:
         if message.kind == "offer":
-            robot = await self.service(lambda: robots.Robot.objects.filter(name=message.robot).values_list("online", flat=True).first())()
-            if robot is None:
+            online = await self.service(robot_online)(message.robot)
+            if online is None:
                 raise NotFound(f"no robot named {message.robot!r}")
-            if not robot:
+            if not online:
                 await self.send_error("robot_offline", f"{message.robot} is offline", message.id)
                 return
             self.viewer_peers[message.peer] = message.robot

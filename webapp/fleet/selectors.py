@@ -11,7 +11,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from foreman_protocol.messages import PROTOCOL_VERSION, Snapshot
-from webapp.fleet.models import ControlSession, Intervention, Robot
+from webapp.fleet.models import AuditEvent, ControlSession, Episode, Intervention, Robot, Station
+from webapp.fleet.paging import page
 
 TELEMETRY_CACHE_KEY = "telemetry:{}"
 
@@ -106,9 +107,77 @@ def interventions_query() -> QuerySet[Intervention]:
     return Intervention.objects.select_related("robot", "acknowledged_by", "claimed_by", "resolved_by")
 
 
+def interventions_list(*, state: str | None = None, robot: str | None = None, open_only: bool = False,
+                       limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    """Interventions, newest first, optionally only one state, the unresolved ones, or one robot's."""
+    items = interventions_query()
+    if state:
+        items = items.filter(state=state)
+    if open_only:
+        items = items.exclude(state=Intervention.State.RESOLVED)
+    if robot:
+        items = items.filter(robot__name=robot)
+    return [intervention_dict(i) for i in items.order_by("-raised_at")[page(limit, offset)]]
+
+
+def intervention_by_id(intervention_id: Any) -> dict[str, Any]:
+    return intervention_dict(interventions_query().get(pk=intervention_id))
+
+
 def open_interventions() -> list[dict[str, Any]]:
     items = interventions_query().exclude(state=Intervention.State.RESOLVED).order_by("raised_at")[:500]
     return [intervention_dict(i) for i in items]
+
+
+def stations_list() -> list[dict[str, Any]]:
+    stations = Station.objects.select_related("line__site").prefetch_related("robots").order_by("name")
+    return [
+        {"name": s.name, "line": s.line.name, "site": s.line.site.name, "task": s.task, "takt_s": s.takt_s,
+         "robots": sorted(r.name for r in s.robots.all())}
+        for s in stations
+    ]
+
+
+def episode_dict(e: Episode) -> dict[str, Any]:
+    return {
+        "id": str(e.id), "robot": e.robot.name, "station": e.station.name if e.station else None,
+        "policy_version": e.policy_version, "cycle_index": e.cycle_index, "seed": e.seed,
+        "started_at": iso(e.started_at), "ended_at": iso(e.ended_at), "duration_s": e.duration_s,
+        "outcome": e.outcome, "failure_mode": e.failure_mode, "intervened": e.intervened,
+        "uploaded": hasattr(e, "upload"),
+    }
+
+
+def episodes_list(*, robot: str | None = None, outcome: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    """Episodes, newest first, optionally one robot's or one outcome's."""
+    items = Episode.objects.select_related("robot", "station", "upload")
+    if robot:
+        items = items.filter(robot__name=robot)
+    if outcome:
+        items = items.filter(outcome=outcome)
+    return [episode_dict(e) for e in items.order_by("-started_at")[page(limit, offset)]]
+
+
+def audit_list(*, robot: str | None = None, actor: str | None = None, action: str | None = None,
+               limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    """The audit log, newest first, optionally one robot's, one actor's or one action's."""
+    items = AuditEvent.objects.select_related("robot")
+    if robot:
+        items = items.filter(robot__name=robot)
+    if actor:
+        items = items.filter(actor=actor)
+    if action:
+        items = items.filter(action=action)
+    return [
+        {"id": a.id, "at": iso(a.at), "actor": a.actor, "action": a.action, "robot": a.robot.name if a.robot else None,
+         "source": a.source, "detail": a.detail}
+        for a in items.order_by("-at", "-id")[page(limit, offset)]
+    ]
+
+
+def robot_online(name: str) -> bool | None:
+    """Whether the robot is connected; None if there is no such robot."""
+    return Robot.objects.filter(name=name).values_list("online", flat=True).first()
 
 
 def fleet_snapshot(user: Any) -> Snapshot:

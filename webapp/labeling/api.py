@@ -1,4 +1,4 @@
-"""HTTP endpoints for the labeling queue, clips and labels, mounted at /api/labeling/ (webapp/fleet/api.py).
+"""HTTP endpoints for the labeling queue, clips and labels, mounted at /api/labeling/ (webapp/api.py).
 
 Every operation here needs an entry in tests/labeling/api_permissions.py (the permission matrix).
 """
@@ -27,7 +27,7 @@ RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 def _require(request: HttpRequest, capability: str) -> Any:
-    from webapp.fleet.api import require
+    from webapp.fleet.api_auth import require
 
     return require(request, capability)
 

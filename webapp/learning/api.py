@@ -10,7 +10,7 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Router, Schema
 
-from webapp.fleet.api import require, source
+from webapp.fleet.api_auth import require, source
 from webapp.learning import selectors
 from webapp.learning.models import RetrainingRound, Rollout
 from webapp.learning.services import retraining, rollouts

@@ -33,16 +33,10 @@ def robot_issue_token(*, robot_name: str, actor: str = "admin") -> str:
     return token
 
 
-def robot_authenticate(token: str | None) -> Robot | None:
-    if not token or not token.startswith(ROBOT_TOKEN_PREFIX) or len(token) > 200:
-        return None
-    return Robot.objects.select_related("station").filter(token_hash=hash_token(token)).first()
-
-
-def robot_connected(*, robot: Robot, hello: Hello, channel: str, source: str = "") -> tuple[Welcome, str]:
+def robot_connected(*, robot_name: str, hello: Hello, channel: str, source: str = "") -> tuple[Welcome, str]:
     """Record a robot's `hello`; return the `welcome` message and the channel of a replaced connection."""
     with transaction.atomic():
-        robot = Robot.objects.select_for_update(of=("self",)).select_related("station").get(pk=robot.pk)
+        robot = Robot.objects.select_for_update(of=("self",)).select_related("station").get(name=robot_name)
         previous = robot.connection if robot.online and robot.connection != channel else ""
         robot.online = True
         robot.connection = channel
