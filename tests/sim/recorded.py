@@ -42,7 +42,7 @@ def record_sim_cycle(state_dir: Path, *, seed: int = 1003, hold_at: int = 300, c
                              action_dim=robot.action_dim)
     sent: list[dict[str, Any]] = []
     recorder = EpisodeRecorder(state_dir, list(cameras), record_fps=record_fps, control_hz=30)
-    loop = ControlLoop(robot, modes, executor, clock, lambda m, r: sent.append(m), recorder=recorder,
+    loop = ControlLoop(robot, modes, executor, clock, lambda m, r: sent.append(m.model_dump()), recorder=recorder,
                        settings=LoopSettings(seed=seed, max_cycles=1), wall_time=clock.now, policy_version=lambda: "bc-sim-v1")
     frame_every = round(30 / record_fps)
     ticks = 0
