@@ -12,9 +12,7 @@ import asyncio
 import json
 import os
 import random
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -23,7 +21,8 @@ from typing import Any
 
 import websockets
 
-from bench.common import finish, free_port, percentile
+from bench.common import finish, percentile
+from webapp.launcher import Child, Launcher, daphne_args, free_port, manage_args, wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
 ROBOTS = 50
@@ -43,7 +42,8 @@ print(json.dumps({{"robots": fleet.tokens, "dashboard": api_token_issue(user=get
 
 
 class Stack:
-    """A throwaway database + daphne on the Redis channel layer."""
+    """A throwaway database + daphne on the Redis channel layer. Benches start their other
+    processes (a Celery worker, agents) with `launcher`; close() stops them all."""
 
     def __init__(self, robots: int, servers: int = 1, extra_env: dict[str, str] | None = None) -> None:
         import psycopg
@@ -58,28 +58,19 @@ class Stack:
                     "PYTHONUNBUFFERED": "1", **(extra_env or {})}
         self.manage("migrate", "--verbosity", "0")
         self.tokens = json.loads(self.manage("shell", "-c", SEED.format(robots=robots)).strip().splitlines()[-1])
-        self.servers: list[tuple[subprocess.Popen[bytes], int]] = []
+        self.launcher = Launcher(env=self.env, log_dir=self.logs)
+        self.servers: list[tuple[Child, int]] = []
         for index in range(servers):
             port = free_port()
-            process = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "webapp.asgi:application"],
-                                       cwd=ROOT, env=self.env, stdout=open(self.logs / f"daphne{index}.log", "wb"), stderr=subprocess.STDOUT)
-            self.servers.append((process, port))
-        for process, port in self.servers:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"daphne did not start; see {self.logs}")
-                    time.sleep(0.1)
+            self.servers.append((self.launcher.start(f"daphne{index}", daphne_args(port)), port))
+        for child, port in self.servers:
+            wait_port(port, timeout_s=30, child=child)
 
     def url(self, index: int = 0) -> str:
         return f"ws://127.0.0.1:{self.servers[index][1]}"
 
     def manage(self, *args: str) -> str:
-        result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(manage_args(*args), cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=300)
         if result.returncode != 0:
             raise RuntimeError(result.stderr[-2000:])
         return result.stdout
@@ -87,12 +78,7 @@ class Stack:
     def close(self) -> None:
         import psycopg
 
-        for process, _ in self.servers:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        self.launcher.stop(timeout_s=15)
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
         import redis

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from webapp.launcher import LaunchError, Launcher, free_port, manage_args, wait_http
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -60,41 +62,22 @@ def reexec_isolated(name: str) -> int:
     return subprocess.run(["unshare", "-n", "--", "sh", "-c", command], env=env, cwd=Path(__file__).resolve().parents[1]).returncode
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_demo(work: Path, *args: str) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
-    """`manage.py demo` on embedded settings in `work`; returns (process, url, env) once it answers."""
-    import urllib.request
-
+def start_demo(work: Path, *args: str) -> tuple[Launcher, str, dict[str, str]]:
+    """`manage.py demo` on embedded settings in `work` (its log: work/demo.log); returns (its
+    launcher, url, env) once it answers."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update(FOREMAN_SQLITE_PATH=str(work / "db.sqlite3"), FOREMAN_MEDIA_ROOT=str(work / "media"), FOREMAN_LOG_LEVEL="WARNING")
-    root = Path(__file__).resolve().parents[1]
-    process = subprocess.Popen([sys.executable, "manage.py", "demo", "--port", str(port), *args], cwd=root, env=env,
-                               stdout=open(work / "demo.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    launcher = Launcher(env=env, log_dir=work)
+    demo = launcher.start("demo", manage_args("demo", "--port", str(port), *args))
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/accounts/login/", timeout=2).close()
-            return process, url, env
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the demo did not start; see {work / 'demo.log'}") from None
-            time.sleep(0.3)
-
-
-def stop_demo(process: subprocess.Popen[bytes]) -> None:
-    import signal
-
-    os.killpg(process.pid, signal.SIGINT)
     try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        wait_http(f"{url}/accounts/login/", timeout_s=60, child=demo, any_status=False)
+    except LaunchError as error:
+        launcher.stop()
+        raise RuntimeError(f"the demo did not start: {error}") from None
+    return launcher, url, env
+
+
+def stop_demo(demo: Launcher) -> None:
+    demo.stop(timeout_s=20)  # the demo stops its own children first (SIGTERM is its Ctrl-C)

@@ -23,9 +23,6 @@ import json
 import os
 import re
 import secrets
-import signal
-import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -34,8 +31,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench.alert import ROOT, Stack
+from bench.alert import Stack
 from bench.common import finish
+from webapp.launcher import celery_args, sim_agent_args
 
 TAKT_S = 76.0
 ROBOTS = int(os.environ.get("FOREMAN_SOAK_ROBOTS", "4"))
@@ -204,27 +202,21 @@ def run() -> dict[str, Any]:
     started = time.monotonic()
     # Production settings (DEBUG off): with DEBUG on, Django keeps each connection's last 9000 queries.
     stack = Stack(ROBOTS, extra_env={"FOREMAN_DEBUG": "0", "FOREMAN_SECRET_KEY": secrets.token_urlsafe(32)})
-    processes: list[subprocess.Popen[bytes]] = []
     work = stack.logs
     names = sorted(stack.tokens["robots"])
     since = datetime.now(timezone.utc)
     complete = False
     try:
-        worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "webapp", "worker", "--concurrency", "1", "--loglevel", "WARNING"],
-                                  cwd=ROOT, env=stack.env, stdout=open(work / "celery.log", "wb"), stderr=subprocess.STDOUT)
-        processes.append(worker)
+        worker = stack.launcher.start("celery", celery_args())
         http = f"http://127.0.0.1:{stack.servers[0][1]}"
-        agents: dict[str, subprocess.Popen[bytes]] = {}
-        for index, name in enumerate(names):
-            agents[name] = subprocess.Popen([
-                sys.executable, "-m", "robot_agent", "--server", http, "--token", stack.tokens["robots"][name], "--sim", "--name", name,
-                "--seed", str(FIRST_SEED + 1000 * index), "--max-cycles", str(cycles_per_robot), "--time-scale", str(TIME_SCALE),
-                "--record-fps", str(RECORD_FPS), "--ice-loopback", "--state-dir", str(work / name),
-                "--sim-supervisor-token", stack.tokens["dashboard"], "--sim-supervisor-mode", "resume", "--log-level", "INFO",
-            ], cwd=ROOT, env=stack.env, stdout=open(work / f"{name}.log", "wb"), stderr=subprocess.STDOUT)
-        processes.extend(agents.values())
-        memory = Memory({"daphne": stack.servers[0][0].pid, "celery": worker.pid, **{f"agent {n}": p.pid for n, p in agents.items()}},
-                        expected)
+        agents = {name: stack.launcher.start(name, sim_agent_args(
+            http, stack.tokens["robots"][name], name,
+            "--seed", str(FIRST_SEED + 1000 * index), "--max-cycles", str(cycles_per_robot), "--time-scale", str(TIME_SCALE),
+            "--record-fps", str(RECORD_FPS), "--ice-loopback", "--state-dir", str(work / name),
+            "--sim-supervisor-token", stack.tokens["dashboard"], "--sim-supervisor-mode", "resume", "--log-level", "INFO",
+        )).process for index, name in enumerate(names)}
+        memory = Memory({"daphne": stack.servers[0][0].process.pid, "celery": worker.process.pid,
+                         **{f"agent {n}": p.pid for n, p in agents.items()}}, expected)
         deadline = started + TIMEOUT_S
         last_print = 0.0
         done = 0
@@ -253,15 +245,7 @@ def run() -> dict[str, Any]:
                        stack.tokens["dashboard"])
         complete = not timed_out and not agents_failed
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        stack.close()
+        stack.close()  # the agents, the worker, daphne, then the database
 
     ran = {(name, index): c for name, ledger in ledgers.items() for index, c in ledger["cycles"].items()}
     mismatched = sorted(f"{name}#{index}" for (name, index), c in ran.items()

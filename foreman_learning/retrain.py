@@ -46,7 +46,7 @@ from foreman_learning.policies.visuomotor import (
     save_checkpoint,
 )
 from foreman_learning.train import DEFAULT_NOISE, Samples, collect_demonstrations, fit, samples_from_steps
-from foreman_protocol.episodes import PRE_INTERVENTION_STEPS
+from foreman_protocol.episodes import ACTION_MODES, HUMAN_ACTION_MODES, PRE_INTERVENTION_STEPS
 from foreman_sim.expert import PICK_CLOSE_M, Expert
 from foreman_sim.render import policy_image
 from foreman_sim.station import ARMS, TAKT_S, NutStation
@@ -188,7 +188,7 @@ def arm_weights(modes: np.ndarray, actions: np.ndarray) -> np.ndarray:
     The driven arm is the one the person last commanded: its steps where it stands still and only
     closes its gripper on a nut, or waits for the gripper, belong to the demonstration (they are the
     most important steps of a pick), while the other arm's standing still does not."""
-    weights = np.select([modes == "pre_intervention", np.isin(modes, ("robot", "human", "shared"))],
+    weights = np.select([modes == "pre_intervention", np.isin(modes, [m for m in ACTION_MODES if m != "pre_intervention"])],
                         [PRE_INTERVENTION_WEIGHT, 1.0], 0.0)[:, None].repeat(2, axis=1)  # anything else: left out
     moved = np.stack([np.abs(actions[:, 5 * i: 5 * i + 5][:, [0, 1, 2, 4]]).max(axis=1) > 0.0 for i in range(2)], axis=1)
     grip = actions[:, [3, 8]]
@@ -211,7 +211,8 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 def round_samples(episodes: list[SupervisedEpisode], horizon: int) -> tuple[Samples, dict[str, int]]:
     """Weighted per-arm samples from supervised episodes: human share fixed, pre-intervention down."""
-    parts, human_masks, counts = [], [], {"robot": 0, "pre_intervention": 0, "human": 0, "shared": 0}
+    parts, human_masks = [], []
+    counts = dict.fromkeys(ACTION_MODES, 0)
     for episode in episodes:
         modes = np.asarray(episode.action_modes)
         if not episode.success and episode.intervened_at is None:
@@ -220,10 +221,10 @@ def round_samples(episodes: list[SupervisedEpisode], horizon: int) -> tuple[Samp
         kept = [t for t in episode.kept if t < len(modes)]
         weights = arm_weights(modes, actions)
         if not episode.success:  # the robot's part of a failed cycle is not worth imitating; the person's is
-            weights[~np.isin(modes, ("human", "shared"))] = 0.0
+            weights[~np.isin(modes, HUMAN_ACTION_MODES)] = 0.0
         parts.append(samples_from_steps(episode.images[: len(kept)], episode.states[: len(kept)], actions,
                                         kept, horizon, weights))
-        human_masks.append(np.repeat(np.isin(modes[kept], ("human", "shared")), 2))  # two per-arm samples per step
+        human_masks.append(np.repeat(np.isin(modes[kept], HUMAN_ACTION_MODES), 2))  # two per-arm samples per step
         for mode in counts:
             counts[mode] += int(np.sum(modes[kept] == mode))
     if not parts:

@@ -11,13 +11,12 @@ dataset export line them up by time).
 
 When a cycle ends, failures and intervened episodes are finalised into the spool
 (state_dir/spool/<episode>/ with metadata.json, steps.parquet, video_<camera>.mp4) for upload;
-the others are deleted.
+the others are deleted. The format of those files is foreman_protocol.episodes.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import logging
 import shutil
 from collections import deque
@@ -25,19 +24,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
 
 import av
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from foreman_protocol.episodes import PRE_INTERVENTION_STEPS
+from foreman_protocol.episodes import METADATA_FILE, PRE_INTERVENTION_STEPS, STEP_SCHEMA, STEPS_FILE, ActionMode, EpisodeMetadata
+from foreman_protocol.messages import FailureMode, Outcome
 
 log = logging.getLogger(__name__)
 
 RECORD_SIZE = (320, 240)
-ActionMode = Literal["robot", "pre_intervention", "human", "shared"]
 
 
 @dataclass
@@ -65,8 +63,8 @@ class EpisodeInfo:
 
 @dataclass
 class EpisodeResult:
-    outcome: Literal["success", "failure", "aborted"]
-    failure_mode: str | None
+    outcome: Outcome
+    failure_mode: FailureMode | None
     duration_s: float
     intervened: bool
 
@@ -202,22 +200,14 @@ class EpisodeRecorder:
             if writer.frames > 0:  # an empty video is no file at all: leave that camera out
                 cameras.append(camera)
         steps = list(episode.steps)
-        write_steps(steps, episode.directory / "steps.parquet")
-        metadata = {
-            "episode": episode.info.episode,
-            "cycle_index": episode.info.cycle_index,
-            "policy_version": episode.info.policy_version,
-            "seed": episode.info.seed,
-            "started_at": episode.info.started_at,
-            "duration_s": round(result.duration_s, 3),
-            "outcome": result.outcome,
-            "failure_mode": result.failure_mode,
-            "intervened": result.intervened or episode.intervened,
-            "fps": self.record_fps,
-            "cameras": cameras,
-            "steps": len(steps),
-        }
-        (episode.directory / "metadata.json").write_text(json.dumps(metadata))
+        write_steps(steps, episode.directory / STEPS_FILE)
+        metadata = EpisodeMetadata(
+            episode=episode.info.episode, cycle_index=episode.info.cycle_index, policy_version=episode.info.policy_version,
+            seed=episode.info.seed, started_at=episode.info.started_at, duration_s=round(result.duration_s, 3),  # type: ignore[arg-type]  # pydantic parses the ISO text
+            outcome=result.outcome, failure_mode=result.failure_mode, intervened=result.intervened or episode.intervened,
+            fps=self.record_fps, cameras=cameras, steps=len(steps),
+        )
+        (episode.directory / METADATA_FILE).write_text(metadata.model_dump_json())
         target = self.spool_dir / episode.info.episode
         shutil.rmtree(target, ignore_errors=True)
         episode.directory.rename(target)  # same filesystem: the spool only ever sees whole episodes
@@ -230,17 +220,9 @@ class EpisodeRecorder:
 
 
 def write_steps(steps: list[StepRecord], path: Path) -> None:
-    # Explicit types: a cycle a person drove from start to end has no confidence at all, and a
-    # column of only nulls must still be a float column.
-    types = {"t": pa.float64(), "phase": pa.string(), "mode": pa.string(), "action_mode": pa.string(),
-             "progress": pa.float64(), "confidence": pa.float64(), "torque_nm": pa.float64()}
-    columns = {name: pa.array([getattr(s, name) for s in steps], type=kind) for name, kind in types.items()}
-    table = pa.table({
-        **columns,
-        "state": pa.array([s.state for s in steps], type=pa.list_(pa.float32())),
-        "action": pa.array([s.action for s in steps], type=pa.list_(pa.float32())),
-    })
-    pq.write_table(table, path)
+    # StepRecord's fields are the schema's columns (tests/agent/test_recording.py checks it).
+    columns = [pa.array([getattr(s, field.name) for s in steps], type=field.type) for field in STEP_SCHEMA]
+    pq.write_table(pa.Table.from_arrays(columns, schema=STEP_SCHEMA), path)
 
 
 def utc_iso(timestamp: float) -> str:

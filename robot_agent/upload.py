@@ -3,19 +3,22 @@
 The spool (state_dir/spool/<episode>/) survives restarts; the uploader retries with backoff while
 the server is unreachable and deletes an episode only once the server answered `received` or
 `duplicate` (re-uploading is idempotent server-side). Episodes the server refuses (4xx) move to
-spool/rejected/ with the reason, so one bad episode never blocks the rest.
+spool/rejected/ with the reason, so one bad episode never blocks the rest. The files are
+foreman_protocol.episodes' format.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import shutil
 from pathlib import Path
 
 import httpx
+from pydantic import ValidationError
+
+from foreman_protocol.episodes import METADATA_FILE, STEPS_FILE, EpisodeMetadata
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ class Uploader:
     def pending(self) -> list[Path]:
         if not self.spool_dir.exists():
             return []
-        items = [p for p in self.spool_dir.iterdir() if p.is_dir() and p.name != "rejected" and (p / "metadata.json").exists()]
+        items = [p for p in self.spool_dir.iterdir() if p.is_dir() and p.name != "rejected" and (p / METADATA_FILE).exists()]
         return sorted(items, key=lambda p: p.stat().st_mtime)
 
     async def run(self) -> None:
@@ -63,14 +66,18 @@ class Uploader:
     async def upload_one(self, client: httpx.AsyncClient, directory: Path) -> bool:
         """Upload one spooled episode; False means "server unreachable, try again later"."""
         episode = directory.name
-        metadata_text = (directory / "metadata.json").read_text()
-        cameras = json.loads(metadata_text).get("cameras", [])
+        metadata_text = (directory / METADATA_FILE).read_text()
+        try:
+            cameras = EpisodeMetadata.model_validate_json(metadata_text).cameras
+        except ValidationError as error:  # the server would refuse it too: never retry it
+            self._reject(directory, f"bad {METADATA_FILE}: {error}")
+            return True
         files = []
         handles = []
         try:
-            steps = open(directory / "steps.parquet", "rb")
+            steps = open(directory / STEPS_FILE, "rb")
             handles.append(steps)
-            files.append(("steps", ("steps.parquet", steps, "application/vnd.apache.parquet")))
+            files.append(("steps", (STEPS_FILE, steps, "application/vnd.apache.parquet")))
             for camera in cameras:
                 handle = open(directory / f"video_{camera}.mp4", "rb")
                 handles.append(handle)

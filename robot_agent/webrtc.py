@@ -19,7 +19,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-import aioice.ice
 import av
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
@@ -28,6 +27,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from foreman_protocol import ProtocolError, parse_datachannel_message
 from foreman_protocol.messages import FrameClock, IceCandidate, Pong, RobotSignal, ViewerSignal, dump_message
+from robot_agent.aiortc_internals import rtp_timestamp_origin, use_loopback_ice
 from robot_agent.cameras import CameraHub, stamp_frame
 
 log = logging.getLogger(__name__)
@@ -47,11 +47,6 @@ def looks_like_offer(sdp: str) -> bool:
             and any(line.startswith("a=ice-ufrag:") for line in lines) and any(line.startswith("a=ice-pwd:") for line in lines)
             and any(line.startswith("a=fingerprint:") for line in lines))
 PREFERRED_CODECS = ("video/VP8", "video/H264")  # VP8: lowest sender CPU and display latency here
-
-
-def use_loopback_ice() -> None:
-    """Offer only 127.0.0.1 host candidates (aioice looks this function up at call time)."""
-    aioice.ice.get_host_addresses = lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"]
 
 
 def keep_loopback_candidates(sdp: str) -> str:
@@ -102,18 +97,6 @@ class CameraTrack(VideoStreamTrack):
         self.latest_pts = video.pts
         self.latest_capture_ms = frame.capture_ms
         return video
-
-
-def rtp_timestamp_origin(sender: RTCRtpSender) -> int | None:
-    """aiortc 1.16 keeps the random RTP timestamp origin in a local of the sender's RTP task;
-    read it so frame_clock can name real RTP timestamps. None if it is not (yet) there."""
-    task = getattr(sender, "_RTCRtpSender__rtp_task", None)
-    coro = task.get_coro() if task is not None and hasattr(task, "get_coro") else None
-    frame = getattr(coro, "cr_frame", None)
-    if frame is None:
-        return None
-    value = frame.f_locals.get("timestamp_origin")
-    return value if isinstance(value, int) else None
 
 
 @dataclass

@@ -46,3 +46,21 @@ def test_pre_intervention_marks_the_last_seconds_of_a_cycle_that_started_late(tm
     assert spool is not None
     modes = pq.read_table(spool / "steps.parquet").column("action_mode").to_pylist()
     assert modes.count("pre_intervention") == 15 and modes[-15:] == ["pre_intervention"] * 15  # the last 15 steps (Sirius)
+
+
+def test_the_recorder_writes_the_protocol_s_episode_format(tmp_path: Path) -> None:
+    from dataclasses import fields
+
+    from foreman_protocol.episodes import STEP_SCHEMA, EpisodeMetadata
+
+    assert [f.name for f in fields(StepRecord)] == STEP_SCHEMA.names  # write_steps relies on it
+    recorder = EpisodeRecorder(tmp_path, [], record_fps=10.0, control_hz=30.0)
+    recorder.begin(EpisodeInfo("00000000-0000-4000-8000-000000000003", 0, "v", None, utc_iso(0.0), 0.0))
+    recorder.add_step(StepRecord(t=0.0, phase="p", mode="teleop", action_mode="human", progress=0.0,
+                                 confidence=None, torque_nm=None, state=[0.0], action=[0.0]))
+    spool = recorder.finish(EpisodeResult("aborted", None, 1.0, True), keep=True).result(timeout=60)
+    recorder.close()
+    assert spool is not None
+    assert pq.read_schema(spool / "steps.parquet").equals(STEP_SCHEMA)  # a null-only column keeps its type
+    metadata = EpisodeMetadata.model_validate_json((spool / "metadata.json").read_text())
+    assert metadata.seed is None and metadata.steps == 1 and metadata.cameras == []

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from foreman_protocol.episodes import STEPS_FILE
 from webapp.fleet.models import Episode
 from webapp.fleet.roles import user_can
 from webapp.fleet.selectors import iso
@@ -84,7 +85,7 @@ def _sources(export: Export) -> tuple[list[lerobot.EpisodeSource], dict[str, str
         label = labels.get(key)
         sources.append(lerobot.EpisodeSource(
             key=key, task=(episode.station.task if episode.station else "") or "install self-tapping nuts, both sides",
-            fps=clip.fps, steps=pq.read_table(directory / "steps.parquet"),
+            fps=clip.fps, steps=pq.read_table(directory / STEPS_FILE),
             videos={camera: directory / info["file"] for camera, info in sorted(clip.videos.items())},
             success=episode.outcome == Episode.Outcome.SUCCESS, failure_mode=label.failure_mode if label else "",
             failure_t=label.failure_t if label else None, good_demo=label.good_demo if label else None,

@@ -21,7 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-ACTION_MODES = ("robot", "pre_intervention", "human", "shared")
+from foreman_protocol.episodes import ACTION_MODES, HUMAN_ACTION_MODES
+
 CHUNK_SIZE = 1000
 QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
 
@@ -33,7 +34,7 @@ class EpisodeSource:
     key: str  # the episode's uuid
     task: str
     fps: float
-    steps: pa.Table  # the agent's step table (t, state, action, action_mode, ...)
+    steps: pa.Table  # the agent's step table (foreman_protocol.episodes.STEP_SCHEMA)
     videos: dict[str, Path]  # camera -> mp4
     success: bool
     failure_mode: str  # the label's, "" for none
@@ -141,7 +142,7 @@ def rows_for(source: EpisodeSource, frames: int) -> dict[str, np.ndarray]:
     action = np.asarray(source.steps.column("action").to_pylist(), dtype=np.float32)[index]
     modes = np.asarray([ACTION_MODES.index(m) for m in source.steps.column("action_mode").to_pylist()], dtype=np.int64)[index]
     return {"observation.state": state, "action": action, "action_mode": modes,
-            "intervention": np.isin(modes, [ACTION_MODES.index("human"), ACTION_MODES.index("shared")])}
+            "intervention": np.isin(modes, [ACTION_MODES.index(m) for m in HUMAN_ACTION_MODES])}
 
 
 def feature_stats(values: np.ndarray) -> dict[str, Any]:

@@ -1,11 +1,11 @@
 """Upload processing: validate what an agent uploaded, make thumbnails, read durations, build the
 per-step timeline, and queue the episode for labeling. An upload that fails any check is
-rejected with a clear reason and left on disk for inspection; nothing of it is imported.
+rejected with a clear reason and left on disk for inspection; nothing of it is imported. What an
+upload must be is foreman_protocol.episodes.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -19,15 +19,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from django.conf import settings
 from django.db import transaction
+from pydantic import ValidationError
 
+from foreman_protocol.episodes import (
+    ACTION_MODES, HUMAN_ACTION_MODES, MAX_STEPS, METADATA_FILE, STEPS_FILE, EpisodeMetadata, step_schema_problem,
+)
 from webapp.fleet.models import Episode, EpisodeUpload, Intervention
 from webapp.fleet.services.audit import audit_record
 from webapp.labeling.models import Clip, QueueItem
 
 log = logging.getLogger(__name__)
 
-ACTION_MODES = ("robot", "pre_intervention", "human", "shared")
-MAX_STEPS = 200_000  # 300 s at 30 Hz is 9,000; anything near this is not an agent's upload
 MAX_PIXELS = 1920 * 1080
 MAX_FRAMES = 300 * 60
 ALLOWED_CODECS = {"h264"}
@@ -56,15 +58,10 @@ def read_steps(path: Path, expected: int) -> pa.Table:
     try:
         schema = pq.read_schema(path)
     except Exception as error:  # noqa: BLE001 - any unreadable file is a rejection
-        raise UploadRejected(f"steps.parquet is not a readable parquet file ({type(error).__name__})") from None
-    required = {"t": pa.types.is_floating, "action_mode": pa.types.is_string, "mode": pa.types.is_string,
-                "phase": pa.types.is_string, "progress": pa.types.is_floating, "confidence": pa.types.is_floating,
-                "state": pa.types.is_list, "action": pa.types.is_list}
-    for name, check in required.items():
-        if name not in schema.names:
-            raise UploadRejected(f"steps.parquet has no column {name!r}")
-        if not check(schema.field(name).type):
-            raise UploadRejected(f"steps.parquet column {name!r} has type {schema.field(name).type}")
+        raise UploadRejected(f"{STEPS_FILE} is not a readable parquet file ({type(error).__name__})") from None
+    problem = step_schema_problem(schema)
+    if problem is not None:
+        raise UploadRejected(f"{STEPS_FILE}: {problem}")
     rows = pq.ParquetFile(path).metadata.num_rows
     if rows > MAX_STEPS:
         raise UploadRejected(f"steps.parquet has {rows} rows (at most {MAX_STEPS})")
@@ -162,10 +159,10 @@ def build_timeline(table: pa.Table, episode: Episode, duration_s: float) -> dict
     for item in Intervention.objects.filter(episode=episode).order_by("raised_at"):
         markers.append({"t": round(max(0.0, (item.raised_at - episode.started_at).total_seconds()), 3), "kind": "intervention",
                         "label": f"{item.trigger}: {item.detail}"[:200]})
-    first_human = next((i for i, m in enumerate(modes) if m in ("human", "shared")), None)
+    first_human = next((i for i, m in enumerate(modes) if m in HUMAN_ACTION_MODES), None)
     if first_human is not None:
         markers.append({"t": round(float(times[first_human]), 3), "kind": "takeover", "label": "a person took control"})
-    torque = table.column("torque_nm").to_pylist() if "torque_nm" in table.column_names else []
+    torque = table.column("torque_nm").to_pylist()
     if episode.outcome in (Episode.Outcome.FAILURE, Episode.Outcome.ABORTED):
         markers.append({"t": round(end, 3), "kind": "end", "label": f"{episode.outcome}: {episode.failure_mode or '—'}"})
     return {
@@ -175,7 +172,7 @@ def build_timeline(table: pa.Table, episode: Episode, duration_s: float) -> dict
         "segments": [{"start": r["start"], "end": r["end"], "mode": r["value"]} for r in runs(modes, times, end)],
         "phases": [{"start": r["start"], "end": r["end"], "phase": r["value"]} for r in runs(table.column("phase").to_pylist(), times, end)],
         "confidence": curve(times, table.column("confidence").to_pylist()),
-        "torque": curve(times, torque) if torque else [],
+        "torque": curve(times, torque),
         "markers": sorted(markers, key=lambda m: m["t"]),
     }
 
@@ -214,23 +211,23 @@ def upload_process(upload_id: str) -> EpisodeUpload:
 
 def _check_and_describe(upload: EpisodeUpload, directory: Path) -> dict[str, Any]:
     try:
-        metadata = json.loads((directory / "metadata.json").read_text())
-    except (OSError, ValueError) as error:
-        raise UploadRejected(f"metadata.json is missing or not JSON ({type(error).__name__})") from None
-    fps = float(metadata.get("fps") or 0)
-    if not 0 < fps <= 120:
-        raise UploadRejected(f"metadata fps {fps} is not a recording rate")
-    table = read_steps(directory / "steps.parquet", int(metadata.get("steps", -1)))
+        metadata = EpisodeMetadata.model_validate_json((directory / METADATA_FILE).read_text())
+    except OSError as error:
+        raise UploadRejected(f"{METADATA_FILE} is missing ({type(error).__name__})") from None
+    except ValidationError as error:
+        raise UploadRejected(f"{METADATA_FILE} is not valid: {str(error)[:300]}") from None
+    fps = metadata.fps
+    table = read_steps(directory / STEPS_FILE, metadata.steps)
     t = table.column("t").to_numpy(zero_copy_only=False)
     steps_span = float(t[-1] - t[0]) if len(t) else 0.0
     episode = upload.episode
-    duration = float(episode.duration_s or metadata.get("duration_s") or steps_span)
+    duration = float(episode.duration_s or metadata.duration_s or steps_span)
     timeline = build_timeline(table, episode, duration)
     # Thumbnails where the story is: the first intervention or takeover, else the end of the clip.
     moments = [m["t"] for m in timeline["markers"] if m["kind"] in ("intervention", "takeover")]
     at = min(moments) if moments else max(0.0, timeline["duration_s"] - 1.0)
     videos: dict[str, Any] = {}
-    for camera in metadata.get("cameras", []):
+    for camera in metadata.cameras:
         path = directory / f"{camera}.mp4"
         if not path.is_file():
             raise UploadRejected(f"video for camera {camera!r} is missing")

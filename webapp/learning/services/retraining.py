@@ -13,7 +13,6 @@ is left out. Expert demonstrations from the base policy's own training seeds are
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import time
@@ -28,6 +27,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from foreman_protocol.episodes import HUMAN_ACTION_MODES, METADATA_FILE, STEPS_FILE, EpisodeMetadata
 from webapp.fleet.models import Episode, PolicyVersion
 from webapp.fleet.roles import user_can
 from webapp.fleet.services.audit import audit_record
@@ -130,12 +130,11 @@ def episode_training_data(episode_id: str) -> tuple[Any, str]:
         return None, "no clip"
     directory = Path(settings.MEDIA_ROOT) / clip.upload.directory
     try:
-        metadata = json.loads((directory / "metadata.json").read_text())
-        steps = pq.read_table(directory / "steps.parquet", columns=["action", "action_mode", "state"])
-    except (OSError, ValueError) as error:
+        seed = EpisodeMetadata.model_validate_json((directory / METADATA_FILE).read_text()).seed
+        steps = pq.read_table(directory / STEPS_FILE, columns=["action", "action_mode", "state"])
+    except (OSError, ValueError) as error:  # a pydantic ValidationError is a ValueError
         return None, f"unreadable upload: {error}"
-    seed = metadata.get("seed")
-    if not isinstance(seed, int):
+    if seed is None:
         return None, "no sim seed (not a simulated episode)"
     actions = np.asarray(steps.column("action").to_pylist(), dtype=np.float32)
     states = np.asarray(steps.column("state").to_pylist(), dtype=np.float32)
@@ -147,7 +146,7 @@ def episode_training_data(episode_id: str) -> tuple[Any, str]:
     label = Label.objects.filter(episode_id=episode_id, current=True).first()
     if label is not None and label.good_demo is False:  # the labeler says the recovery is not worth imitating
         modes = ["robot" if m == "robot" else "excluded" for m in modes]
-    human = [i for i, m in enumerate(modes) if m in ("human", "shared")]
+    human = [i for i, m in enumerate(modes) if m in HUMAN_ACTION_MODES]
     intervened_at = human[0] if human else None
     episode = clip.episode
     return SupervisedEpisode(

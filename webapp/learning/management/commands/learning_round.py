@@ -23,13 +23,8 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,18 +39,13 @@ from webapp.fleet.services.robots import robot_issue_token
 from webapp.fleet.services.users import api_token_issue, api_token_revoke, user_create_with_role
 from webapp.labeling.services.exports import export_create, export_run
 from webapp.labeling.services.labels import label_review, label_submit
+from webapp.launcher import Child, LaunchError, Launcher, celery_args, daphne_args, free_port, sim_agent_args, wait_http
 from webapp.learning.models import RetrainingRound
 from webapp.learning.services.policies import policy_register
 from webapp.learning.services.retraining import retraining_run, retraining_start
 
 BOTS = {"learning-supervisor": "operator", "learning-labeler": "labeler", "learning-reviewer": "labeler", "learning-engineer": "admin"}
 FIRST_SEED = 2000
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Command(BaseCommand):
@@ -88,52 +78,40 @@ class Command(BaseCommand):
         names = list(tokens)
         Robot.objects.filter(name__in=names).update(online=False, connection="")
         work = Path(tempfile.mkdtemp(prefix="foreman-learning-"))
-        logs: dict[str, Any] = {}  # each agent's log: shown (its tail) when the fleet fails
         failed = True
-        children: list[subprocess.Popen[bytes]] = []
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "FOREMAN_LOG_LEVEL": os.environ.get("FOREMAN_LOG_LEVEL", "WARNING")}
-        python = sys.executable
+        # Every child logs to a file in `work`: the tails are shown when the fleet fails.
+        launcher = Launcher(env={**os.environ, "FOREMAN_LOG_LEVEL": os.environ.get("FOREMAN_LOG_LEVEL", "WARNING")}, log_dir=work)
         fleet_started = time.time()
         try:
-            children.append(subprocess.Popen([python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "webapp.asgi:application"],
-                                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            daphne = launcher.start("daphne", daphne_args(port))
             if not settings.CELERY_TASK_ALWAYS_EAGER:
-                children.append(subprocess.Popen([python, "-m", "celery", "-A", "webapp", "worker", "--concurrency", "1",
-                                                  "--loglevel", "WARNING"], env=env))
-            self._wait_for_server(url, deadline)
+                launcher.start("celery", celery_args())
+            try:
+                wait_http(f"{url}/healthz", timeout_s=max(1.0, min(30.0, deadline - time.monotonic())), child=daphne, any_status=False)
+            except LaunchError as error:
+                raise CommandError(f"the server at {url} did not start: {error}") from None
             agents = []
             for index, name in enumerate(names):
-                agents.append(subprocess.Popen([
-                    python, "-m", "robot_agent", "--server", url, "--token", tokens[name], "--sim", "--name", name,
-                    "--policy", str(Path(settings.MEDIA_ROOT) / base.checkpoint),
+                agents.append(launcher.start(name, sim_agent_args(
+                    url, tokens[name], name, "--policy", str(Path(settings.MEDIA_ROOT) / base.checkpoint),
                     "--seed", str(FIRST_SEED + 1000 * index), "--max-cycles", str(cycles), "--time-scale", str(options["time_scale"]),
                     "--record-fps", str(options["record_fps"]), "--ice-loopback", "--state-dir", str(work / name),
                     "--sim-supervisor-token", users["learning-supervisor-token"], "--log-level", "INFO",
-                ], env=env, stdout=logs.setdefault(name, open(work / f"{name}.log", "wb")), stderr=subprocess.STDOUT))
-            children.extend(agents)
+                )))
             self._say(f"fleet: {robots} robots × {cycles} cycles at {options['time_scale']:g}× on {url} (policy {base.name})")
             since = datetime.fromtimestamp(fleet_started, tz=timezone.utc)
             self._wait_for_agents(agents, names, robots * cycles, since, deadline)
             episodes = self._wait_for_uploads(names, since, deadline)
             failed = False
         finally:
-            for child in reversed(children):
-                if child.poll() is None:
-                    child.send_signal(signal.SIGTERM)
-            for child in children:
-                try:
-                    child.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    child.kill()
+            launcher.stop(timeout_s=10)
             # The supervisor bot's token was for this run only.
             api_token_revoke(token=users["learning-supervisor-token"], actor="learning_round")
-            for name, handle in logs.items():
-                handle.close()
-                if failed:
-                    lines = (work / f"{name}.log").read_text(errors="replace").splitlines()[-15:]
-                    self._say(f"--- last lines of {name}'s log ---\n" + "\n".join(lines))
+            if failed:
+                for child in launcher.children:
+                    self._say(f"--- last lines of {child.name}'s log ---\n{child.log_tail()}")
             shutil.rmtree(work, ignore_errors=True)
         fleet_s = time.monotonic() - started
         outcomes = Counter(e.outcome if e.outcome != "failure" else f"failure:{e.failure_mode}" for e in episodes["all"])
@@ -203,20 +181,9 @@ class Command(BaseCommand):
         return policy_register(name=name, checkpoint=DEFAULT_WEIGHTS, notes="shipped with foreman_learning", actor="learning_round",
                                replace=True)
 
-    def _wait_for_server(self, url: str, deadline: float) -> None:
-        give_up = min(deadline, time.monotonic() + 30)
-        while time.monotonic() < give_up:
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise CommandError(f"the server at {url} did not start")
-
-    def _wait_for_agents(self, agents: list[subprocess.Popen[bytes]], names: list[str], total: int, since: datetime,
-                         deadline: float) -> None:
+    def _wait_for_agents(self, agents: list[Child], names: list[str], total: int, since: datetime, deadline: float) -> None:
         last = -1
-        while any(agent.poll() is None for agent in agents):
+        while any(agent.running() for agent in agents):
             if time.monotonic() > deadline:
                 raise CommandError("timed out while the fleet ran")
             done = Episode.objects.filter(robot__name__in=names, started_at__gte=since, ended_at__isnull=False).count()
@@ -224,7 +191,7 @@ class Command(BaseCommand):
                 self._say(f"  {done}/{total} cycles")
             last = done
             time.sleep(0.5)
-        failed = [name for name, agent in zip(names, agents) if agent.returncode != 0]
+        failed = [agent.name for agent in agents if agent.process.returncode != 0]
         if failed:
             raise CommandError(f"agents of {', '.join(failed)} exited with an error")
 

@@ -1,0 +1,36 @@
+"""Every place the agent relies on aiortc's or aioice's private internals, and only those.
+
+Neither library offers these as API, so an upgrade may break them silently: a changed local name
+would turn frame_clock off, a renamed function would let real interfaces' candidates through.
+tests/agent/test_aiortc_internals.py checks each one against the installed versions (on a real
+loopback connection) and fails when they move; look here first after upgrading aiortc or aioice
+(checked with aiortc 1.16, pinned in requirements.txt, and the aioice 0.13 it brings).
+"""
+
+from __future__ import annotations
+
+import aioice.ice
+from aiortc import RTCRtpSender
+
+# The name-mangled attribute of RTCRtpSender holding the task that runs `_run_rtp`.
+RTP_TASK_ATTRIBUTE = "_RTCRtpSender__rtp_task"
+# The local of `RTCRtpSender._run_rtp` with the random RTP timestamp origin (RFC 3550 §5.1).
+TIMESTAMP_ORIGIN_LOCAL = "timestamp_origin"
+
+
+def use_loopback_ice() -> None:
+    """Offer only 127.0.0.1 host candidates: aioice.ice.Connection.gather_candidates looks up the
+    module's get_host_addresses(use_ipv4, use_ipv6) at call time, so replacing it is enough."""
+    aioice.ice.get_host_addresses = lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"]
+
+
+def rtp_timestamp_origin(sender: RTCRtpSender) -> int | None:
+    """The random RTP timestamp origin aiortc keeps in a local of the sender's RTP task, so
+    frame_clock can name real RTP timestamps. None if it is not (yet) there."""
+    task = getattr(sender, RTP_TASK_ATTRIBUTE, None)
+    coro = task.get_coro() if task is not None and hasattr(task, "get_coro") else None
+    frame = getattr(coro, "cr_frame", None)
+    if frame is None:
+        return None
+    value = frame.f_locals.get(TIMESTAMP_ORIGIN_LOCAL)
+    return value if isinstance(value, int) else None

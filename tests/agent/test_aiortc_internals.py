@@ -1,0 +1,77 @@
+"""The aiortc/aioice internals robot_agent/aiortc_internals.py relies on are still there: these fail
+when an upgrade moves them (rather than frame_clock or the loopback-only ICE going quietly wrong)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import aioice.ice
+import pytest
+from aiortc import RTCPeerConnection, RTCRtpSender
+from aiortc.mediastreams import VideoStreamTrack
+
+from robot_agent import aiortc_internals
+from robot_agent.aiortc_internals import RTP_TASK_ATTRIBUTE, TIMESTAMP_ORIGIN_LOCAL, rtp_timestamp_origin, use_loopback_ice
+
+
+@pytest.fixture
+def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", aioice.ice.get_host_addresses)  # undone after the test
+    use_loopback_ice()
+
+
+def test_the_patched_aioice_function_keeps_its_signature_and_is_looked_up_at_call_time() -> None:
+    assert list(inspect.signature(aioice.ice.get_host_addresses).parameters) == ["use_ipv4", "use_ipv6"]
+    # A global looked up when candidates are gathered, not imported into another module.
+    assert "get_host_addresses(" in inspect.getsource(aioice.ice.Connection.gather_candidates)
+    assert "get_host_addresses" in aioice.ice.Connection.gather_candidates.__code__.co_names
+
+
+async def test_loopback_ice_gathers_only_loopback_host_candidates(loopback_ice: None) -> None:
+    connection = aioice.ice.Connection(ice_controlling=True)
+    try:
+        await connection.gather_candidates()
+        assert connection.local_candidates
+        assert {c.host for c in connection.local_candidates} == {"127.0.0.1"}
+    finally:
+        await connection.close()
+
+
+async def test_the_rtp_timestamp_origin_is_readable_on_a_real_sender(loopback_ice: None) -> None:
+    assert "_run_rtp" in vars(RTCRtpSender)
+    assert TIMESTAMP_ORIGIN_LOCAL in RTCRtpSender._run_rtp.__code__.co_varnames  # type: ignore[attr-defined]
+    sending, receiving = RTCPeerConnection(), RTCPeerConnection()
+    try:
+        sender = sending.addTrack(VideoStreamTrack())  # pts 0, 3000, 6000, ... at 90 kHz
+        await sending.setLocalDescription(await sending.createOffer())
+        await receiving.setRemoteDescription(sending.localDescription)
+        await receiving.setLocalDescription(await receiving.createAnswer())
+        await sending.setRemoteDescription(receiving.localDescription)
+        # The sender notes the timestamp of each RTP packet it sends (for its sender reports; 0 before).
+        for _ in range(200):
+            last_sent = getattr(sender, "_RTCRtpSender__rtp_timestamp")
+            if last_sent:
+                break
+            await asyncio.sleep(0.1)
+        assert isinstance(last_sent, int) and last_sent, "no RTP packet sent in 20 s"
+
+        assert getattr(sender, RTP_TASK_ATTRIBUTE, None) is not None
+        origin = rtp_timestamp_origin(sender)
+        assert isinstance(origin, int)
+        # The origin means what frame_clock takes it for: RTP timestamp = origin + pts (mod 2^32).
+        pts = (last_sent - origin) % 2**32
+        assert pts % 3000 == 0 and pts < 90_000 * 20, pts
+    finally:
+        await sending.close()
+        await receiving.close()
+
+
+def test_the_module_is_the_only_reader_of_the_internals() -> None:
+    from pathlib import Path
+
+    agent = Path(aiortc_internals.__file__).parent
+    private = ("_RTCRtpSender", "f_locals", "import aioice", "from aioice")
+    readers = sorted(p.name for p in agent.glob("*.py")
+                     if p.name != "aiortc_internals.py" and any(needle in p.read_text() for needle in private))
+    assert readers == []
