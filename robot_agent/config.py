@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit, urlunsplit
@@ -215,7 +215,3 @@ def load_config(argv: Sequence[str] | None = None, environ: dict[str, str] | Non
             raise ConfigError(f"bad value for {name}: {value!r} ({error})") from None
     config.validate()
     return config
-
-
-def config_fields() -> list[str]:
-    return [f.name for f in fields(AgentConfig)]

@@ -151,10 +151,6 @@ def load_visuomotor(path: str | Path) -> VisuomotorPolicy:
     return VisuomotorPolicy(net)
 
 
-def confidence_from_spread(spread: np.ndarray, scale: float) -> np.ndarray:
-    return np.exp(-(np.asarray(spread) / scale) ** 2)
-
-
 def scale_for_median_confidence(spreads: np.ndarray, median_confidence: float) -> float:
     """The confidence scale that puts the median step at `median_confidence`."""
     median = float(np.median(spreads))

@@ -51,10 +51,3 @@ def policy_register(*, name: str, checkpoint: Path, parent: str | None = None, e
     audit_record(actor=actor, action="policy_registered", policy=name, parent=parent or "", sha256=policy.sha256,
                  evaluation={k: v for k, v in (evaluation or {}).items() if k != "failure_modes"})
     return policy
-
-
-def policy_get(name: str) -> PolicyVersion:
-    policy = PolicyVersion.objects.filter(name=name).first()
-    if policy is None:
-        raise NotFound(f"no policy named {name!r}")
-    return policy
