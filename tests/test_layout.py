@@ -4,6 +4,7 @@ and the shared packages import neither of the two programs (foreman_sim not even
 from __future__ import annotations
 
 import ast
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,13 @@ def test_package_imports_stay_inside_their_layer(package: str) -> None:
         for path in sorted((ROOT / package).rglob("*.py"))
     }
     assert {path: found for path, found in offenders.items() if found} == {}
+
+
+def test_the_repository_tracks_no_symlinks() -> None:
+    """A committed symlink (a worktree's `.venv -> /work/main/.venv`) resolves on the machine that
+    made it and loops or dangles on every other clone; CI once failed on exactly that."""
+    listing = subprocess.run(
+        ["git", "ls-files", "-s"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    symlinks = [line.split("\t", 1)[1] for line in listing.splitlines() if line.startswith("120000 ")]
+    assert symlinks == []
