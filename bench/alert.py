@@ -166,7 +166,7 @@ async def measure() -> dict[str, Any]:
                 raise RuntimeError(f"only {connected[0]} of {ROBOTS} robots connected")
             await asyncio.sleep(0.1)
         await asyncio.sleep(WARMUP_S)
-        for index in range(ALERTS):
+        for _ in range(ALERTS):
             queues[random.choice(names)].put_nowait(str(uuid.uuid4()))
             await asyncio.sleep(0.2)
         await asyncio.sleep(2.0)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from webapp.launcher import LaunchError, Launcher, free_port, manage_args, wait_http
+from webapp.launcher import Launcher, LaunchError, free_port, manage_args, wait_http
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -76,8 +76,8 @@ def run() -> dict[str, Any]:
     import json
     import shutil
 
-    from django.contrib.auth import get_user_model
     from django.conf import settings
+    from django.contrib.auth import get_user_model
 
     from webapp.fleet.models import Episode, EpisodeUpload, Robot
     from webapp.fleet.services.demo import demo_seed

@@ -84,7 +84,7 @@ async def run_dashboard(url: str, token: str, stop: asyncio.Event, level: Level)
         while not stop.is_set():
             try:
                 raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             now = time.perf_counter()
             message = json.loads(raw)
@@ -100,13 +100,13 @@ async def run_dashboard(url: str, token: str, stop: asyncio.Event, level: Level)
 async def one_level(stack: Stack, robots: int, dashboard_token: str) -> dict[str, Any]:
     level, stop = Level(), asyncio.Event()
     names = list(stack.tokens["robots"])[:robots]
-    queues = {name: asyncio.Queue() for name in names}
+    queues: dict[str, asyncio.Queue[str]] = {name: asyncio.Queue() for name in names}
     urls = [stack.url(0), stack.url(1)]
     dashboards = [asyncio.create_task(run_dashboard(urls[i % 2], dashboard_token, stop, level)) for i in range(DASHBOARDS)]
     robot_tasks = [asyncio.create_task(run_robot(urls[i % 2], stack.tokens["robots"][n], stop, level, queues[n])) for i, n in enumerate(names)]
     await asyncio.sleep(WARMUP_S)
     level.measuring = True
-    for index in range(ALERTS_PER_LEVEL):
+    for _ in range(ALERTS_PER_LEVEL):
         queues[random.choice(names)].put_nowait(str(uuid.uuid4()))
         await asyncio.sleep(WINDOW_S / ALERTS_PER_LEVEL)
     level.measuring = False

@@ -80,7 +80,7 @@ def soak_chart(result: dict) -> str:
 
     def polyline(values: list[float], top: float, low: float, high: float, color: str) -> str:
         span = max(high - low, 1e-9)
-        points = " ".join(f"{x(a):.1f},{top + panel_h - panel_h * (b - low) / span:.1f}" for a, b in zip(t, values) if b is not None)
+        points = " ".join(f"{x(a):.1f},{top + panel_h - panel_h * (b - low) / span:.1f}" for a, b in zip(t, values, strict=True) if b is not None)
         return f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2"/>'
 
     def axes(top: float, label: str, low: float, high: float) -> list[str]:

@@ -27,7 +27,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +158,7 @@ def server_records(stack: Stack, names: list[str], since: datetime) -> dict[str,
             "SELECT r.name, e.cycle_index, e.outcome, e.failure_mode, e.intervened, e.duration_s, u.state"
             " FROM fleet_episode e JOIN fleet_robot r ON r.id = e.robot_id LEFT JOIN fleet_episodeupload u ON u.episode_id = e.id"
             " WHERE r.name = ANY(%s) AND e.started_at >= %s", (names, since)).fetchall()
-        triggers = dict(conn.execute(
+        triggers: dict[str, int] = dict(conn.execute(
             "SELECT i.trigger, count(*) FROM fleet_intervention i JOIN fleet_robot r ON r.id = i.robot_id"
             " WHERE r.name = ANY(%s) AND i.raised_at >= %s GROUP BY i.trigger", (names, since)).fetchall())
     episodes = {(name, index): (outcome, mode or "", intervened, duration, upload)
@@ -204,7 +204,7 @@ def run() -> dict[str, Any]:
     stack = Stack(ROBOTS, extra_env={"FOREMAN_DEBUG": "0", "FOREMAN_SECRET_KEY": secrets.token_urlsafe(32)})
     work = stack.logs
     names = sorted(stack.tokens["robots"])
-    since = datetime.now(timezone.utc)
+    since = datetime.now(UTC)
     complete = False
     try:
         worker = stack.launcher.start("celery", celery_args())
@@ -241,7 +241,7 @@ def run() -> dict[str, Any]:
                 break
             time.sleep(1.0)
         records = server_records(stack, names, since)
-        kpis = api_get(f"{http}/api/dashboard/kpis?" + urllib.parse.urlencode({"start": since.isoformat(), "end": datetime.now(timezone.utc).isoformat()}),
+        kpis = api_get(f"{http}/api/dashboard/kpis?" + urllib.parse.urlencode({"start": since.isoformat(), "end": datetime.now(UTC).isoformat()}),
                        stack.tokens["dashboard"])
         complete = not timed_out and not agents_failed
     finally:
@@ -252,7 +252,7 @@ def run() -> dict[str, Any]:
                         if (e := records["episodes"].get((name, index))) is not None and (e[0], e[1], e[2]) != c[:3])
     recorded = sum(1 for key in ran if key in records["episodes"] and records["episodes"][key][0] != "running")
     uploads = Counter(records["episodes"][key][4] or "missing" for key in kept if key in records["episodes"])
-    raised = Counter()
+    raised: Counter[str] = Counter()
     for ledger in ledgers.values():
         raised.update(ledger["triggers"])
     kpi_check = compare_kpis(kpis, ledgers)

@@ -81,7 +81,7 @@ async def measure(url: str, token: str, state: Path) -> dict[str, list[float]]:
             samples[phase[0]].append(time.time() * 1000.0 - command.sent_ms)
         return refused
 
-    agent.modes.teleop = timed  # type: ignore[method-assign]
+    agent.modes.teleop = timed  # type: ignore[method-assign]  # wraps the real handler to time each command
     errors: list[str] = []
     runner = asyncio.create_task(agent.run())
     browser = threading.Thread(target=drive, args=(url, samples, phase, errors), daemon=True)

@@ -86,7 +86,7 @@ def run() -> dict[str, Any]:
                                                  args=["--no-sandbox", "--allow-loopback-in-peer-connection",
                                                        "--disable-features=WebRtcHideLocalIpsWithMdns"])
             context = browser.new_context(viewport={"width": 1280, "height": 800})
-            pages = []
+            pages: list[Any] = []
             first: dict[str, Any] = {}
             for viewers in (1, 2, 4):
                 while len(pages) < viewers:

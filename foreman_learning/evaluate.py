@@ -70,7 +70,6 @@ def _run_batch(policy: Policy, seeds: list[int], refill: int) -> list[EpisodeRes
     min_confidence = [1.0] * len(seeds)
     intervention_step: list[int | None] = [None] * len(seeds)
     fault = [False] * len(seeds)
-    expert = isinstance(policy, ExpertPolicy)
     while True:
         live = [i for i, station in enumerate(stations) if not station.outcome.done]
         if not live:
@@ -103,7 +102,7 @@ def _run_batch(policy: Policy, seeds: list[int], refill: int) -> list[EpisodeRes
     return [
         EpisodeResult(seed, bool(s.outcome.success), s.outcome.failure_mode, round(s.t, 3), round(min_confidence[i], 4),
                       intervention_step[i], fault[i])
-        for i, (seed, s) in enumerate(zip(seeds, stations))
+        for i, (seed, s) in enumerate(zip(seeds, stations, strict=True))
     ]
 
 

@@ -30,9 +30,10 @@ import copy
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ from foreman_learning.policies.visuomotor import (
     save_checkpoint,
 )
 from foreman_learning.train import DEFAULT_NOISE, Samples, collect_demonstrations, fit, samples_from_steps
-from foreman_protocol.episodes import ACTION_MODES, HUMAN_ACTION_MODES, PRE_INTERVENTION_STEPS
+from foreman_protocol.episodes import ACTION_MODES, HUMAN_ACTION_MODES, PRE_INTERVENTION_STEPS, ActionMode
 from foreman_sim.expert import PICK_CLOSE_M, Expert
 from foreman_sim.render import policy_image
 from foreman_sim.station import ARMS, TAKT_S, NutStation
@@ -145,7 +146,7 @@ def _supervised_batch(policy: VisuomotorPolicy, seeds: list[int], refill: int, e
             elif station.t >= TAKT_WARNING_FRACTION * TAKT_S and not takt_warned[i]:
                 asking[i] = takt_warned[i] = True
                 record.trigger = record.trigger or "takt_overrun"
-    for record, station in zip(records, stations):
+    for record, station in zip(records, stations, strict=True):
         record.success, record.failure_mode = bool(station.outcome.success), station.outcome.failure_mode
     return records
 
@@ -206,10 +207,10 @@ def arm_weights(modes: np.ndarray, actions: np.ndarray) -> np.ndarray:
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """[start, end) of each run of True in `mask`."""
     edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
 
 
-def round_samples(episodes: list[SupervisedEpisode], horizon: int) -> tuple[Samples, dict[str, int]]:
+def round_samples(episodes: list[SupervisedEpisode], horizon: int) -> tuple[Samples, dict[ActionMode, int]]:
     """Weighted per-arm samples from supervised episodes: human share fixed, pre-intervention down."""
     parts, human_masks = [], []
     counts = dict.fromkeys(ACTION_MODES, 0)

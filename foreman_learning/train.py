@@ -18,8 +18,8 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -58,7 +58,7 @@ class Samples:
         return len(self.states)
 
     @staticmethod
-    def concat(parts: list["Samples"]) -> "Samples":
+    def concat(parts: list[Samples]) -> Samples:
         return Samples(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("images", "states", "chunks", "weights")))
 
 

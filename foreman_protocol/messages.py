@@ -185,7 +185,7 @@ class Fault(Message):
     detail: ShortText = ""
 
 
-class Warning(Message):  # noqa: A001 - the protocol's own name
+class Warning(Message):  # shadows the builtin on purpose: the protocol's own name
     type: Literal["warning"] = "warning"
     kind: Name
     detail: ShortText = ""

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from foreman_protocol.messages import FailureMode
+
 DT = 1.0 / 30.0
 TAKT_S = 76.0
 
@@ -102,7 +104,7 @@ class Arm:
 class Outcome:
     done: bool
     success: bool | None = None
-    failure_mode: str | None = None
+    failure_mode: FailureMode | None = None
     detail: str = ""
 
 
@@ -188,7 +190,7 @@ class NutStation:
             command[5 * index + 3] = arm.grip_command
         return self.step(command)
 
-    def _step_arm(self, arm: Arm, command: np.ndarray) -> tuple[str, str] | None:
+    def _step_arm(self, arm: Arm, command: np.ndarray) -> tuple[FailureMode, str] | None:
         velocity = np.clip(command[0:3], -MAX_SPEED, MAX_SPEED)
         speed = float(np.linalg.norm(velocity))
         if speed > MAX_SPEED:
@@ -252,7 +254,7 @@ class NutStation:
         local = position[:2] - self.part_centre
         return abs(local[0]) < 0.20 and abs(local[1]) < 0.09
 
-    def _engage(self, arm: Arm, position: np.ndarray, velocity: np.ndarray) -> tuple[str, str] | None:
+    def _engage(self, arm: Arm, position: np.ndarray, velocity: np.ndarray) -> tuple[FailureMode, str] | None:
         hole = self.target_hole(arm.side)
         assert hole is not None and arm.nut is not None
         error = float(np.linalg.norm(position[:2] + arm.nut_offset - hole))
@@ -271,7 +273,7 @@ class NutStation:
         arm.side_load = 0.0
         return None
 
-    def _grasp(self, arm: Arm) -> tuple[str, str] | None:
+    def _grasp(self, arm: Arm) -> tuple[FailureMode, str] | None:
         nut = arm.feeder_nut
         if nut is None or nut.state != "feeder":
             return "missed_pick", "closed with no nut to pick"
@@ -288,7 +290,7 @@ class NutStation:
         arm.feeder_nut = None
         return None
 
-    def _release(self, arm: Arm) -> tuple[str, str] | None:
+    def _release(self, arm: Arm) -> tuple[FailureMode, str] | None:
         nut = arm.nut
         assert nut is not None
         arm.nut = None

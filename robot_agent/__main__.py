@@ -9,8 +9,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from foreman_learning.policies.base import Policy
 from foreman_learning.policies.factory import is_file_spec, load_policy

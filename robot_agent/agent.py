@@ -10,8 +10,9 @@ import hashlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import numpy as np
@@ -68,7 +69,7 @@ class Agent:
         robot: Robot,
         policy: Policy | None,
         *,
-        cameras: list[Camera] | None = None,
+        cameras: Sequence[Camera] | None = None,
         clock: Clock | None = None,
         load_policy: Callable[[str], Policy] | None = None,
     ) -> None:
@@ -86,7 +87,7 @@ class Agent:
         self.modes = ModeController(MonotonicClock(1.0), self.latch, VelocityLimits(config.max_speed, config.max_spin))
         self.inference_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self.executor = self._make_executor(policy) if policy is not None else None
-        camera_list = cameras if cameras is not None else default_cameras(robot, config)
+        camera_list = list(cameras) if cameras is not None else default_cameras(robot, config)
         self.hub = CameraHub(camera_list, video_fps=config.video_fps, idle_fps=config.record_fps)
         # Frames are sampled at record_fps of wall time (a constant cost whatever the time scale), so
         # in robot time, which the video's clock and the step table share, the rate is record_fps / time_scale.
@@ -113,7 +114,9 @@ class Agent:
                                      ice_loopback=config.ice_loopback, stamp_frames=config.stamp_frames)
         self.teleop_counters: dict[str, int] = {}
         self.command_latency_ms: deque[float] = deque(maxlen=100)
-        self.loop.command_ms = lambda: float(np.median(self.command_latency_ms)) if self.command_latency_ms and self.modes.mode in ("teleop", "shared") else None
+        self.loop.command_ms = lambda: (
+            float(np.median(self.command_latency_ms)) if self.command_latency_ms and self.modes.mode in ("teleop", "shared") else None
+        )
         self._last_teleop_state = 0.0
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False

@@ -21,7 +21,10 @@ TIMESTAMP_ORIGIN_LOCAL = "timestamp_origin"
 def use_loopback_ice() -> None:
     """Offer only 127.0.0.1 host candidates: aioice.ice.Connection.gather_candidates looks up the
     module's get_host_addresses(use_ipv4, use_ipv6) at call time, so replacing it is enough."""
-    aioice.ice.get_host_addresses = lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"]
+    def loopback_addresses(use_ipv4: bool = True, use_ipv6: bool = True) -> list[str]:
+        return ["127.0.0.1"]
+
+    aioice.ice.get_host_addresses = loopback_addresses
 
 
 def rtp_timestamp_origin(sender: RTCRtpSender) -> int | None:

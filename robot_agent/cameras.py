@@ -12,9 +12,10 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -92,7 +93,7 @@ class PlayerCamera(Camera):
             fmt, options = "v4l2", {"video_size": f"{self.size[0]}x{self.size[1]}", "framerate": "30"}
         try:
             self.player = MediaPlayer(self.source, format=fmt, options=options, loop=Path(self.source).is_file())
-        except Exception as error:  # av raises many kinds; all mean "cannot open"
+        except Exception as error:  # noqa: BLE001 - av raises many kinds; all mean "cannot open"
             raise CameraError(f"camera {self.name}: cannot open {self.source!r}: {error}") from None
         if self.player.video is None:
             raise CameraError(f"camera {self.name}: {self.source!r} has no video stream")
@@ -100,7 +101,11 @@ class PlayerCamera(Camera):
 
     async def read(self, full_size: bool = True) -> np.ndarray:
         assert self.track is not None, "start() first"
+        from av import VideoFrame  # loaded with aiortc by start()
+
         frame = await self.track.recv()
+        # A MediaPlayer's video track yields decoded frames (typed Frame | Packet, as for any track).
+        assert isinstance(frame, VideoFrame), f"camera {self.name}: the track gave {type(frame).__name__}"
         if (frame.width, frame.height) != self.size:
             frame = frame.reformat(width=self.size[0], height=self.size[1])
         return frame.to_ndarray(format="rgb24")

@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 import os
 import tomllib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -57,7 +58,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("token", str, "robot token (frt_...), from `manage.py robot_token NAME`"),
     Setting("name", str, "robot name, used for the state directory and logs (default: robot)"),
     Setting("sim", _bool, "drive the simulated nut station instead of real hardware", flag_only=True),
-    Setting("policy", str, "policy: a checkpoint PATH, 'expert' (the sim's scripted expert), xr0://HOST:PORT (XR0 deploy server) or ws(s)://HOST:PORT (openpi server); default with --sim: the shipped trained policy (foreman_learning/weights/bc-sim-v2.pt)"),
+    Setting("policy", str, "policy: a checkpoint PATH, 'expert' (the sim's scripted expert), xr0://HOST:PORT (XR0 deploy server) "
+            "or ws(s)://HOST:PORT (openpi server); default with --sim: the shipped trained policy (foreman_learning/weights/bc-sim-v2.pt)"),
     Setting("camera", _cameras, "camera NAME=SOURCE (V4L2 device, video file or rtsp:// URL); repeatable; replaces the sim's rendered camera of that name"),
     Setting("time_scale", float, "sim time runs this many times faster than wall time (default 1.0)"),
     Setting("ice_loopback", _bool, "offer and accept only 127.0.0.1 ICE candidates, no STUN/TURN (tests, benchmarks, demo)", flag_only=True),
@@ -72,15 +74,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("record_fps", float, "frame rate of recorded episode video (default 10)"),
     Setting("warning_confidence", float, "policy confidence below this raises a warning (default 0.7)"),
     Setting("intervention_confidence", float, "policy confidence below this holds and asks for a person (default 0.5)"),
-    Setting("takt_warning_fraction", float, "raise a takt_overrun intervention when this fraction of the takt is used and the cycle is not done (default 0.95)"),
+    Setting("takt_warning_fraction", float, "raise a takt_overrun intervention when this fraction of the takt is used "
+            "and the cycle is not done (default 0.95)"),
     Setting("max_speed", float, "teleop end-effector speed limit in m/s (default 0.25)"),
     Setting("max_spin", float, "teleop nut-driver speed limit in rev/s (default 5)"),
     Setting("language", str, "task instruction sent to language-conditioned policies"),
     Setting("seed", int, "seed of the first cycle (default 1000; cycle i uses seed + i)"),
     Setting("max_cycles", int, "stop after this many cycles (default: run forever)"),
     Setting("log_level", str, "logging level (default INFO)"),
-    Setting("sim_supervisor_token", str, "sim only: a user API token (fut_...) for the scripted supervisor, the sim's expert acting as a remote teleoperator over /ws/fleet/ (the learning round uses it)"),
-    Setting("sim_supervisor_mode", str, "what the scripted supervisor does when the robot asks for help: drive (take over and install the nut, default) or resume (acknowledge and let the policy go on: the soak bench)"),
+    Setting("sim_supervisor_token", str, "sim only: a user API token (fut_...) for the scripted supervisor, the sim's expert acting as a remote "
+            "teleoperator over /ws/fleet/ (the learning round uses it)"),
+    Setting("sim_supervisor_mode", str, "what the scripted supervisor does when the robot asks for help: drive (take over and install the nut, "
+            "default) or resume (acknowledge and let the policy go on: the soak bench)"),
 )
 
 

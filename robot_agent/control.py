@@ -14,17 +14,20 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
 
 import numpy as np
 from pydantic import ValidationError
 
+from foreman_protocol.episodes import ActionMode
 from foreman_protocol.messages import (
     CycleEnded,
     CycleStarted,
+    FailureMode,
     Fault,
     InterventionRaised,
+    Outcome,
     RobotToServerMessage,
     RobotTrigger,
     Severity,
@@ -92,7 +95,7 @@ class ControlLoop:
         clock: Clock,
         emit: Emit,
         *,
-        settings: LoopSettings = LoopSettings(),
+        settings: LoopSettings | None = None,
         recorder: EpisodeRecorder | None = None,
         policy_version: Callable[[], str] = lambda: "",
         on_cycle_end: Callable[[EpisodeResult, bool], None] | None = None,
@@ -104,13 +107,14 @@ class ControlLoop:
         self.executor = executor
         self.clock = clock
         self.emit = emit
-        self.settings = settings
+        # Its own settings object: the agent updates takt_s from the server's welcome.
+        self.settings = settings if settings is not None else LoopSettings()
         self.recorder = recorder
         self.policy_version = policy_version
         self.on_cycle_end = on_cycle_end
         self.on_mode_change = on_mode_change
         self.wall_time = wall_time
-        self.dt = 1.0 / settings.control_hz
+        self.dt = 1.0 / self.settings.control_hz
         self.cycle: Cycle | None = None
         self.cycle_count = 0
         self.status = StationStatus()
@@ -132,7 +136,7 @@ class ControlLoop:
         while not stop():
             try:
                 self.tick()
-            except Exception as error:  # noqa: BLE001 - a bug in one tick must not leave the robot unsupervised
+            except Exception as error:  # a bug in one tick must not leave the robot unsupervised
                 log.exception("control tick failed")
                 self._fault("agent_error", f"{type(error).__name__}: {error}")
             self.next_tick_t += self.dt
@@ -165,7 +169,7 @@ class ControlLoop:
             self._maybe_start_cycle()
 
         action: np.ndarray | None = None
-        action_mode = "robot"
+        action_mode: ActionMode = "robot"
         confidence = None
         if self.cycle is not None and mode in ("autonomous", "shared") and self.executor is not None:
             try:
@@ -188,7 +192,7 @@ class ControlLoop:
 
         try:
             self.status = self.robot.step(action) if action is not None else self.robot.hold()
-        except Exception as error:  # noqa: BLE001 - a robot error faults and holds, never kills the agent
+        except Exception as error:  # a robot error faults and holds, never kills the agent
             log.exception("robot step failed")
             self._fault("robot_error", f"{type(error).__name__}: {error}")
             self.status = StationStatus(phase=self.status.phase, progress=self.status.progress)
@@ -236,7 +240,7 @@ class ControlLoop:
             if self.recorder is not None:
                 self.recorder.mark_intervention(now)
 
-    def _end_cycle(self, outcome: str | None = None, failure_mode: str | None = None) -> None:
+    def _end_cycle(self, outcome: Outcome | None = None, failure_mode: FailureMode | None = None) -> None:
         cycle, self.cycle = self.cycle, None
         if cycle is None:
             return
@@ -244,10 +248,10 @@ class ControlLoop:
             outcome = "success" if self.status.success else "failure"
             failure_mode = None if self.status.success else (self.status.failure_mode or "other")
         duration = max(0.0, self.clock.now() - cycle.started_t)
-        result = EpisodeResult(outcome=outcome, failure_mode=failure_mode, duration_s=duration, intervened=cycle.intervened)  # type: ignore[arg-type]
+        result = EpisodeResult(outcome=outcome, failure_mode=failure_mode, duration_s=duration, intervened=cycle.intervened)
         self.stats.cycles_ended += 1
         self.stats.outcomes[outcome] = self.stats.outcomes.get(outcome, 0) + 1
-        self.emit(CycleEnded(episode=cycle.episode, outcome=outcome, failure_mode=failure_mode,  # type: ignore[arg-type]  # the station's failure modes are the protocol's
+        self.emit(CycleEnded(episode=cycle.episode, outcome=outcome, failure_mode=failure_mode,
                              duration_s=round(duration, 3), intervened=cycle.intervened), True)
         keep = outcome != "success" or cycle.intervened
         if self.recorder is not None:
@@ -342,14 +346,14 @@ class ControlLoop:
 
     # ------------------------------------------------------------------ recording and telemetry
 
-    def _record(self, action: np.ndarray | None, action_mode: str, confidence: float | None) -> None:
+    def _record(self, action: np.ndarray | None, action_mode: ActionMode, confidence: float | None) -> None:
         assert self.recorder is not None and self.cycle is not None
         state = self.robot.state()
         if action is None:  # a hold: record the braking command it applied, so the episode replays exactly
             action = self.robot.applied_action()
         self.recorder.add_step(StepRecord(
             t=self.clock.now() - self.cycle.started_t, phase=self.status.phase, mode=self.modes.mode,
-            action_mode=action_mode,  # type: ignore[arg-type]
+            action_mode=action_mode,
             progress=float(self.status.progress), confidence=confidence, torque_nm=self.status.torque_nm,
             state=[float(x) for x in state],
             action=[float(x) for x in action] if action is not None else [0.0] * self.robot.action_dim,

@@ -13,7 +13,8 @@ import asyncio
 import logging
 import random
 from collections import Counter, deque
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -90,7 +91,7 @@ class Link:
                 welcomed = await self._session()
             except FatalLinkError:
                 raise
-            except (OSError, InvalidHandshake, InvalidURI, asyncio.TimeoutError, ConnectionClosed) as error:
+            except (TimeoutError, OSError, InvalidHandshake, InvalidURI, ConnectionClosed) as error:
                 log.info("link to %s failed: %s", self.url, error or type(error).__name__)
                 welcomed = False
             attempt = 0 if welcomed else attempt + 1

@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Literal
+from typing import Literal
 
 from foreman_protocol.messages import LeaseInfo, TeleopCommand
 from robot_agent.clock import Clock

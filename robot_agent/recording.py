@@ -21,7 +21,7 @@ import logging
 import shutil
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
 
@@ -186,7 +186,7 @@ class EpisodeRecorder:
         for writer in episode.writers.values():
             try:
                 writer.close()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - the episode is being thrown away; its directory goes next
                 pass
         shutil.rmtree(episode.directory, ignore_errors=True)
 
@@ -203,7 +203,7 @@ class EpisodeRecorder:
         write_steps(steps, episode.directory / STEPS_FILE)
         metadata = EpisodeMetadata(
             episode=episode.info.episode, cycle_index=episode.info.cycle_index, policy_version=episode.info.policy_version,
-            seed=episode.info.seed, started_at=episode.info.started_at, duration_s=round(result.duration_s, 3),  # type: ignore[arg-type]  # pydantic parses the ISO text
+            seed=episode.info.seed, started_at=episode.info.started_at, duration_s=round(result.duration_s, 3),
             outcome=result.outcome, failure_mode=result.failure_mode, intervened=result.intervened or episode.intervened,
             fps=self.record_fps, cameras=cameras, steps=len(steps),
         )
@@ -226,7 +226,7 @@ def write_steps(steps: list[StepRecord], path: Path) -> None:
 
 
 def utc_iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 __all__ = ["EpisodeInfo", "EpisodeRecorder", "EpisodeResult", "StepRecord", "asdict", "utc_iso"]

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from foreman_learning.policies.base import Policy
+from foreman_protocol.messages import FailureMode
 from robot_agent.modes import TeleopVelocity
 
 
@@ -23,7 +24,7 @@ class StationStatus:
     progress: float = 0.0
     done: bool = False
     success: bool | None = None
-    failure_mode: str | None = None
+    failure_mode: FailureMode | None = None
     torque_nm: float | None = None
     fault: str | None = None  # a station fault code (torque_out_of_range, nut_missing, ...)
     fault_detail: str = ""

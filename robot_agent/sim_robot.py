@@ -11,7 +11,8 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 

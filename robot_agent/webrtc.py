@@ -16,8 +16,9 @@ import fractions
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import av
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
@@ -263,7 +264,7 @@ class WebRtcGateway:
             channel = viewer.clock_channel
             if channel is None or channel.readyState != "open":
                 continue
-            for index, (camera, sender) in enumerate(viewer.senders):
+            for camera, sender in viewer.senders:
                 track = self.tracks[camera]
                 origin = rtp_timestamp_origin(sender)
                 pts = getattr(track, "latest_pts", None)
@@ -290,7 +291,7 @@ class WebRtcGateway:
         try:
             async with asyncio.timeout(5):
                 await viewer.pc.close()
-        except Exception:  # noqa: BLE001 - closing is best effort
+        except Exception:  # closing is best effort
             log.debug("closing viewer %s failed", viewer.peer, exc_info=True)
 
     async def close_all(self) -> None:

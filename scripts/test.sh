@@ -33,6 +33,15 @@ for arg in "$@"; do
   case "$arg" in -*) ;; *) if [ -e "${arg%%::*}" ]; then targets=(); break; fi ;; esac
 done
 
+# Lint and types first (pyproject.toml): a finding fails the run. A narrowed run (paths given) skips
+# them, as does FOREMAN_SKIP_LINT=1.
+if [ "${#targets[@]}" -gt 0 ] && [ "${FOREMAN_SKIP_LINT:-0}" != "1" ]; then
+  echo "ruff check"
+  .venv/bin/ruff check . || { echo "FAIL: ruff found the problems above (\`.venv/bin/ruff check --fix .\` fixes some)" >&2; exit 1; }
+  echo "mypy"
+  .venv/bin/mypy || { echo "FAIL: mypy found the type errors above" >&2; exit 1; }
+fi
+
 status=0
 DATABASE_URL="$PG_URL" REDIS_URL="$REDIS" \
 FOREMAN_TEST_DB_NAME="test_foreman_${run_id}" FOREMAN_CHANNEL_PREFIX="foreman_test_${run_id}" \

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
@@ -13,6 +14,10 @@ from channels.testing import WebsocketCommunicator
 from foreman_protocol.messages import ProtocolError, parse_server_to_browser, parse_server_to_robot
 from webapp.fleet.services.demo import DemoFleet, demo_seed
 from webapp.fleet.services.users import api_token_issue
+
+# The daphne server fixtures (daphne_env, daphne, own_daphne) for the agent, sim, learning and
+# integration tests.
+pytest_plugins = ["tests.servers"]
 
 ORIGIN = (b"origin", b"http://localhost:8000")
 
@@ -125,7 +130,7 @@ async def cleanup() -> AsyncIterator[list[Socket]]:
     for socket in sockets:
         try:
             await socket.close()
-        except Exception:
+        except Exception:  # noqa: BLE001 - teardown: a socket the test broke must not hide the test's own failure
             pass
 
 

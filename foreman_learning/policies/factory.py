@@ -11,8 +11,9 @@ Implementations are imported when a spec asks for them, so remote policies load 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from foreman_learning.policies.base import Policy
 
@@ -76,5 +77,5 @@ def _load_file(path: Path) -> Policy:
     except Exception as error:  # noqa: BLE001 - not ours: try TorchScript next
         try:
             return TorchScriptPolicy(str(path))
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - neither loader's errors are a fixed set; the message keeps the first
             raise ValueError(f"{path}: neither a Foreman checkpoint nor TorchScript ({error})") from None

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from foreman_learning.policies.base import PolicyOutput
+from foreman_protocol.messages import FailureMode
 from robot_agent.modes import TeleopVelocity
 from robot_agent.robot import Robot, StationStatus
 
@@ -24,7 +25,7 @@ class KinematicStation(Robot):
     action_dim = ACTION_DIM
 
     def __init__(self, *, control_hz: float = 30.0, cycle_steps: int = 60, succeed: bool = True,
-                 fault_at_step: int | None = None, failure_mode: str = "cross_threaded") -> None:
+                 fault_at_step: int | None = None, failure_mode: FailureMode = "cross_threaded") -> None:
         self.dt = 1.0 / control_hz
         self.cycle_steps = cycle_steps
         self.succeed = succeed

@@ -12,11 +12,10 @@ import pytest
 from aiortc.codecs.vpx import Vp8Decoder, Vp8Encoder, vp8_depayload
 from aiortc.jitterbuffer import JitterFrame
 
-from robot_agent.cameras import (STAMP_BITS, STAMP_VALUE_BITS, Camera, CameraError, CameraHub, PlayerCamera, read_stamp,
-                                 stamp_frame, stamp_layout)
+from robot_agent.cameras import STAMP_BITS, STAMP_VALUE_BITS, Camera, CameraError, CameraHub, PlayerCamera, read_stamp, stamp_frame, stamp_layout
 
 
-def write_clip(path, frames: int = 20, size: tuple[int, int] = (320, 240)) -> None:  # type: ignore[no-untyped-def]
+def write_clip(path, frames: int = 20, size: tuple[int, int] = (320, 240)) -> None:
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("libx264", rate=Fraction(20))
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"

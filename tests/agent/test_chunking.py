@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -29,9 +30,9 @@ class ManualSubmit:
     """Futures that complete only when the test says so (inference 'takes' as long as we want)."""
 
     def __init__(self) -> None:
-        self.pending: list[tuple[concurrent.futures.Future[PolicyOutput], object]] = []
+        self.pending: list[tuple[concurrent.futures.Future[PolicyOutput], Callable[[], PolicyOutput]]] = []
 
-    def __call__(self, fn):  # type: ignore[no-untyped-def]
+    def __call__(self, fn: Callable[[], PolicyOutput]) -> concurrent.futures.Future[PolicyOutput]:
         future: concurrent.futures.Future[PolicyOutput] = concurrent.futures.Future()
         self.pending.append((future, fn))
         return future
@@ -39,8 +40,8 @@ class ManualSubmit:
     def complete_all(self) -> None:
         for future, fn in self.pending:
             try:
-                future.set_result(fn())  # type: ignore[operator]
-            except Exception as error:  # noqa: BLE001
+                future.set_result(fn())
+            except Exception as error:  # noqa: BLE001 - an executor hands any error to the future
                 future.set_exception(error)
         self.pending.clear()
 

@@ -10,13 +10,13 @@ from robot_agent.clock import MonotonicClock
 
 
 @pytest.fixture
-def wall(monkeypatch):  # type: ignore[no-untyped-def]
+def wall(monkeypatch):
     now = [100.0]
     monkeypatch.setattr(clock_module.time, "monotonic", lambda: now[0])
     return now
 
 
-def test_rate_changes_keep_robot_time_continuous(wall):  # type: ignore[no-untyped-def]
+def test_rate_changes_keep_robot_time_continuous(wall):
     clock = MonotonicClock(8.0)
     wall[0] += 1.0
     assert clock.now() == pytest.approx(8.0)
@@ -31,7 +31,7 @@ def test_rate_changes_keep_robot_time_continuous(wall):  # type: ignore[no-untyp
         clock.set_time_scale(0.0)
 
 
-def test_held_back_time_waits_but_never_goes_back(wall):  # type: ignore[no-untyped-def]
+def test_held_back_time_waits_but_never_goes_back(wall):
     clock = MonotonicClock(8.0)
     wall[0] += 1.0
     assert clock.now() == pytest.approx(8.0)  # a late control tick read 8.0
@@ -65,14 +65,14 @@ class SleepLog:
 
 
 @pytest.fixture
-def sleeps(wall, monkeypatch):  # type: ignore[no-untyped-def]
+def sleeps(wall, monkeypatch):
     log = SleepLog(wall)
     monkeypatch.setattr(clock_module.asyncio, "sleep", log.asyncio_sleep)
     monkeypatch.setattr(clock_module.time, "sleep", log.time_sleep)
     return log
 
 
-def test_a_sped_up_clock_sleeps_below_the_timer_resolution_precisely(wall, sleeps):  # type: ignore[no-untyped-def]
+def test_a_sped_up_clock_sleeps_below_the_timer_resolution_precisely(wall, sleeps):
     import asyncio
 
     clock = MonotonicClock(40.0)
@@ -87,7 +87,7 @@ def test_a_sped_up_clock_sleeps_below_the_timer_resolution_precisely(wall, sleep
     assert clock.now() == pytest.approx(start + 0.2)
 
 
-def test_a_real_time_clock_only_sleeps_on_the_event_loop(wall, sleeps):  # type: ignore[no-untyped-def]
+def test_a_real_time_clock_only_sleeps_on_the_event_loop(wall, sleeps):
     import asyncio
 
     clock = MonotonicClock(1.0)

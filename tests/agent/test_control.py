@@ -4,7 +4,7 @@ recording labels, shared control and the offline policy."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,7 @@ class Harness:
         self.clock = FakeClock()
         self.station = station or KinematicStation()
         self.modes = ModeController(self.clock, EstopLatch(tmp_path / "state"))
-        infer = lambda observation, prefix: policy(observation) if callable(policy) else policy.infer(observation)  # noqa: E731
+        infer = lambda observation, prefix: policy(observation) if callable(policy) else policy.infer(observation)  # noqa: E731 - a one-line adapter
         self.executor = ChunkExecutor(infer, inline_submit, refill_below=10, action_dim=self.station.action_dim)
         self.sent: list[dict[str, Any]] = []
         self.recorder = EpisodeRecorder(tmp_path / "state", [], control_hz=30) if recorder else None
@@ -118,7 +118,7 @@ def test_teleop_after_intervention_then_hand_back_records_labels(tmp_path):
     h = Harness(tmp_path, ConfidencePolicy(confidences=(0.95, 0.2, 0.95)), station=KinematicStation(cycle_steps=150, succeed=True), recorder=True)
     h.run(30)
     assert h.modes.mode == "hold"
-    expires = (datetime.now(timezone.utc) + timedelta(seconds=5)).isoformat()
+    expires = (datetime.now(UTC) + timedelta(seconds=5)).isoformat()
     lease = LeaseInfo(id=str(uuid.uuid4()), holder="operator", mode="teleop", expires_at=expires, ttl_s=5.0)
     h.modes.lease_granted(lease)
     x_before = h.station.position[0]
@@ -143,7 +143,7 @@ def test_teleop_after_intervention_then_hand_back_records_labels(tmp_path):
 def test_shared_mode_adds_nudges_to_policy_actions(tmp_path):
     h = Harness(tmp_path, ConfidencePolicy(), station=KinematicStation(cycle_steps=1000))
     h.run(3)
-    expires = (datetime.now(timezone.utc) + timedelta(seconds=5)).isoformat()
+    expires = (datetime.now(UTC) + timedelta(seconds=5)).isoformat()
     lease = LeaseInfo(id=str(uuid.uuid4()), holder="operator", mode="shared", expires_at=expires, ttl_s=5.0)
     h.modes.lease_granted(lease)
     assert h.modes.mode == "shared"
@@ -186,7 +186,7 @@ def test_estop_stops_motion_immediately(tmp_path):
 def test_a_new_part_never_moves_on_the_previous_parts_teleop_command(tmp_path):
     h = Harness(tmp_path, ConfidencePolicy(), station=KinematicStation(cycle_steps=40, succeed=True))
     h.run(5)
-    expires = (datetime.now(timezone.utc) + timedelta(seconds=5)).isoformat()
+    expires = (datetime.now(UTC) + timedelta(seconds=5)).isoformat()
     lease = LeaseInfo(id=str(uuid.uuid4()), holder="operator", mode="teleop", expires_at=expires, ttl_s=5.0)
     h.modes.lease_granted(lease)
     seq = 0

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
 
-from tests.agent.conftest import eventually
 from tests.agent.station import ConfidencePolicy, KinematicStation, make_agent
 from tests.conftest import fleet_socket, wait_for_servers_to_settle
+from tests.servers import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,7 +26,7 @@ def server_settles_before_flush(transactional_db: Any) -> Iterator[None]:
     wait_for_servers_to_settle()
 
 
-async def stop_agent(agent, task) -> None:  # type: ignore[no-untyped-def]
+async def stop_agent(agent, task) -> None:
     agent.stop()
     try:
         await asyncio.wait_for(task, timeout=10)
@@ -55,7 +56,10 @@ async def test_hello_telemetry_intervention_claim_teleop_release_estop(fleet, us
         await operator.send({"type": "claim", "id": "c1", "robot": "r1", "mode": "teleop"})
         result = await operator.recv_until(lambda m: m.get("ref") == "c1")
         lease_id = result["data"]["lease"]["id"]
-        await eventually(lambda: agent.modes.lease is not None and agent.modes.lease.id == lease_id and agent.modes.mode == "teleop", what="teleop under the lease")
+        await eventually(
+            lambda: agent.modes.lease is not None and agent.modes.lease.id == lease_id and agent.modes.mode == "teleop",
+            what="teleop under the lease",
+        )
         assert agent.loop.open_interventions == {}  # a person took it: no more re-sends
 
         # WebSocket teleop fallback, relayed by the server, moves the robot.

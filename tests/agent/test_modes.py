@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from foreman_protocol.messages import LeaseInfo, TeleopCommand
 from robot_agent.clock import FakeClock
@@ -13,7 +13,7 @@ from robot_agent.safety import EstopLatch, VelocityLimits
 
 
 def lease(ttl: float = 5.0, lease_id: str | None = None, mode: str = "teleop") -> LeaseInfo:
-    expires = datetime.now(timezone.utc) + timedelta(seconds=ttl)
+    expires = datetime.now(UTC) + timedelta(seconds=ttl)
     return LeaseInfo(id=lease_id or str(uuid.uuid4()), holder="operator", mode=mode, expires_at=expires.isoformat(), ttl_s=ttl)
 
 

@@ -9,7 +9,8 @@ import socketserver
 import struct
 import threading
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -41,7 +42,8 @@ class Xr0StandIn(socketserver.ThreadingTCPServer):
 
 class Xr0Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
-        server: Xr0StandIn = self.server  # type: ignore[assignment]
+        server = self.server
+        assert isinstance(server, Xr0StandIn)
         self.request.settimeout(5)
         while True:
             header = self._read(4)
@@ -162,7 +164,7 @@ def test_xr0_unreachable_server():
 # ---------------------------------------------------------------- openpi stand-in
 
 
-async def openpi_server(respond: Callable[[dict[str, Any]], Any], received: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
+async def openpi_server(respond: Callable[[dict[str, Any]], Any], received: list[dict[str, Any]]):
     async def handler(ws: Any) -> None:
         await ws.send(packb({"action_horizon": 10, "name": "stand-in"}))
         async for raw in ws:

@@ -6,8 +6,9 @@ import asyncio
 import hashlib
 import json
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ CHECKPOINT = json.dumps({"version": "test-policy-v2", "confidence": 0.8}).encode
 
 
 class PolicyServer(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:  # http.server's naming
         if self.headers.get("Authorization") != "Bearer frt_rollout" or self.path != "/api/robot/policies/test-policy-v2":
             self.send_response(404)
             self.end_headers()

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import av
 import pyarrow.parquet as pq
 import pytest
 from channels.db import database_sync_to_async
 
-from tests.agent.conftest import eventually
 from tests.agent.station import ConfidencePolicy, KinematicStation, make_agent
 from tests.conftest import wait_for_servers_to_settle
+from tests.servers import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

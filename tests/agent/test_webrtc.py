@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -16,8 +16,8 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from foreman_protocol.messages import LeaseInfo, RobotSignal, ViewerSignal, parse_agent_to_viewer
 from robot_agent.cameras import read_stamp, stamp_frame
-from tests.agent.conftest import eventually
 from tests.agent.station import ConfidencePolicy, KinematicStation, make_agent
+from tests.servers import eventually
 
 
 class ViewerPeer:
@@ -76,12 +76,12 @@ class ViewerPeer:
 
 
 def lease(mode: str = "teleop") -> LeaseInfo:
-    expires = (datetime.now(timezone.utc) + timedelta(seconds=30)).isoformat()
+    expires = (datetime.now(UTC) + timedelta(seconds=30)).isoformat()
     return LeaseInfo(id=str(uuid.uuid4()), holder="operator", mode=mode, expires_at=expires, ttl_s=5.0)
 
 
 @pytest.fixture
-async def agent_with_viewer(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+async def agent_with_viewer(tmp_path, monkeypatch):
     import robot_agent.webrtc as webrtc
 
     drawn_ms: set[int] = set()
@@ -225,7 +225,7 @@ async def test_trickled_candidates_and_non_loopback_ones_dropped(tmp_path):
         agent.recorder.close()
 
 
-async def test_several_viewers_of_one_camera_share_its_frames_safely(agent_with_viewer):  # type: ignore[no-untyped-def]
+async def test_several_viewers_of_one_camera_share_its_frames_safely(agent_with_viewer):
     """MediaRelay gives every viewer's encoder the same frame, each encoding in its own thread; a
     frame any encoder had to convert would share one swscale context across threads (a segfault
     with two viewers, seen in the demo). Four viewers at once must all keep decoding."""
@@ -246,13 +246,13 @@ async def test_several_viewers_of_one_camera_share_its_frames_safely(agent_with_
         await eventually(lambda: all(v.frames.get(0, 0) >= 30 for v in [first, *viewers]), timeout=30, what="30 frames on every viewer")
         before = [v.frames[0] for v in [first, *viewers]]
         await asyncio.sleep(1.0)
-        assert all(v.frames[0] > b for v, b in zip([first, *viewers], before))  # all still decoding
+        assert all(v.frames[0] > b for v, b in zip([first, *viewers], before, strict=True))  # all still decoding
     finally:
         for viewer in viewers:
             await viewer.close()
 
 
-async def test_garbage_offers_end_only_their_own_viewer(agent_with_viewer, monkeypatch):  # type: ignore[no-untyped-def]
+async def test_garbage_offers_end_only_their_own_viewer(agent_with_viewer, monkeypatch):
     """Bad SDP gets a `bye` for that peer and a counter; an offer broken deeper down (truncated, a
     bogus fingerprint) may get an answer but never a lasting slot; the other viewer carries on."""
     import robot_agent.webrtc as webrtc
@@ -288,7 +288,7 @@ async def test_garbage_offers_end_only_their_own_viewer(agent_with_viewer, monke
     await eventually(lambda: viewer.frames.get(0, 0) > frames + 10, timeout=10, what="the good viewer keeps decoding")
 
 
-async def test_an_answered_viewer_that_never_connects_frees_its_slot(agent_with_viewer, monkeypatch):  # type: ignore[no-untyped-def]
+async def test_an_answered_viewer_that_never_connects_frees_its_slot(agent_with_viewer, monkeypatch):
     import robot_agent.webrtc as webrtc
 
     monkeypatch.setattr(webrtc, "CONNECT_TIMEOUT_S", 1.0)

@@ -11,8 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -71,7 +72,7 @@ def test_fleet_tiles_decode_live_video(browser: Any, demo: Demo) -> None:
     counts = page.evaluate("[...document.querySelectorAll('.tile video')].map(v => v.getVideoPlaybackQuality().totalVideoFrames)")
     time.sleep(1.0)
     later = page.evaluate("[...document.querySelectorAll('.tile video')].map(v => v.getVideoPlaybackQuality().totalVideoFrames)")
-    assert all(b > a for a, b in zip(counts, later)), (counts, later)  # still decoding, not a frozen first frame
+    assert all(b > a for a, b in zip(counts, later, strict=True)), (counts, later)  # still decoding, not a frozen first frame
     assert page.locator(".tile[data-robot='r1'] .badge").inner_text() in {"autonomous", "warning", "needs help", "paused"}
     assert page.locator("#connection").inner_text() == "Live"
     screenshot(page, "fleet")

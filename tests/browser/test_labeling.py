@@ -44,7 +44,8 @@ def test_a_labeler_labels_an_uploaded_failure_and_a_second_reviewer_confirms(bro
     item.wait_for(timeout=15_000)
     assert "r8" in item.inner_text() and "not labeled" in item.inner_text()
     page.wait_for_function(  # the thumbnail, taken at the takeover
-        f"(() => {{ const img = document.querySelector(\"#queue li[data-episode='{episode}'] img\"); return img && img.complete && img.naturalWidth === 160; }})()")
+        f"(() => {{ const img = document.querySelector(\"#queue li[data-episode='{episode}'] img\"); "
+        "return img && img.complete && img.naturalWidth === 160; })()")
     screenshot(page, "labeling-queue")
     item.locator(".queue-title a").click()
 

@@ -79,12 +79,12 @@ def test_shift_kpis_match_the_records(records: dict[str, Any]) -> None:
 
 
 def test_filters_narrow_every_figure(records: dict[str, Any]) -> None:
-    window = {"start": T0, "end": T0 + timedelta(hours=1)}
-    only_r2 = kpis(KpiFilter(robot="r2", **window))["kpis"]
+    start, end = T0, T0 + timedelta(hours=1)
+    only_r2 = kpis(KpiFilter(robot="r2", start=start, end=end))["kpis"]
     assert (only_r2["cycles"], only_r2["interventions"], only_r2["human_hours"], only_r2["rohe"]) == (1, 1, 0.0, None)
-    v1 = kpis(KpiFilter(policy="bc-sim-v1", **window))["kpis"]
+    v1 = kpis(KpiFilter(policy="bc-sim-v1", start=start, end=end))["kpis"]
     assert v1["cycles"] == 4 and v1["interventions"] == 1 and v1["human_hours"] == round(30 / 3600, 3)
-    empty = kpis(KpiFilter(station="nowhere", **window))["kpis"]
+    empty = kpis(KpiFilter(station="nowhere", start=start, end=end))["kpis"]
     assert empty["cycles"] == 0 and empty["success_rate"] is None and empty["autonomy_ratio"] is None
 
 

@@ -297,9 +297,9 @@ async def test_estop_ends_the_operators_lease_on_server_and_robot(fleet, users, 
     command = {"type": "teleop", "robot": "r1", "lease_id": lease_id, "seq": 7, "vx": 0.1}
     for stage in ("latched", "cleared"):
         await operator.send({"type": "heartbeat", "id": f"hb-{stage}", "robot": "r1", "lease_id": lease_id})
-        assert (await operator.recv_until(lambda m: m.get("ref") == f"hb-{stage}"))["code"] == "stale_lease"
+        assert (await operator.recv_until(lambda m, stage=stage: m.get("ref") == f"hb-{stage}"))["code"] == "stale_lease"
         await operator.send({**command, "id": f"t-{stage}"})
-        assert (await operator.recv_until(lambda m: m.get("ref") == f"t-{stage}"))["code"] == "stale_lease"
+        assert (await operator.recv_until(lambda m, stage=stage: m.get("ref") == f"t-{stage}"))["code"] == "stale_lease"
         if stage == "latched":
             await supervisor.send({"type": "clear_estop", "id": "c", "robot": "r1"})
             assert (await supervisor.recv_until(lambda m: m.get("ref") == "c"))["ok"] is True
@@ -354,7 +354,7 @@ async def test_a_dashboard_flooding_the_server_is_rate_limited_and_recovers(flee
     cleanup.append(dash)
     for index in range(160):  # a page stuck in a loop: far above 50 a second, bursts of 100
         await dash.send({"type": "subscribe", "id": f"s{index}", "robots": ["r1"]})
-    answers = [await dash.recv_until(lambda m: m.get("ref") == f"s{index}") for index in range(160)]
+    answers = [await dash.recv_until(lambda m, index=index: m.get("ref") == f"s{index}") for index in range(160)]
     limited = [a for a in answers if a["type"] == "error"]
     assert limited and all(a["code"] == "rate_limited" for a in limited)
     assert sum(1 for a in answers if a["type"] == "result") >= 100  # the burst passed

@@ -11,9 +11,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from http.cookiejar import CookieJar
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from django.core.management import CommandError, call_command

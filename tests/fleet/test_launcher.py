@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from webapp.launcher import LaunchError, Launcher, free_port, wait_http, wait_port
+from webapp.launcher import Launcher, LaunchError, free_port, wait_http, wait_port
 
 # A parent that forks a child and ignores SIGTERM: only the group SIGKILL after the timeout ends both.
 STUBBORN = """

@@ -8,14 +8,14 @@ In-process through Django's WSGI handler, on the test database (Postgres under s
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import schemathesis
+from django.core.wsgi import get_wsgi_application
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance, status_code_conformance
-
-from django.core.wsgi import get_wsgi_application
 
 from webapp.fleet.services.users import api_token_issue
 

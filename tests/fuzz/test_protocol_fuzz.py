@@ -23,6 +23,8 @@ from foreman_protocol.messages import (
     DATACHANNEL_MESSAGE_TYPES,
     ROBOT_MESSAGE_TYPES,
     SERVER_TO_ROBOT_TYPES,
+    LeaseInfo,
+    LeaseMode,
     TeleopCommand,
 )
 from robot_agent.clock import FakeClock
@@ -35,7 +37,7 @@ FIELDS = sorted({"id", "robot", "robots", "peer", "kind", "sdp", "candidate", "l
                  "capabilities", "policy_version", "estopped", "t", "phase", "progress", "cycle_index", "confidence",
                  "takt_elapsed_s", "takt_s", "warning", "torque_nm", "arms", "latency", "episode", "outcome", "failure_mode",
                  "duration_s", "intervened", "trigger", "severity", "detail", "code", "command", "ok", "error", "lease",
-                 "url", "sha256", "message", "ref", "applied_t", "seed", "started_t", "kind", "by"})
+                 "url", "sha256", "message", "ref", "applied_t", "seed", "started_t", "by"})
 
 json_scalars = st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63) | st.floats(allow_nan=False) | st.text(max_size=40)
 json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
@@ -95,17 +97,16 @@ def test_raw_frames_on_every_parser(raw: str | bytes) -> None:
 LEASES = [str(uuid.UUID(int=i)) for i in range(1, 4)]
 
 
-class Lease:
-    def __init__(self, lease_id: str, mode: str, ttl: float) -> None:
-        self.id, self.mode, self.holder, self.ttl_s = lease_id, mode, "operator", ttl
-        self.expires_at = "2099-01-01T00:00:00Z"
+def lease(lease_id: str, mode: LeaseMode) -> LeaseInfo:
+    return LeaseInfo(id=lease_id, holder="operator", mode=mode, expires_at="2099-01-01T00:00:00Z", ttl_s=5.0)
 
 
 operations = st.lists(st.one_of(
     st.tuples(st.just("command"), st.sampled_from(["estop", "clear_estop", "pause", "resume", "hold", "bogus"])),
     st.tuples(st.just("grant"), st.sampled_from(LEASES), st.sampled_from(["teleop", "shared"])),
     st.tuples(st.just("end"), st.sampled_from([*LEASES, None]), st.sampled_from(["released", "expired", "taken_over", "revoked"])),
-    st.tuples(st.just("teleop"), st.sampled_from(LEASES), st.integers(-5, 50), st.floats(-10, 10), st.floats(-10, 10)),  # the schema allows ±10; the agent clamps
+    # The schema allows ±10; the agent clamps.
+    st.tuples(st.just("teleop"), st.sampled_from(LEASES), st.integers(-5, 50), st.floats(-10, 10), st.floats(-10, 10)),
     st.tuples(st.just("wait"), st.floats(0, 0.5)),
     st.tuples(st.just("protective_hold"),),
 ), max_size=60)
@@ -132,7 +133,7 @@ def test_mode_machine_keeps_its_safety_promises(tmp_path: Path, ops: list[tuple[
             elif estopped:
                 assert not ok  # nothing but clear_estop moves an e-stopped robot on
         elif op[0] == "grant":
-            modes.lease_granted(Lease(op[1], op[2], ttl=5.0))
+            modes.lease_granted(lease(op[1], op[2]))
         elif op[0] == "end":
             modes.lease_ended(op[1], op[2])
         elif op[0] == "teleop":
@@ -142,6 +143,7 @@ def test_mode_machine_keeps_its_safety_promises(tmp_path: Path, ops: list[tuple[
             if refused is None:
                 assert modes.lease is not None and command.lease_id == modes.lease.id
                 assert modes.mode in ("teleop", "shared") and not estopped
+                assert modes.last_command is not None
                 assert abs(modes.last_command.vx) <= limits.max_speed and abs(modes.last_command.vy) <= limits.max_speed
             else:
                 assert modes.last_command is before  # a refused command changes nothing

@@ -17,15 +17,16 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import websockets
 from channels.db import database_sync_to_async
 
-from tests.agent.conftest import DaphneServer, daphne_env, free_port  # noqa: F401 - daphne_env is a fixture
 from tests.conftest import hello, telemetry, wait_for_servers_to_settle
+from tests.servers import DaphneServer, free_port
 from webapp.fleet.services.users import api_token_issue
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -104,7 +105,7 @@ class Reconnecting:
                 for message in self.open_interventions:
                     await self.ws.send(json.dumps(message))
                 self.connections += 1
-            except (OSError, websockets.InvalidHandshake, websockets.ConnectionClosed, asyncio.TimeoutError):
+            except (TimeoutError, OSError, websockets.InvalidHandshake, websockets.ConnectionClosed):
                 self.ws = None
                 await asyncio.sleep(0.3)
 
@@ -128,7 +129,7 @@ class Reconnecting:
                 raise AssertionError("no matching message before the deadline")
             try:
                 message = json.loads(await asyncio.wait_for(self.ws.recv(), min(0.2, remaining)))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if on_idle is not None:
                     await on_idle()
                 continue

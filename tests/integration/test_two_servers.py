@@ -12,15 +12,16 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import websockets
 from channels.db import database_sync_to_async
 
-from tests.agent.conftest import ROOT, DaphneServer, daphne_env  # noqa: F401 - daphne_env is a fixture
 from tests.conftest import hello, telemetry, wait_for_servers_to_settle
+from tests.servers import ROOT, DaphneServer
 from webapp.fleet.services.users import api_token_issue
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from foreman_protocol.messages import Outcome
 from robot_agent.recording import EpisodeInfo, EpisodeRecorder, EpisodeResult, StepRecord, utc_iso
 
 CAMERAS = ["head", "wrist_left"]
@@ -20,7 +21,7 @@ def sim_state(t: float) -> list[float]:
     return [*arm, *arm, t / 76.0]
 
 
-def record_episode(state_dir: Path, seconds: float = 6.0, takeover_at: float | None = 4.0, outcome: str = "failure",
+def record_episode(state_dir: Path, seconds: float = 6.0, takeover_at: float | None = 4.0, outcome: Outcome = "failure",
                    started_unix: float = 1_795_600_000.0) -> Path:
     """A real spool entry: steps at 30 Hz, frames at 10 fps, a person taking over at `takeover_at`."""
     recorder = EpisodeRecorder(state_dir, CAMERAS, record_fps=FPS, control_hz=HZ)
@@ -41,7 +42,7 @@ def record_episode(state_dir: Path, seconds: float = 6.0, takeover_at: float | N
             for k, camera in enumerate(CAMERAS):
                 image = np.full((480, 640, 3), (i * 3 + 80 * k) % 255, dtype=np.uint8)
                 recorder.add_frame(camera, image)
-    spool = recorder.finish(EpisodeResult(outcome=outcome, failure_mode="cross_threaded" if outcome == "failure" else None,  # type: ignore[arg-type]
+    spool = recorder.finish(EpisodeResult(outcome=outcome, failure_mode="cross_threaded" if outcome == "failure" else None,
                                           duration_s=seconds, intervened=takeover_at is not None), keep=True).result(timeout=60)
     recorder.close()
     assert spool is not None

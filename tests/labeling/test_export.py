@@ -19,8 +19,8 @@ from django.test import Client
 
 from tests.labeling.recordings import record_episode
 from tests.labeling.test_processing import post
-from webapp.labeling.models import Export
 from webapp.fleet.services.errors import Invalid
+from webapp.labeling.models import Export
 from webapp.labeling.services.exports import export_create, export_run
 from webapp.labeling.services.labels import label_review, label_submit
 from webapp.labeling.services.processing import upload_process
@@ -38,7 +38,7 @@ def labeled(fleet: Any, users: dict[str, Any], settings: Any, tmp_path: Path) ->
         upload = upload_process(post(Client(), fleet.tokens["r1"], spool)["upload"])
         assert upload.state == "ready", upload.reason
         episodes.append(str(upload.episode_id))
-    for key, mode in zip(episodes[:2], ("cross_threaded", "dropped_nut")):
+    for key, mode in zip(episodes[:2], ("cross_threaded", "dropped_nut"), strict=True):
         label = label_submit(episode_id=key, user=users["labeler"], failure_mode=mode, failure_t=3.0, good_demo=True)
         label_review(label_id=str(label.id), user=users["admin"], verdict="confirm")
     return episodes

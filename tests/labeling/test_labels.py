@@ -68,7 +68,7 @@ def test_label_versions_review_and_queue(queued: str, users: dict[str, Any]) -> 
 
 def test_bad_labels_are_refused_and_change_nothing(queued: str, users: dict[str, Any]) -> None:
     labeler = as_user(users, "labeler")
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"failure_mode": "gremlins"}, "not in this station's taxonomy"),
         ({"failure_mode": "other"}, "needs a few words"),
         ({"failure_mode": "dropped_nut", "failure_t": 999.0}, "within the episode"),

@@ -47,7 +47,7 @@ def test_a_failed_takeover_episode_becomes_a_clip_with_timeline_and_thumbnails(f
     assert upload.state == "ready", upload.reason
     clip = Clip.objects.get(upload=upload)
     assert set(clip.videos) == set(CAMERAS)
-    for camera, info in clip.videos.items():
+    for info in clip.videos.values():
         assert info["codec"] == "h264" and info["frames"] == 60 and (info["width"], info["height"]) == (320, 240)
         thumb = media / upload.directory / info["thumbnail"]
         assert thumb.read_bytes()[:2] == b"\xff\xd8"  # a JPEG

@@ -41,7 +41,7 @@ def exported(fleet: Any, users: dict[str, Any], settings: Any, tmp_path: Path) -
     cycles = [record_sim_cycle(tmp_path / f"agent{i}", seed=1003 + i, hold_at=200 + 150 * i, cameras=("head",), record_fps=10.0) for i in range(2)]
     episodes = [upload(fleet, cycle.spool) for cycle in cycles]
     synthetic = upload(fleet, record_episode(tmp_path / "synthetic", seconds=4.0, takeover_at=2.0))
-    for key, cycle in zip([*episodes, synthetic], [*cycles, None]):
+    for key, cycle in zip([*episodes, synthetic], [*cycles, None], strict=True):
         mode = (cycle.station.outcome.failure_mode if cycle else "cross_threaded") or ""
         label = label_submit(episode_id=key, user=users["labeler"], failure_mode=mode, failure_t=None, good_demo=True)
         label_review(label_id=str(label.id), user=users["admin"], verdict="confirm")

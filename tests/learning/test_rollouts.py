@@ -12,9 +12,9 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import Client
 
-from tests.agent.conftest import eventually_async
-from tests.conftest import wait_for_servers_to_settle
 from tests.agent.station import ConfidencePolicy, KinematicStation, make_agent
+from tests.conftest import wait_for_servers_to_settle
+from tests.servers import eventually_async
 from webapp.fleet.models import AuditEvent, Robot
 from webapp.fleet.services.errors import Conflict, RobotOffline
 from webapp.learning.models import Rollout, RolloutTarget

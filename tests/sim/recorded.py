@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ def record_sim_cycle(state_dir: Path, *, seed: int = 1003, hold_at: int = 300, c
     modes.protective_hold("a person steps in")
     for _ in range(20):  # braking while holding: recorded as the braking command, not zeros
         tick()
-    expires = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    expires = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     lease = LeaseInfo(id=str(uuid.uuid4()), holder="operator", mode="teleop", expires_at=expires, ttl_s=3600.0)
     modes.lease_granted(lease)
     seq = 0

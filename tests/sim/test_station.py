@@ -36,7 +36,7 @@ def test_the_expert_installs_all_four_nuts_within_takt(seed: int) -> None:
     assert len(station.installed_nuts) == 4
 
 
-def drive_until(station: NutStation, condition, tweak=None, limit: int = 3000) -> None:  # type: ignore[no-untyped-def]
+def drive_until(station: NutStation, condition, tweak=None, limit: int = 3000) -> None:
     for _ in range(limit):
         if station.outcome.done or condition(station):
             return
@@ -50,7 +50,7 @@ def left_phase(station: NutStation) -> str:
     return station.phase().split("L ")[1].split(",")[0]
 
 
-def failure_of(bad) -> str | None:  # type: ignore[no-untyped-def]
+def failure_of(bad) -> str | None:
     station = NutStation(11)
     bad(station)
     for _ in range(3000):
@@ -151,7 +151,7 @@ def dawdle(station: NutStation) -> None:
     (keep_spinning, "over_torque"), (early_release, "under_torque"), (open_while_carrying, "dropped_nut"),
     (jerk_while_carrying, "dropped_nut"), (close_off_the_nut, "missed_pick"), (dawdle, "takt_overrun"),
 ])
-def test_each_failure_mode_comes_from_a_bad_motion(bad, mode) -> None:  # type: ignore[no-untyped-def]
+def test_each_failure_mode_comes_from_a_bad_motion(bad, mode) -> None:
     assert mode in FAILURE_MODES
     assert failure_of(bad) == mode
 
@@ -210,6 +210,7 @@ def pick_off_centre(station: NutStation, offset_m: float) -> None:
     drive_until(station, lambda s: s.arms["left"].feeder_nut is not None and s.arms["left"].position[2] < 0.0015
                 and np.linalg.norm(s.arms["left"].position[:2] - s.arms["left"].feeder_nut.position[:2]) < 0.0002)
     arm = station.arms["left"]
+    assert arm.feeder_nut is not None
     arm.position[:2] = arm.feeder_nut.position[:2] + np.array([offset_m, 0.0])  # the policy's error
     arm.velocity[:] = 0.0
     while arm.nut is None and not station.outcome.done:
@@ -226,7 +227,7 @@ def test_an_off_centre_grasp_carries_the_nut_off_axis_and_holds_it_less_firmly()
     arm = off.arms["left"]
     assert arm.grip_quality == pytest.approx(1 - (0.002 / 0.0025) ** 2)
     assert arm.nut_offset[0] == pytest.approx(-0.002 * 0.2, abs=1e-6)  # the jaws pull it most of the way in
-    assert np.allclose(arm.nut.position[:2], arm.position[:2] + arm.nut_offset)
+    assert arm.nut is not None and np.allclose(arm.nut.position[:2], arm.position[:2] + arm.nut_offset)
     # A jerk a centred grasp survives drops the edge-gripped nut.
     for station in (centred, off):
         action = Expert.action(station)

@@ -20,6 +20,7 @@ def descend_on_the_left_nut(offset_m: float) -> NutStation:
             break
         station.step(Expert.action(station))
     arm = station.arms["left"]
+    assert arm.feeder_nut is not None
     arm.position[:2] = arm.feeder_nut.position[:2] + np.array([offset_m, 0.0])
     return station
 

@@ -157,7 +157,7 @@ def kpis(f: KpiFilter, buckets: int = 24) -> dict[str, Any]:
     wins = [0] * buckets
     triggers: dict[str, list[int]] = {}
     for e in ended:
-        index = bucket_of(e.ended_at)  # type: ignore[arg-type]
+        index = bucket_of(e.ended_at)
         cycles[index] += 1
         wins[index] += e.outcome == Episode.Outcome.SUCCESS
     for i in interventions:
@@ -166,7 +166,7 @@ def kpis(f: KpiFilter, buckets: int = 24) -> dict[str, Any]:
         "t": [edge.timestamp() for edge in edges[:-1]],
         "bucket_s": step.total_seconds(),
         "cycles": cycles,
-        "success_rate": [round(w / c, 4) if c else None for w, c in zip(wins, cycles)],
+        "success_rate": [round(w / c, 4) if c else None for w, c in zip(wins, cycles, strict=True)],
         "interventions": triggers,
     }
 

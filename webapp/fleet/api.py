@@ -134,7 +134,7 @@ class ErrorOut(Schema):
 
 @router.get("/me", response=MeOut, tags=["users"])
 def me(request: HttpRequest) -> dict[str, Any]:
-    user = request.auth  # type: ignore[attr-defined]
+    user = request.auth
     return {"username": user.username, "roles": user_roles(user), "can": sorted(user_capabilities(user))}
 
 
@@ -208,9 +208,11 @@ def list_stations(request: HttpRequest) -> list[dict[str, Any]]:
 
 
 @router.get("/interventions", response=list[InterventionOut], tags=["interventions"])
-def list_interventions(request: HttpRequest, state: str | None = None, robot: str | None = None, open: bool = False, limit: int = 100, offset: Offset = 0) -> Any:
+def list_interventions(
+    request: HttpRequest, state: str | None = None, robot: str | None = None, open: bool = False, limit: int = 100, offset: Offset = 0
+) -> Any:
     # Labelers read interventions too (the episodes they label), without the fleet's "view".
-    if not (user_can(request.auth, "view") or user_can(request.auth, "episodes")):  # type: ignore[attr-defined]
+    if not (user_can(request.auth, "view") or user_can(request.auth, "episodes")):
         raise HttpError(403, "your role may not read interventions")
     return selectors.interventions_list(state=state, robot=robot, open_only=open, limit=limit, offset=offset)
 
@@ -229,6 +231,8 @@ def list_episodes(request: HttpRequest, robot: str | None = None, outcome: str |
 
 
 @router.get("/audit", response=list[AuditOut], tags=["audit"])
-def list_audit(request: HttpRequest, robot: str | None = None, actor: str | None = None, action: str | None = None, limit: int = 100, offset: Offset = 0) -> Any:
+def list_audit(
+    request: HttpRequest, robot: str | None = None, actor: str | None = None, action: str | None = None, limit: int = 100, offset: Offset = 0
+) -> Any:
     require(request, "audit")
     return selectors.audit_list(robot=robot, actor=actor, action=action, limit=limit, offset=offset)

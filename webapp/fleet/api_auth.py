@@ -45,7 +45,7 @@ class RobotBearer(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> Robot | None:
         robot = robot_authenticate(token)
         if robot is not None:
-            request.robot = robot  # type: ignore[attr-defined]
+            request.robot = robot
         return robot
 
 
@@ -54,7 +54,7 @@ user_auth = [UserBearer(), UserSession(csrf=True)]
 
 def require(request: HttpRequest, capability: Capability) -> Any:
     """The request's user if their role may do `capability`; a 403 otherwise."""
-    user = request.auth  # type: ignore[attr-defined]
+    user = request.auth
     if not user_can(user, capability):
         raise HttpError(403, f"your role may not do this ({capability})")
     return user

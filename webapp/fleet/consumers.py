@@ -11,11 +11,12 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
@@ -26,8 +27,8 @@ from foreman_protocol.messages import (
     Ack,
     BrowserSignal,
     BrowserTeleop,
-    ClearEstop,
     Claim,
+    ClearEstop,
     Command,
     CommandAck,
     CycleEnded,
@@ -269,7 +270,9 @@ class RobotConsumer(ProtocolConsumer):
             self.last_mode = message.mode
             await database_sync_to_async(robots.robot_set_mode)(robot_name=self.robot_name, mode=message.mode)
             if message.mode == "estopped":
-                await database_sync_to_async(custody.robot_estop)(robot_name=self.robot_name, actor=None, reason="reported by robot", source=client_source(self.scope))
+                await database_sync_to_async(custody.robot_estop)(
+                    robot_name=self.robot_name, actor=None, reason="reported by robot", source=client_source(self.scope)
+                )
 
     async def on_intervention_raised(self, message: InterventionRaised) -> None:
         await database_sync_to_async(interventions.intervention_raise)(

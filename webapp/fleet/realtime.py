@@ -7,7 +7,8 @@ after the transaction commits; the async ones are for consumers, which are not i
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, TypedDict
+from collections.abc import Callable
+from typing import Any, Literal, TypedDict
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer

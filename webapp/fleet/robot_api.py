@@ -43,7 +43,7 @@ def upload_episode(
     metadata: Form[str],
     steps: File[UploadedFile],
 ) -> Any:
-    robot: Robot = request.auth  # type: ignore[attr-defined]
+    robot: Robot = request.auth
     files = {"steps": steps, **{k: v for k, v in request.FILES.items() if k.startswith("video_")}}
     try:
         stored = upload_store(robot=robot, episode_id=episode_id, metadata=metadata, files=files)

@@ -16,6 +16,7 @@ from django.http import FileResponse, HttpRequest, HttpResponse
 from ninja import Router, Schema
 from ninja.errors import HttpError
 
+from webapp.fleet.api_auth import require
 from webapp.fleet.models import Episode, Intervention
 from webapp.fleet.paging import Offset
 from webapp.fleet.selectors import iso
@@ -24,12 +25,6 @@ from webapp.labeling.services.labels import label_review, label_submit, queue_as
 
 router = Router(tags=["labeling"])
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-def _require(request: HttpRequest, capability: str) -> Any:
-    from webapp.fleet.api_auth import require
-
-    return require(request, capability)
 
 
 def _source(request: HttpRequest) -> str:
@@ -83,7 +78,7 @@ def list_queue(
     offset: Offset = 0,
 ) -> dict[str, Any]:
     """Episodes waiting for a label (`todo` = open or disputed), oldest first, with filters."""
-    user = _require(request, "episodes")
+    user = require(request, "episodes")
     items = QueueItem.objects.select_related("episode__robot", "episode__station", "episode__clip", "assigned_to")
     if state == "todo":
         items = items.filter(state__in=[QueueItem.State.OPEN, QueueItem.State.DISPUTED])
@@ -118,7 +113,7 @@ def list_queue(
 @router.get("/episodes/{episode_id}")
 def get_episode(request: HttpRequest, episode_id: uuid.UUID) -> dict[str, Any]:
     """One episode as a clip: videos, timeline, interventions, labels (newest first), the station's taxonomy."""
-    _require(request, "episodes")
+    require(request, "episodes")
     episode = Episode.objects.select_related("robot", "station").filter(pk=episode_id).first()
     if episode is None:
         raise HttpError(404, f"no episode {episode_id}")
@@ -149,7 +144,7 @@ def get_episode(request: HttpRequest, episode_id: uuid.UUID) -> dict[str, Any]:
 @router.get("/episodes/{episode_id}/media/{name}")
 def get_media(request: HttpRequest, episode_id: uuid.UUID, name: str) -> HttpResponse:
     """A clip's video or thumbnail, with byte ranges (players seek with them)."""
-    _require(request, "episodes")
+    require(request, "episodes")
     clip = Clip.objects.select_related("upload").filter(episode_id=episode_id).first()
     allowed = {n for info in (clip.videos.values() if clip else []) for n in (info.get("file"), info.get("thumbnail")) if n}
     if clip is None or name not in allowed:  # only names the processing wrote; never a path from the request
@@ -196,7 +191,7 @@ class LabelIn(Schema):
 @router.post("/episodes/{episode_id}/labels")
 def post_label(request: HttpRequest, episode_id: uuid.UUID, body: LabelIn) -> dict[str, Any]:
     """Label an episode; a new version replaces the current one (history is kept)."""
-    user = _require(request, "label")
+    user = require(request, "label")
     label = label_submit(episode_id=str(episode_id), user=user, failure_mode=body.failure_mode, failure_t=body.failure_t,
                          good_demo=body.good_demo, other_text=body.other_text, notes=body.notes, source=_source(request))
     return label_dict(label) or {}
@@ -210,7 +205,7 @@ class ReviewIn(Schema):
 @router.post("/labels/{label_id}/review")
 def post_review(request: HttpRequest, label_id: uuid.UUID, body: ReviewIn) -> dict[str, Any]:
     """A second reviewer confirms or disputes the current label."""
-    user = _require(request, "label")
+    user = require(request, "label")
     return label_dict(label_review(label_id=str(label_id), user=user, verdict=body.verdict, note=body.note, source=_source(request))) or {}
 
 
@@ -221,7 +216,7 @@ class AssignIn(Schema):
 @router.post("/episodes/{episode_id}/assign")
 def post_assign(request: HttpRequest, episode_id: uuid.UUID, body: AssignIn) -> dict[str, Any]:
     """Assign a queued episode to a labeler (null: unassign)."""
-    user = _require(request, "label")
+    user = require(request, "label")
     item = queue_assign(episode_id=str(episode_id), user=user, assignee=body.assignee, source=_source(request))
     return {"episode": str(episode_id), "assigned_to": item.assigned_to.username if item.assigned_to else None}
 
@@ -243,7 +238,7 @@ def post_export(request: HttpRequest, body: ExportIn) -> dict[str, Any]:
     from webapp.labeling.services.exports import export_create, export_dict
     from webapp.labeling.tasks import run_export
 
-    user = _require(request, "label")
+    user = require(request, "label")
     export = export_create(user=user, format=body.format, episode_ids=[str(e) for e in body.episodes] if body.episodes else None,
                            review=body.review, station=body.station, robot=body.robot, policy=body.policy, source=_source(request))
     transaction.on_commit(lambda: run_export.delay(str(export.id)))
@@ -255,7 +250,7 @@ def list_exports(request: HttpRequest, limit: int = 20) -> list[dict[str, Any]]:
     from webapp.labeling.models import Export
     from webapp.labeling.services.exports import export_dict
 
-    _require(request, "label")
+    require(request, "label")
     return [export_dict(e) for e in Export.objects.select_related("created_by")[: max(1, min(limit, 100))]]
 
 
@@ -264,7 +259,7 @@ def get_export(request: HttpRequest, export_id: uuid.UUID) -> dict[str, Any]:
     from webapp.labeling.models import Export
     from webapp.labeling.services.exports import export_dict
 
-    _require(request, "label")
+    require(request, "label")
     export = Export.objects.select_related("created_by").filter(pk=export_id).first()
     if export is None:
         raise HttpError(404, f"no export {export_id}")
@@ -275,7 +270,7 @@ def get_export(request: HttpRequest, export_id: uuid.UUID) -> dict[str, Any]:
 def download_export(request: HttpRequest, export_id: uuid.UUID) -> HttpResponse:
     from webapp.labeling.models import Export
 
-    _require(request, "label")
+    require(request, "label")
     export = Export.objects.filter(pk=export_id, state=Export.State.DONE).first()
     if export is None:
         raise HttpError(404, "no finished export with this id")

@@ -10,7 +10,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from webapp.fleet.models import Episode, Robot, Station
-from webapp.fleet.roles import user_capabilities, user_roles
+from webapp.fleet.roles import user_can, user_capabilities, user_roles
 from webapp.labeling.models import FailureMode
 
 
@@ -37,5 +37,5 @@ def episode(request: HttpRequest, episode_id: uuid.UUID) -> HttpResponse:
     context = _context(request)
     if not Episode.objects.filter(pk=episode_id).exists():
         raise Http404("no such episode")
-    config = {"episode": str(episode_id), "user": request.user.username, "canLabel": "label" in context["can"]}  # type: ignore[operator]
+    config = {"episode": str(episode_id), "user": request.user.username, "canLabel": user_can(request.user, "label")}
     return render(request, "labeling/episode.html", {**context, "config": config})

@@ -22,10 +22,11 @@ from django.utils import timezone
 from foreman_protocol.messages import Command, CommandName, LeaseEndReason, LeaseInfo, LeaseMessage
 from webapp.fleet import realtime
 from webapp.fleet.models import ControlSession, Intervention, Robot
-from webapp.fleet.roles import user_can
+from webapp.fleet.roles import Capability, user_can
 from webapp.fleet.selectors import lease_dict
 from webapp.fleet.services.audit import audit_record
 from webapp.fleet.services.errors import Conflict, Estopped, Forbidden, NotFound, RobotOffline, StaleLease
+
 
 def _lock_robot(name: str) -> Robot:
     robot = Robot.objects.select_for_update().filter(name=name).first()
@@ -34,8 +35,8 @@ def _lock_robot(name: str) -> Robot:
     return robot
 
 
-def _require(user: Any, capability: str, what: str) -> None:
-    if not user_can(user, capability):  # type: ignore[arg-type]
+def _require(user: Any, capability: Capability, what: str) -> None:
+    if not user_can(user, capability):
         raise Forbidden(f"{user.username} may not {what}")
 
 

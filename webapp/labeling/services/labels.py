@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from webapp.fleet.models import Episode
-from webapp.fleet.roles import user_can
+from webapp.fleet.roles import Capability, user_can
 from webapp.fleet.services.audit import audit_record
 from webapp.fleet.services.errors import Conflict, Forbidden, Invalid, NotFound
 from webapp.labeling.models import FailureMode, Label, QueueItem
@@ -21,7 +21,7 @@ def taxonomy_for(station_id: int | None) -> list[FailureMode]:
     return own or list(FailureMode.objects.filter(station__isnull=True, active=True))
 
 
-def _require(user: Any, capability: str) -> None:
+def _require(user: Any, capability: Capability) -> None:
     if not user_can(user, capability):
         raise Forbidden(f"your role may not do this ({capability})")
 

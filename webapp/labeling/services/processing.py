@@ -22,7 +22,13 @@ from django.db import transaction
 from pydantic import ValidationError
 
 from foreman_protocol.episodes import (
-    ACTION_MODES, HUMAN_ACTION_MODES, MAX_STEPS, METADATA_FILE, STEPS_FILE, EpisodeMetadata, step_schema_problem,
+    ACTION_MODES,
+    HUMAN_ACTION_MODES,
+    MAX_STEPS,
+    METADATA_FILE,
+    STEPS_FILE,
+    EpisodeMetadata,
+    step_schema_problem,
 )
 from webapp.fleet.models import Episode, EpisodeUpload, Intervention
 from webapp.fleet.services.audit import audit_record

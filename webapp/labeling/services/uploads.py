@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import ClassVar
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
@@ -23,6 +24,7 @@ from django.db import transaction
 from pydantic import ValidationError
 
 from foreman_protocol.episodes import METADATA_FILE, STEPS_FILE, EpisodeMetadata
+from foreman_protocol.messages import ErrorCode
 from webapp.fleet.models import Episode, EpisodeUpload, Robot
 from webapp.fleet.services.errors import ServiceError
 
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 class UploadRefused(ServiceError):
     """Not an upload this robot may store; the agent parks it in spool/rejected/ (any 4xx)."""
 
-    code = "bad_message"
+    code: ClassVar[ErrorCode] = "bad_message"
     http_status = 400
 
 
@@ -122,5 +124,5 @@ def _queue_processing(upload_id: str) -> None:
 
     try:
         process_upload.delay(upload_id)
-    except Exception:  # noqa: BLE001 - the upload is stored; `manage.py process_uploads` catches up
+    except Exception:  # the upload is stored; `manage.py process_uploads` catches up
         log.exception("could not queue processing of upload %s", upload_id)

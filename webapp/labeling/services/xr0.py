@@ -8,9 +8,10 @@ rotations as the identity, and the JSON says so under `foreman_note`.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

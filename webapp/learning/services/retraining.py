@@ -220,7 +220,7 @@ def _run(round_: RetrainingRound) -> dict[str, Any]:
 
     new = retrain(policy, samples, epochs=epochs, seed=options["seed"], version=options["name"], progress=trained)
     twin = None
-    if control:
+    if control and rehearsal is not None:
         def trained_control(epoch: int, total: int, loss: float) -> None:
             _progress(round_, 0.25 + share + share * epoch / total, f"control (rehearsal only): epoch {epoch} of {total}, loss {loss:.4f}")
 

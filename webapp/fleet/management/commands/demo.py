@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from webapp.fleet.models import Robot
 from webapp.fleet.services.demo import DEMO_USERS, demo_seed
-from webapp.launcher import Child, LaunchError, Launcher, agents_available, celery_args, daphne_args, sim_agent_args, wait_http
+from webapp.launcher import Child, Launcher, LaunchError, agents_available, celery_args, daphne_args, sim_agent_args, wait_http
 
 DEMO_PASSWORD = "foreman"
 

@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from webapp.fleet.services.robots import robot_issue_token
 from webapp.fleet.services.users import api_token_issue, api_token_revoke, user_create_with_role
 from webapp.labeling.services.exports import export_create, export_run
 from webapp.labeling.services.labels import label_review, label_submit
-from webapp.launcher import Child, LaunchError, Launcher, celery_args, daphne_args, free_port, sim_agent_args, wait_http
+from webapp.launcher import Child, Launcher, LaunchError, celery_args, daphne_args, free_port, sim_agent_args, wait_http
 from webapp.learning.models import RetrainingRound
 from webapp.learning.services.policies import policy_register
 from webapp.learning.services.retraining import retraining_run, retraining_start
@@ -101,7 +101,7 @@ class Command(BaseCommand):
                     "--sim-supervisor-token", users["learning-supervisor-token"], "--log-level", "INFO",
                 )))
             self._say(f"fleet: {robots} robots × {cycles} cycles at {options['time_scale']:g}× on {url} (policy {base.name})")
-            since = datetime.fromtimestamp(fleet_started, tz=timezone.utc)
+            since = datetime.fromtimestamp(fleet_started, tz=UTC)
             self._wait_for_agents(agents, names, robots * cycles, since, deadline)
             episodes = self._wait_for_uploads(names, since, deadline)
             failed = False

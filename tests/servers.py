@@ -1,5 +1,6 @@
-"""Agent test fixtures: a real daphne server (subprocess, 127.0.0.1 only) sharing the test database
-and the Redis channel layer with the in-process dashboard sockets of tests/conftest.py."""
+"""Server fixtures for every test directory (a pytest plugin that tests/conftest.py loads): a real
+daphne server (subprocess, 127.0.0.1 only) sharing the test database and the Redis channel layer
+with the in-process dashboard sockets of tests/conftest.py, and polling helpers."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
