@@ -9,7 +9,7 @@ import inspect
 import aioice.ice
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender
-from aiortc.mediastreams import VideoStreamTrack
+from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_PTIME, VideoStreamTrack
 
 from robot_agent import aiortc_internals
 from robot_agent.aiortc_internals import RTP_TASK_ATTRIBUTE, TIMESTAMP_ORIGIN_LOCAL, rtp_timestamp_origin, use_loopback_ice
@@ -43,7 +43,9 @@ async def test_the_rtp_timestamp_origin_is_readable_on_a_real_sender(loopback_ic
     assert TIMESTAMP_ORIGIN_LOCAL in RTCRtpSender._run_rtp.__code__.co_varnames
     sending, receiving = RTCPeerConnection(), RTCPeerConnection()
     try:
-        sender = sending.addTrack(VideoStreamTrack())  # pts 0, 3000, 6000, ... at 90 kHz
+        # Its pts step by int(90000 / 30) = 2999 (not 3000: 1/30 * 90000 rounds down) at 90 kHz.
+        pts_step = int(VIDEO_PTIME * VIDEO_CLOCK_RATE)
+        sender = sending.addTrack(VideoStreamTrack())
         await sending.setLocalDescription(await sending.createOffer())
         await receiving.setRemoteDescription(sending.localDescription)
         await receiving.setLocalDescription(await receiving.createAnswer())
@@ -61,7 +63,7 @@ async def test_the_rtp_timestamp_origin_is_readable_on_a_real_sender(loopback_ic
         assert isinstance(origin, int)
         # The origin means what frame_clock takes it for: RTP timestamp = origin + pts (mod 2^32).
         pts = (last_sent - origin) % 2**32
-        assert pts % 3000 == 0 and pts < 90_000 * 20, pts
+        assert pts % pts_step == 0 and pts < VIDEO_CLOCK_RATE * 20, (pts, pts_step)
     finally:
         await sending.close()
         await receiving.close()
