@@ -213,8 +213,10 @@ def test_policy_download_serves_the_checkpoint_with_its_hash(fleet, settings, tm
     response = client.get("/api/robot/policies/bc-sim-v2", **headers)
     assert response.status_code == 200 and b"".join(response.streaming_content) == blob
     assert response["X-Checkpoint-SHA256"] == hashlib.sha256(blob).hexdigest()
-    assert client.get("/api/robot/policies/escape", **headers).status_code == 404
-    assert client.get("/api/robot/policies/unknown", **headers).status_code == 404
+    escape = client.get("/api/robot/policies/escape", **headers)
+    assert escape.status_code == 404 and escape.json() == {"code": "not_found", "detail": "the checkpoint of 'escape' is missing on the server"}
+    unknown = client.get("/api/robot/policies/unknown", **headers)
+    assert unknown.status_code == 404 and unknown.json() == {"code": "not_found", "detail": "no checkpoint for policy 'unknown'"}
 
 
 def upload_metadata(episode: uuid.UUID, **overrides: Any) -> str:

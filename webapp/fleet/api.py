@@ -13,6 +13,7 @@ from ninja import Router, Schema
 from ninja.errors import HttpError
 from ninja.responses import Status
 
+from foreman_protocol.messages import InterventionInfo
 from webapp.fleet import selectors
 from webapp.fleet.api_auth import require, source
 from webapp.fleet.paging import Offset
@@ -55,24 +56,6 @@ class StationOut(Schema):
     task: str
     takt_s: float
     robots: list[str]
-
-
-class InterventionOut(Schema):
-    id: str
-    robot: str
-    trigger: str
-    severity: str
-    state: str
-    detail: str
-    raised_at: str
-    acknowledged_at: str | None
-    acknowledged_by: str | None
-    claimed_at: str | None
-    claimed_by: str | None
-    resolved_at: str | None
-    resolved_by: str | None
-    resolution: str | None
-    episode: str | None
 
 
 class EpisodeOut(Schema):
@@ -207,7 +190,7 @@ def list_stations(request: HttpRequest) -> list[dict[str, Any]]:
     return selectors.stations_list()
 
 
-@router.get("/interventions", response=list[InterventionOut], tags=["interventions"])
+@router.get("/interventions", response=list[InterventionInfo], tags=["interventions"])
 def list_interventions(
     request: HttpRequest, state: str | None = None, robot: str | None = None, open: bool = False, limit: int = 100, offset: Offset = 0
 ) -> Any:
@@ -217,7 +200,7 @@ def list_interventions(
     return selectors.interventions_list(state=state, robot=robot, open_only=open, limit=limit, offset=offset)
 
 
-@router.post("/interventions/{intervention_id}/ack", response=InterventionOut, tags=["interventions"])
+@router.post("/interventions/{intervention_id}/ack", response=InterventionInfo, tags=["interventions"])
 def ack_intervention(request: HttpRequest, intervention_id: uuid.UUID) -> Any:
     user = require(request, "ack")
     item = interventions.intervention_acknowledge(intervention_id=str(intervention_id), user=user, source=source(request))

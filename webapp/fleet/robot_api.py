@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.http import FileResponse, HttpRequest
 from ninja import File, Form, Router, Schema
 from ninja.files import UploadedFile
@@ -19,8 +17,9 @@ from ninja.responses import Status
 
 from webapp.fleet.api import ErrorOut
 from webapp.fleet.api_auth import RobotBearer
-from webapp.fleet.models import PolicyVersion, Robot
+from webapp.fleet.models import Robot
 from webapp.labeling.services.uploads import UploadRefused, upload_store
+from webapp.learning.selectors import policy_checkpoint
 
 
 class UploadOut(Schema):
@@ -56,13 +55,8 @@ def upload_episode(
             operation_id=OPERATION_ID_PREFIX + "download_policy")
 def download_policy(request: HttpRequest, version: str) -> Any:
     """The checkpoint of a rolled-out policy; the agent checks it against the rollout's sha256."""
-    policy = PolicyVersion.objects.filter(name=version).exclude(checkpoint="").first()
-    if policy is None:
-        return Status(404, {"detail": f"no checkpoint for policy {version!r}"})
-    root = Path(settings.MEDIA_ROOT).resolve()
-    path = (root / policy.checkpoint).resolve()
-    if root not in path.parents or not path.is_file():
-        return Status(404, {"detail": f"the checkpoint of {version!r} is missing on the server"})
-    response = FileResponse(open(path, "rb"), content_type="application/octet-stream", as_attachment=True, filename=path.name)
-    response["X-Checkpoint-SHA256"] = policy.sha256
+    checkpoint = policy_checkpoint(version)  # NotFound: 404
+    response = FileResponse(open(checkpoint.path, "rb"), content_type="application/octet-stream", as_attachment=True,
+                            filename=checkpoint.path.name)
+    response["X-Checkpoint-SHA256"] = checkpoint.sha256
     return response

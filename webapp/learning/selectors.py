@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from django.conf import settings
 
 from webapp.fleet.models import PolicyVersion, Robot
 from webapp.fleet.selectors import iso
+from webapp.fleet.services.errors import NotFound
 from webapp.learning.models import RetrainingRound, Rollout, RolloutTarget
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    sha256: str
+
+
+def policy_checkpoint(version: str) -> Checkpoint:
+    """The stored checkpoint file of a policy version, for robots to download; never a path outside
+    MEDIA_ROOT. NotFound when the version has none or its file is gone."""
+    policy = PolicyVersion.objects.filter(name=version).exclude(checkpoint="").first()
+    if policy is None:
+        raise NotFound(f"no checkpoint for policy {version!r}")
+    root = Path(settings.MEDIA_ROOT).resolve()
+    path = (root / policy.checkpoint).resolve()
+    if root not in path.parents or not path.is_file():
+        raise NotFound(f"the checkpoint of {version!r} is missing on the server")
+    return Checkpoint(path=path, sha256=policy.sha256)
 
 
 def target_dict(target: RolloutTarget) -> dict[str, Any]:
