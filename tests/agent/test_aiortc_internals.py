@@ -43,8 +43,7 @@ async def test_the_rtp_timestamp_origin_is_readable_on_a_real_sender(loopback_ic
     assert TIMESTAMP_ORIGIN_LOCAL in RTCRtpSender._run_rtp.__code__.co_varnames
     sending, receiving = RTCPeerConnection(), RTCPeerConnection()
     try:
-        # Its pts step by int(90000 / 30) = 2999 (not 3000: 1/30 * 90000 rounds down) at 90 kHz.
-        pts_step = int(VIDEO_PTIME * VIDEO_CLOCK_RATE)
+        pts_step = int(VIDEO_PTIME * VIDEO_CLOCK_RATE)  # its frames' pts: 0, 3000, 6000, ... at 90 kHz
         sender = sending.addTrack(VideoStreamTrack())
         await sending.setLocalDescription(await sending.createOffer())
         await receiving.setRemoteDescription(sending.localDescription)
@@ -61,9 +60,12 @@ async def test_the_rtp_timestamp_origin_is_readable_on_a_real_sender(loopback_ic
         assert getattr(sender, RTP_TASK_ATTRIBUTE, None) is not None
         origin = rtp_timestamp_origin(sender)
         assert isinstance(origin, int)
-        # The origin means what frame_clock takes it for: RTP timestamp = origin + pts (mod 2^32).
+        # The origin means what frame_clock takes it for: RTP timestamp = origin + pts (mod 2^32), give
+        # or take the one 90 kHz tick (11 µs) that the encoder's time-base conversion rounds away on
+        # some frames (measured: 2999, 6000, 9000, 11999, ...).
         pts = (last_sent - origin) % 2**32
-        assert pts % pts_step == 0 and pts < VIDEO_CLOCK_RATE * 20, (pts, pts_step)
+        nearest_frame = round(pts / pts_step) * pts_step
+        assert abs(pts - nearest_frame) <= 1 and pts < VIDEO_CLOCK_RATE * 20, (pts, pts_step)
     finally:
         await sending.close()
         await receiving.close()
