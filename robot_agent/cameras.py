@@ -105,7 +105,8 @@ class PlayerCamera(Camera):
 
         frame = await self.track.recv()
         # A MediaPlayer's video track yields decoded frames (typed Frame | Packet, as for any track).
-        assert isinstance(frame, VideoFrame), f"camera {self.name}: the track gave {type(frame).__name__}"
+        if not isinstance(frame, VideoFrame):
+            raise CameraError(f"camera {self.name}: {self.source!r} gave a {type(frame).__name__}, not a video frame")
         if (frame.width, frame.height) != self.size:
             frame = frame.reformat(width=self.size[0], height=self.size[1])
         return frame.to_ndarray(format="rgb24")
