@@ -46,6 +46,9 @@ def demo_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
         [sys.executable, "manage.py", "demo", "--robots", "2", "--port", str(port), "--no-agents", "--exit-after", "60"],
         cwd=ROOT, env=embedded_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
+        # Started as a shell starts a background job: SIGINT ignored, which exec keeps. Ctrl-C must
+        # stop the demo all the same (it once ignored the SIGINT and orphaned its children).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 45
@@ -91,6 +94,8 @@ def test_demo_serves_login_and_its_robots_then_stops_cleanly_on_ctrl_c(demo_serv
     assert "Foreman demo running at" in output and "password: foreman" in output
     assert "demo stopped" in output
     assert process.returncode == 0, output[-2000:]
+    with pytest.raises(OSError):  # its daphne went with it
+        urllib.request.urlopen(f"{url}/healthz", timeout=2)
 
 
 def test_demo_refuses_the_well_known_password_when_debug_is_off(tmp_path: Path) -> None:

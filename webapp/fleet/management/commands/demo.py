@@ -53,7 +53,12 @@ class Command(BaseCommand):
         given_up: set[str] = set()
         url = f"http://{options['host'] if options['host'] != '0.0.0.0' else '127.0.0.1'}:{options['port']}"
 
+        # SIGTERM and SIGINT both stop the demo and its children. SIGINT is set here too: a shell that
+        # starts a job in the background leaves SIGINT ignored, that survives exec, and Python then
+        # installs no Ctrl-C handler; the demo would ignore a test's SIGINT, and its children (each in
+        # its own session) would outlive it.
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
         try:
             daphne = launcher.start("daphne", daphne_args(options["port"], options["host"]))
             if settings.REDIS_URL:
