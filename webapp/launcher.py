@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -58,6 +59,7 @@ class Launcher:
         self.cwd = cwd
         self.children: list[Child] = []
         self._handles: list[IO[bytes]] = []
+        _interrupt_on_stop_signals()
 
     def start(self, name: str, args: Sequence[str]) -> Child:
         log = self.log_dir / f"{name}.log" if self.log_dir is not None else None
@@ -98,6 +100,20 @@ class Launcher:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+def _interrupt_on_stop_signals() -> None:
+    """SIGTERM and SIGINT raise KeyboardInterrupt in the launching command, whose `finally` (or
+    `with`) then stops its children: they run in their own sessions and would outlive it. SIGINT is
+    set too because a shell that starts a job in the background leaves it ignored, that survives
+    exec, and Python then installs no Ctrl-C handler. Only the main thread may set handlers."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
+
+
+def _raise_keyboard_interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -48,17 +47,11 @@ class Command(BaseCommand):
         fleet = demo_seed(robots=robots, password=password)
         Robot.objects.update(online=False, connection="")  # nothing is connected before we start
 
-        launcher = Launcher()  # the children share our terminal
+        launcher = Launcher()  # the children share our terminal; SIGTERM and Ctrl-C stop them (finally)
         agents: list[Child] = []
         given_up: set[str] = set()
         url = f"http://{options['host'] if options['host'] != '0.0.0.0' else '127.0.0.1'}:{options['port']}"
 
-        # SIGTERM and SIGINT both stop the demo and its children. SIGINT is set here too: a shell that
-        # starts a job in the background leaves SIGINT ignored, that survives exec, and Python then
-        # installs no Ctrl-C handler; the demo would ignore a test's SIGINT, and its children (each in
-        # its own session) would outlive it.
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-        signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
         try:
             daphne = launcher.start("daphne", daphne_args(options["port"], options["host"]))
             if settings.REDIS_URL:
@@ -107,10 +100,6 @@ class Command(BaseCommand):
         finally:
             launcher.stop(timeout_s=10)
             self.stdout.write("demo stopped")
-
-
-def _raise_keyboard_interrupt(*_: object) -> None:
-    raise KeyboardInterrupt
 
 
 def argparse_hidden() -> str:
