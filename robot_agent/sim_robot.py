@@ -1,6 +1,7 @@
 """SimRobot: the simulated nut station (foreman_sim/) behind the agent's Robot interface.
 
-Cameras `head`, `wrist_left`, `wrist_right` are rendered on demand at any size (640×480 for video).
+Cameras `head`, `wrist_left`, `wrist_right` are rendered on demand at any size (640×480 for video),
+by a VideoRenderer (the head camera's static layer is kept, only moving shapes are redrawn).
 Observations are snapshots: the state vector and the two wrist images the learned policy looks at
 (32×32 grey); with ground truth observed (a policy that asks for it: the scripted expert), also a
 copy of the station.
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from foreman_learning.policies.base import Policy
-from foreman_sim.render import observe, render
+from foreman_sim.render import VideoRenderer, observe, scene_of
 from foreman_sim.station import ARMS, DT, NutStation
 from robot_agent.modes import TeleopVelocity
 from robot_agent.robot import Robot, StationStatus
@@ -47,6 +48,7 @@ class SimRobot(Robot):
         self.lock = threading.Lock()
         self.station = NutStation(0)
         self.ground_truth = False
+        self.video = VideoRenderer()
 
     def reset(self, seed: int) -> StationStatus:
         with self.lock:
@@ -99,9 +101,9 @@ class SimRobot(Robot):
             return None if action is None else action.copy()
 
     def render(self, camera: str, size: tuple[int, int]) -> np.ndarray:
-        with self.lock:  # copy under the lock, draw outside it: the control loop never waits for video
-            snapshot = copy.deepcopy(self.station)
-        return render(snapshot, camera, size)
+        with self.lock:  # copy what the cameras see under the lock, draw outside it: the control loop never waits for video
+            scene = scene_of(self.station)
+        return self.video.render(scene, camera, size)
 
     def teleop_action(self, command: TeleopVelocity) -> np.ndarray:
         """The commanded arm moves as asked; the other arm stands still and keeps its grip."""
