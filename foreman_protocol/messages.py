@@ -104,6 +104,17 @@ class IceCandidate(Message):
 SdpText = Annotated[str, Field(min_length=1, max_length=60_000)]
 
 
+class VideoWants(Message):
+    """What a viewer will show: the agent sends each camera at most this wide (its aspect kept) and
+    this often, so a 320-px fleet tile does not cost a full-size encode."""
+
+    width: Annotated[int, Field(ge=64, le=3840)]
+    fps: Annotated[float, Field(ge=1.0, le=60.0, allow_inf_nan=False)]
+
+
+ByeReason = Literal["full", "bad_offer", "failed", "timeout", "closed"]
+
+
 class Hello(Message):
     type: Literal["hello"] = "hello"
     protocol: int
@@ -205,6 +216,8 @@ class RobotSignal(Message):
     kind: Literal["answer", "ice", "bye"]
     sdp: SdpText | None = None
     candidate: IceCandidate | None = None
+    reason: ByeReason | None = None  # with `bye`: why the agent ended or refused this viewer
+    detail: ShortText = ""
 
 
 class TeleopState(Message):
@@ -292,6 +305,7 @@ class ViewerSignal(Message):
     kind: Literal["offer", "ice", "bye"]
     sdp: SdpText | None = None
     candidate: IceCandidate | None = None
+    video: VideoWants | None = None  # with `offer`; none: full size at the agent's video rate
 
 
 class PolicyRollout(Message):
@@ -513,6 +527,8 @@ class SignalToViewer(Message):
     kind: Literal["answer", "ice", "bye"]
     sdp: SdpText | None = None
     candidate: IceCandidate | None = None
+    reason: ByeReason | None = None
+    detail: ShortText = ""
 
 
 class Result(Message):

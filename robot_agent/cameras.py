@@ -2,7 +2,7 @@
 for every consumer (live video, recording), and the capture-time bar code used by benchmarks.
 
 Sim cameras render the station (in a worker thread; a slow render lowers the frame rate, frames
-are never queued). Real cameras are aiortc `MediaPlayer` sources: a V4L2 device path, a video
+are never queued) at the size live viewers asked for. Real cameras are aiortc `MediaPlayer` sources: a V4L2 device path, a video
 file or an rtsp:// URL, given as `--camera NAME=SOURCE`.
 """
 
@@ -45,32 +45,40 @@ class Frame:
 
 class Camera(ABC):
     name: str
+    size: tuple[int, int]  # (width, height) of the camera's own images
 
     async def start(self) -> None:
         """Open the device (may raise CameraError)."""
 
     @abstractmethod
-    async def read(self, full_size: bool = True) -> np.ndarray:
-        """The next image, (H, W, 3) uint8 RGB. `full_size=False`: nobody watches live, a smaller
-        image (≥ the recording size) will do if the camera can make one cheaper."""
+    async def read(self, size: tuple[int, int] | None = None) -> np.ndarray:
+        """The next image, (H, W, 3) uint8 RGB, at `size` (width, height; never larger than the
+        camera's own) or the camera's own size."""
 
     async def stop(self) -> None:
         pass
 
 
-class RenderedCamera(Camera):
-    """A camera drawn by a renderer (the simulator), off the event loop."""
+def scaled_size(size: tuple[int, int], width: int) -> tuple[int, int]:
+    """`size` scaled down to at most `width` pixels wide, aspect kept, both sides even (yuv420p)."""
+    if width >= size[0]:
+        return size
+    height = size[1] * width / size[0]
+    return max(2, width // 2 * 2), max(2, int(round(height / 2)) * 2)
 
-    def __init__(self, name: str, render: Callable[[str, tuple[int, int]], np.ndarray], size: tuple[int, int] = (WIDTH, HEIGHT),
-                 small_size: tuple[int, int] = (320, 240)) -> None:
+
+class RenderedCamera(Camera):
+    """A camera drawn by a renderer (the simulator), off the event loop, at the size asked for
+    (rendering cost grows with pixels)."""
+
+    def __init__(self, name: str, render: Callable[[str, tuple[int, int]], np.ndarray], size: tuple[int, int] = (WIDTH, HEIGHT)) -> None:
         self.name = name
         self.render = render
         self.size = size
-        self.small_size = (min(small_size[0], size[0]), min(small_size[1], size[1]))
 
-    async def read(self, full_size: bool = True) -> np.ndarray:
-        size = self.size if full_size else self.small_size  # rendering cost grows with pixels
-        return await asyncio.get_running_loop().run_in_executor(None, self.render, self.name, size)
+    async def read(self, size: tuple[int, int] | None = None) -> np.ndarray:
+        wanted = self.size if size is None else scaled_size(self.size, size[0])
+        return await asyncio.get_running_loop().run_in_executor(None, self.render, self.name, wanted)
 
 
 class PlayerCamera(Camera):
@@ -99,7 +107,7 @@ class PlayerCamera(Camera):
             raise CameraError(f"camera {self.name}: {self.source!r} has no video stream")
         self.track = self.player.video
 
-    async def read(self, full_size: bool = True) -> np.ndarray:
+    async def read(self, size: tuple[int, int] | None = None) -> np.ndarray:
         assert self.track is not None, "start() first"
         from av import VideoFrame  # loaded with aiortc by start()
 
@@ -107,8 +115,9 @@ class PlayerCamera(Camera):
         # A MediaPlayer's video track yields decoded frames (typed Frame | Packet, as for any track).
         if not isinstance(frame, VideoFrame):
             raise CameraError(f"camera {self.name}: {self.source!r} gave a {type(frame).__name__}, not a video frame")
-        if (frame.width, frame.height) != self.size:
-            frame = frame.reformat(width=self.size[0], height=self.size[1])
+        wanted = self.size if size is None else scaled_size(self.size, size[0])
+        if (frame.width, frame.height) != wanted:
+            frame = frame.reformat(width=wanted[0], height=wanted[1])
         return frame.to_ndarray(format="rgb24")
 
     async def stop(self) -> None:
@@ -124,24 +133,57 @@ def check_camera_source(source: str) -> None:
         raise CameraError(f"unknown camera source {source!r}: not a device, file or rtsp:// URL")
 
 
-class CameraHub:
-    """One capture loop per camera, shared by every consumer. Runs at the live-video rate while
-    somebody watches and at the recording rate otherwise; a capture that overruns its period is
-    not made up (frames are dropped, never queued)."""
+@dataclass(frozen=True)
+class Demand:
+    """One live consumer of a camera: frames at least `width` wide (capped at the camera's own) `fps` times a second."""
 
-    def __init__(self, cameras: list[Camera], *, video_fps: float = 30.0, idle_fps: float = 10.0) -> None:
+    camera: str
+    width: int
+    fps: float
+
+
+class CameraHub:
+    """One capture loop per camera, shared by every consumer. Each camera runs at the highest rate
+    and the largest width its live viewers asked for (`demand`), and at the recording rate and size
+    while nobody watches it; a capture that overruns its period is not made up (frames are dropped,
+    never queued)."""
+
+    def __init__(self, cameras: list[Camera], *, video_fps: float = 30.0, idle_fps: float = 10.0,
+                 idle_width: int = 320) -> None:
         self.cameras = {camera.name: camera for camera in cameras}
         self.video_fps = video_fps
         self.idle_fps = idle_fps
-        self.viewers = 0
+        self.idle_width = idle_width  # what recording needs (its video is 320×240)
+        self.demands: dict[int, Demand] = {}
         self.latest: dict[str, Frame] = {}
         self.captured: dict[str, int] = {name: 0 for name in self.cameras}
         self._new_frame = {name: asyncio.Condition() for name in self.cameras}
         self._tasks: list[asyncio.Task[None]] = []
+        self._next_demand = 0
 
     @property
     def names(self) -> list[str]:
         return list(self.cameras)
+
+    def demand(self, camera: str, width: int, fps: float) -> int:
+        """Register a live consumer of `camera`; returns the handle `release` takes."""
+        self._next_demand += 1
+        self.demands[self._next_demand] = Demand(camera, width, fps)
+        return self._next_demand
+
+    def release(self, handle: int) -> None:
+        self.demands.pop(handle, None)
+
+    def watched(self, camera: str) -> bool:
+        return any(demand.camera == camera for demand in self.demands.values())
+
+    def capture_plan(self, camera: str) -> tuple[float, tuple[int, int]]:
+        """(frames per second, (width, height)) this camera captures at now."""
+        own = self.cameras[camera].size
+        wanted = [demand for demand in self.demands.values() if demand.camera == camera]
+        fps = max([self.idle_fps, *(min(demand.fps, self.video_fps) for demand in wanted)])
+        width = max([self.idle_width, *(demand.width for demand in wanted)])
+        return fps, scaled_size(own, width)
 
     async def start(self) -> None:
         for camera in self.cameras.values():
@@ -160,9 +202,9 @@ class CameraHub:
         failures = 0
         next_at = time.monotonic()
         while True:
-            period = 1.0 / (self.video_fps if self.viewers > 0 else self.idle_fps)
+            fps, size = self.capture_plan(camera.name)
             try:
-                image = await camera.read(self.viewers > 0)
+                image = await camera.read(size)
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -180,7 +222,7 @@ class CameraHub:
             condition = self._new_frame[camera.name]
             async with condition:
                 condition.notify_all()
-            next_at = max(next_at + period, now)  # behind schedule → start again from now
+            next_at = max(next_at + 1.0 / fps, now)  # behind schedule → start again from now
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
     async def next_frame(self, name: str, after_index: int, timeout: float = 1.0) -> Frame | None:

@@ -1,7 +1,8 @@
 """Live video and the teleop data channel over WebRTC (aiortc).
 
-One `CameraTrack` per camera reads the CameraHub; `MediaRelay` shares it between viewers; one
-RTCPeerConnection per viewer. The browser sends an `offer` through the server's signal relay, the
+One RTCPeerConnection per viewer, with one `CameraTrack` per camera it watches, at the width and
+rate its offer asked for (`video`); the CameraHub captures each camera once for all of them, and
+`VideoFrames` converts each frame once per width. The browser sends an `offer` through the server's signal relay, the
 agent answers with complete ICE (aiortc gathers during setLocalDescription). Video m-lines in the
 offer get the agent's cameras in `hello.cameras` order. Data channels:
 - `teleop` (opened by the viewer, unordered, maxRetransmits 0): TeleopCommand and ping → pong;
@@ -22,14 +23,13 @@ from typing import Any
 
 import av
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
-from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, VideoStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
 from foreman_protocol import ProtocolError, parse_datachannel_message
-from foreman_protocol.messages import FrameClock, IceCandidate, Pong, RobotSignal, ViewerSignal, dump_message
+from foreman_protocol.messages import ByeReason, FrameClock, IceCandidate, Pong, RobotSignal, VideoWants, ViewerSignal, dump_message
 from robot_agent.aiortc_internals import rtp_timestamp_origin, use_loopback_ice
-from robot_agent.cameras import CameraHub, stamp_frame
+from robot_agent.cameras import CameraHub, Frame, scaled_size, stamp_frame
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ VIDEO_CLOCK_RATE = 90_000
 LOOPBACK_HOSTS = ("127.0.0.1", "::1")
 MAX_VIEWERS = 8
 NEGOTIATION_TIMEOUT_S = 10.0
+FIRST_WIDE_FRAME_S = 1.0  # how long a new viewer waits for frames as wide as it asked before taking narrower ones
 CONNECT_TIMEOUT_S = 20.0  # answered but never connected: the slot is freed (MAX_VIEWERS is small)
 
 
@@ -63,41 +64,85 @@ def keep_loopback_candidates(sdp: str) -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
-class CameraTrack(VideoStreamTrack):
-    """The latest frame of one camera, timestamped with its capture time (90 kHz since start)."""
+class VideoFrames:
+    """Camera frames as the encoders take them (yuv420p at a viewer's width, a 90 kHz pts from one
+    origin), converted once per frame and width however many viewers share them.
 
-    def __init__(self, hub: CameraHub, camera: str, *, stamp: bool = False) -> None:
-        super().__init__()
+    The converted frame is handed to every such viewer's encoder, each in its own thread. It is
+    already in the encoders' format and size, so none of them converts it again: an encoder that had
+    to would use the frame's one cached swscale context from several threads at once — a segfault
+    with two viewers (seen: agent exit -11 in aiortc's vpx encode)."""
+
+    def __init__(self, hub: CameraHub, *, stamp: bool = False) -> None:
         self.hub = hub
-        self.camera = camera
         self.stamp = stamp
-        self.last_index = -1
         self.origin = time.monotonic()
-        self.sent = 0
-        self.capture_ms_by_pts: dict[int, float] = {}
+        self._latest: dict[tuple[str, int], tuple[int, av.VideoFrame]] = {}
 
-    async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        while True:
-            frame = await self.hub.next_frame(self.camera, self.last_index, timeout=1.0)
-            if frame is not None:
-                break
-            if self.readyState != "live":
-                raise MediaStreamError
-        self.last_index = frame.index
+    def convert(self, camera: str, frame: Frame, width: int) -> av.VideoFrame:
+        key = (camera, width)
+        cached = self._latest.get(key)
+        if cached is not None and cached[0] == frame.index:
+            return cached[1]
         image = stamp_frame(frame.image, frame.capture_ms) if self.stamp else frame.image
-        # Converted once here, to the encoders' own format: MediaRelay hands this very frame to
-        # every viewer's encoder, each in its own thread, and an encoder that had to convert a
-        # shared frame would use the frame's one cached swscale context from several threads at
-        # once — a segfault with two viewers (seen: agent exit -11 in aiortc's vpx encode).
-        video = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+        out_w, out_h = scaled_size((image.shape[1], image.shape[0]), width)
+        video = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(width=out_w, height=out_h, format="yuv420p")
         video.pts = int((frame.capture_monotonic - self.origin) * VIDEO_CLOCK_RATE)
         video.time_base = fractions.Fraction(1, VIDEO_CLOCK_RATE)
+        self._latest[key] = (frame.index, video)
+        return video
+
+
+class CameraTrack(VideoStreamTrack):
+    """One viewer's view of one camera: the camera's latest frames, at most `width` wide and `fps`
+    a second, timestamped with their capture time. While it is being read, the hub captures this
+    camera at least that wide and that often."""
+
+    def __init__(self, frames: VideoFrames, camera: str, *, width: int, fps: float) -> None:
+        super().__init__()
+        self.frames = frames
+        self.camera = camera
+        self.width = width
+        self.fps = fps
+        self.last_index = -1
+        self.last_sent_at = -1e9
+        self.sent = 0
+        self.latest_pts: int | None = None
+        self.latest_capture_ms = 0.0
+        self._demand: int | None = None
+        self._wide_enough_by = 0.0
+
+    async def recv(self) -> av.VideoFrame:
+        hub = self.frames.hub
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._demand is None:
+            self._demand = hub.demand(self.camera, self.width, self.fps)
+            self._wide_enough_by = time.monotonic() + FIRST_WIDE_FRAME_S
+        min_gap = 0.9 / self.fps  # a camera running faster than this viewer asked: skip frames, evenly
+        while True:
+            frame = await hub.next_frame(self.camera, self.last_index, timeout=1.0)
+            if self.readyState != "live":
+                raise MediaStreamError
+            if frame is None:
+                continue
+            self.last_index = frame.index
+            if frame.image.shape[1] < self.width and time.monotonic() < self._wide_enough_by:
+                continue  # captured before this viewer asked for more pixels: the next ones will have them
+            if frame.capture_monotonic - self.last_sent_at >= min_gap:
+                break
+        self.last_sent_at = frame.capture_monotonic
+        video = self.frames.convert(self.camera, frame, self.width)
         self.sent += 1
         self.latest_pts = video.pts
         self.latest_capture_ms = frame.capture_ms
         return video
+
+    def stop(self) -> None:
+        super().stop()
+        if self._demand is not None:
+            self.frames.hub.release(self._demand)
+            self._demand = None
 
 
 @dataclass
@@ -105,6 +150,7 @@ class Viewer:
     peer: str
     pc: RTCPeerConnection
     senders: list[tuple[str, RTCRtpSender]]
+    tracks: list[CameraTrack] = field(default_factory=list)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     clock_channel: Any = None
     remote_set: asyncio.Event = field(default_factory=asyncio.Event)  # trickled candidates wait for the offer
@@ -125,8 +171,7 @@ class WebRtcGateway:
         self.on_teleop = on_teleop
         self.ice_loopback = ice_loopback
         self.ice_servers: list[dict[str, Any]] = []
-        self.relay = MediaRelay()
-        self.tracks = {name: CameraTrack(hub, name, stamp=stamp_frames) for name in hub.names}
+        self.frames = VideoFrames(hub, stamp=stamp_frames)
         self.viewers: dict[str, Viewer] = {}
         self.counters: Counter[str] = Counter()
         if ice_loopback:
@@ -145,44 +190,43 @@ class WebRtcGateway:
 
     async def handle_signal(self, message: ViewerSignal) -> None:
         if message.kind == "offer":
-            await self._offer(message.peer, message.sdp or "")
+            await self._offer(message.peer, message.sdp or "", message.video)
         elif message.kind == "ice":
             await self._remote_candidate(message.peer, message.candidate)
         elif message.kind == "bye":
             await self.close_viewer(message.peer)
 
-    async def _offer(self, peer: str, sdp: str) -> None:
+    async def _offer(self, peer: str, sdp: str, video: VideoWants | None = None) -> None:
         # Register the new viewer before the first await, so candidates relayed right behind the
         # offer find it; a new offer from the same peer replaces its old connection.
         previous = self.viewers.pop(peer, None)
         if len(self.viewers) >= MAX_VIEWERS:
             self.counters["viewers_refused"] += 1
-            await self.send_signal(RobotSignal(peer=peer, kind="bye"))
+            await self.send_signal(RobotSignal(peer=peer, kind="bye", reason="full", detail=f"{MAX_VIEWERS} viewers"))
             return
         if not looks_like_offer(sdp):
             self.counters["negotiation_failed"] += 1
             self.counters["bad_offer"] += 1
             if previous is not None:
                 await self._close(previous)
-            await self.send_signal(RobotSignal(peer=peer, kind="bye"))
+            await self.send_signal(RobotSignal(peer=peer, kind="bye", reason="bad_offer", detail="not a WebRTC offer"))
             return
         if self.ice_loopback:
             sdp = keep_loopback_candidates(sdp)
         pc = RTCPeerConnection(self._configuration())
         viewer = Viewer(peer=peer, pc=pc, senders=[])
         self.viewers[peer] = viewer
-        self.hub.viewers += 1
         if previous is not None:
             await self._close(previous)
         try:
             async with asyncio.timeout(NEGOTIATION_TIMEOUT_S):
-                await self._negotiate(viewer, sdp)
+                await self._negotiate(viewer, sdp, video)
         except Exception as error:  # noqa: BLE001 - a bad offer ends that viewer only
             self.counters["negotiation_failed"] += 1
             log.warning("viewer %s: negotiation failed: %s", peer, error or type(error).__name__)
-            await self.close_viewer(peer, say_bye=True)
+            await self.close_viewer(peer, say_bye=True, reason="failed", detail=str(error or type(error).__name__)[:200])
 
-    async def _negotiate(self, viewer: Viewer, sdp: str) -> None:
+    async def _negotiate(self, viewer: Viewer, sdp: str, video: VideoWants | None) -> None:
         pc = viewer.pc
         video_lines = sum(1 for line in sdp.splitlines() if line.startswith("m=video"))
         capabilities = RTCRtpSender.getCapabilities("video").codecs
@@ -190,8 +234,12 @@ class WebRtcGateway:
         # Transceivers first, codec preferences next, then the offer (preferences set after
         # setRemoteDescription are ignored by aiortc).
         for camera in self.hub.names[:video_lines]:
-            transceiver = pc.addTransceiver(self.relay.subscribe(self.tracks[camera], buffered=False), direction="sendonly")
+            own_width = self.hub.cameras[camera].size[0]
+            track = CameraTrack(self.frames, camera, width=min(own_width, video.width) if video else own_width,
+                                fps=min(self.hub.video_fps, video.fps) if video else self.hub.video_fps)
+            transceiver = pc.addTransceiver(track, direction="sendonly")
             transceiver.setCodecPreferences(preferred)
+            viewer.tracks.append(track)
             viewer.senders.append((camera, transceiver.sender))
 
         @pc.on("datachannel")
@@ -220,7 +268,7 @@ class WebRtcGateway:
         if self.viewers.get(viewer.peer) is viewer and viewer.pc.connectionState != "connected":
             self.counters["connect_timeout"] += 1
             log.info("viewer %s did not connect within %.0f s: closing it", viewer.peer, CONNECT_TIMEOUT_S)
-            await self.close_viewer(viewer.peer, say_bye=True)
+            await self.close_viewer(viewer.peer, say_bye=True, reason="timeout", detail=f"not connected within {CONNECT_TIMEOUT_S:.0f} s")
 
     async def _remote_candidate(self, peer: str, candidate: IceCandidate | None) -> None:
         viewer = self.viewers.get(peer)
@@ -264,10 +312,9 @@ class WebRtcGateway:
             channel = viewer.clock_channel
             if channel is None or channel.readyState != "open":
                 continue
-            for camera, sender in viewer.senders:
-                track = self.tracks[camera]
+            for (camera, sender), track in zip(viewer.senders, viewer.tracks, strict=True):
                 origin = rtp_timestamp_origin(sender)
-                pts = getattr(track, "latest_pts", None)
+                pts = track.latest_pts
                 if origin is None or pts is None:
                     continue
                 channel.send(dump_message(FrameClock(
@@ -275,16 +322,17 @@ class WebRtcGateway:
                     rtp_ts=(origin + pts) & 0xFFFFFFFF, capture_ms=track.latest_capture_ms,
                 )))
 
-    async def close_viewer(self, peer: str, say_bye: bool = False) -> None:
+    async def close_viewer(self, peer: str, say_bye: bool = False, reason: ByeReason = "closed", detail: str = "") -> None:
         viewer = self.viewers.pop(peer, None)
         if viewer is None:
             return
         await self._close(viewer)
         if say_bye:
-            await self.send_signal(RobotSignal(peer=peer, kind="bye"))
+            await self.send_signal(RobotSignal(peer=peer, kind="bye", reason=reason, detail=detail))
 
     async def _close(self, viewer: Viewer) -> None:
-        self.hub.viewers = max(0, self.hub.viewers - 1)
+        for track in viewer.tracks:
+            track.stop()  # its camera goes back to the recording rate unless someone else watches
         for task in viewer.tasks:
             if task is not asyncio.current_task():  # the connect deadline may be the one closing it
                 task.cancel()

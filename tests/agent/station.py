@@ -113,7 +113,8 @@ class ConfidencePolicy:
         return PolicyOutput(actions, confidence)
 
 
-def make_agent(server_url: str, token: str, state_dir: Any, station: Robot, policy: Any, **settings: Any) -> Any:
+def make_agent(server_url: str, token: str, state_dir: Any, station: Robot, policy: Any, *,
+               camera_size: tuple[int, int] = (160, 120), **settings: Any) -> Any:
     """A real Agent on small rendered cameras, with short retry delays for tests."""
     from robot_agent.agent import Agent
     from robot_agent.cameras import RenderedCamera
@@ -122,7 +123,7 @@ def make_agent(server_url: str, token: str, state_dir: Any, station: Robot, poli
     settings = {"video_fps": 15.0, "record_fps": 5.0, **settings}
     config = AgentConfig(server=server_url, token=token, name="r1", sim=True, ice_loopback=True, state_dir=state_dir, **settings)
     config.validate()
-    cameras = [RenderedCamera(name, station.render, size=(160, 120)) for name in station.cameras]
+    cameras = [RenderedCamera(name, station.render, size=camera_size) for name in station.cameras]
     agent = Agent(config, station, policy, cameras=cameras)
     agent.link.backoff_initial_s = 0.1
     agent.link.backoff_max_s = 0.5

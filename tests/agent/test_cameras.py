@@ -150,9 +150,10 @@ def test_vp8_frames_decoded_without_their_reference_are_rejected_not_misread(siz
 class SlowCamera(Camera):
     def __init__(self) -> None:
         self.name = "slow"
+        self.size = (4, 4)
         self.reads = 0
 
-    async def read(self, full_size: bool = True) -> np.ndarray:
+    async def read(self, size: tuple[int, int] | None = None) -> np.ndarray:
         self.reads += 1
         await asyncio.sleep(0.1)  # a 10 fps camera asked for 50 fps
         return np.zeros((4, 4, 3), np.uint8)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from foreman_protocol.messages import LeaseInfo, RobotSignal, ViewerSignal, parse_agent_to_viewer
+from foreman_protocol.messages import LeaseInfo, RobotSignal, VideoWants, ViewerSignal, parse_agent_to_viewer
 from robot_agent.cameras import read_stamp, stamp_frame
 from tests.agent.station import ConfidencePolicy, KinematicStation, make_agent
 from tests.servers import eventually
@@ -34,6 +34,7 @@ class ViewerPeer:
         self.stamps: list[int | None] = []  # every 5th frame's bar code; None: damaged, rejected
         self.drawn_ms: set[int] = set()  # capture times the agent stamped (filled by agent_with_viewer)
         self.codecs: set[str] = set()
+        self.sizes: set[tuple[int, int]] = set()
         self.tasks: list[asyncio.Task[None]] = []
 
         @self.pc.on("datachannel")
@@ -56,6 +57,7 @@ class ViewerPeer:
         while True:
             frame = await track.recv()
             self.frames[index] += 1
+            self.sizes.add((frame.width, frame.height))
             if self.frames[index] % 5 == 0:
                 stamp = read_stamp(frame.to_ndarray(format="gray"))
                 self.stamps.append(stamp)
@@ -226,9 +228,9 @@ async def test_trickled_candidates_and_non_loopback_ones_dropped(tmp_path):
 
 
 async def test_several_viewers_of_one_camera_share_its_frames_safely(agent_with_viewer):
-    """MediaRelay gives every viewer's encoder the same frame, each encoding in its own thread; a
-    frame any encoder had to convert would share one swscale context across threads (a segfault
-    with two viewers, seen in the demo). Four viewers at once must all keep decoding."""
+    """VideoFrames gives every viewer's encoder the same converted frame, each encoding in its own
+    thread; a frame any encoder had to convert would share one swscale context across threads (a
+    segfault with two viewers, seen in the demo). Four viewers at once must all keep decoding."""
     agent, station, first, _ = agent_with_viewer
     signals: list[dict[str, Any]] = []
 
@@ -311,3 +313,67 @@ async def test_an_answered_viewer_that_never_connects_frees_its_slot(agent_with_
         assert "viewer-1" in agent.gateway.viewers  # the connected one stays
     finally:
         await silent.close()
+
+
+async def test_a_robot_with_every_viewer_slot_taken_says_it_is_full(agent_with_viewer, monkeypatch):
+    import robot_agent.webrtc as webrtc
+
+    monkeypatch.setattr(webrtc, "MAX_VIEWERS", 1)  # the fixture's viewer holds the one slot
+    agent, station, viewer, _ = agent_with_viewer
+    signals: list[RobotSignal] = []
+
+    async def capture(message: RobotSignal) -> None:
+        signals.append(message)
+
+    agent.gateway.send_signal = capture
+    late = ViewerPeer(cameras=1)
+    try:
+        await agent.gateway.handle_signal(ViewerSignal(peer="late", kind="offer", sdp=await late.offer()))
+        assert [(m.peer, m.kind, m.reason, m.detail) for m in signals] == [("late", "bye", "full", "1 viewers")]
+        assert agent.gateway.counters["viewers_refused"] == 1 and "late" not in agent.gateway.viewers
+    finally:
+        await late.close()
+
+
+async def test_each_viewer_gets_the_width_and_rate_it_asked_for(tmp_path):
+    """A fleet tile asks for 320 px at 10 fps, the robot page for full size: each gets that, the
+    camera is captured once at the largest width and the highest rate asked, a camera nobody
+    watches stays at the recording rate and size, and the plan falls back as viewers leave."""
+    station = KinematicStation(cycle_steps=100_000)
+    agent = make_agent("http://127.0.0.1:9", "frt_unused", tmp_path / "state", station, ConfidencePolicy(),
+                       camera_size=(640, 480), video_fps=30.0)
+    signals: list[RobotSignal] = []
+
+    async def capture(message: RobotSignal) -> None:
+        signals.append(message)
+
+    agent.gateway.send_signal = capture
+    hub = agent.hub
+    await hub.start()
+    tile, page = ViewerPeer(cameras=1), ViewerPeer(cameras=1)  # one m=video: the head camera only
+    try:
+        assert hub.capture_plan("head") == (5.0, (320, 240))  # recording only
+        for peer, viewer, video in (("tile", tile, VideoWants(width=320, fps=10)), ("page", page, None)):
+            await agent.gateway.handle_signal(ViewerSignal(peer=peer, kind="offer", sdp=await viewer.offer(), video=video))
+            answer = next(m for m in signals if m.kind == "answer" and m.peer == peer)
+            await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp or "", type="answer"))
+        await eventually(lambda: tile.frames.get(0, 0) >= 10 and page.frames.get(0, 0) >= 10, timeout=30, what="frames on both viewers")
+        assert hub.capture_plan("head") == (30.0, (640, 480))
+        assert hub.capture_plan("wrist_left") == (5.0, (320, 240))  # nobody watches it
+        start_tile, start_page, started = tile.frames[0], page.frames[0], time.monotonic()
+        await asyncio.sleep(3.0)
+        elapsed = time.monotonic() - started
+        tile_fps, page_fps = (tile.frames[0] - start_tile) / elapsed, (page.frames[0] - start_page) / elapsed
+        assert tile.sizes == {(320, 240)} and page.sizes == {(640, 480)}
+        assert tile_fps <= 12.0, tile_fps  # never more than it asked for (10), whatever the camera runs at
+        assert page_fps > tile_fps, (page_fps, tile_fps)
+        await agent.gateway.close_viewer("page")
+        assert hub.capture_plan("head") == (10.0, (320, 240))
+        await agent.gateway.close_viewer("tile")
+        assert hub.capture_plan("head") == (5.0, (320, 240)) and not hub.demands
+    finally:
+        await tile.close()
+        await page.close()
+        await agent.gateway.close_all()
+        await hub.stop()
+        agent.recorder.close()

@@ -390,20 +390,26 @@ async def test_signaling_is_relayed_between_one_viewer_and_the_robot(fleet, user
     viewer, _ = await fleet_socket(users["supervisor"])
     other, _ = await fleet_socket(users["operator"])
     cleanup.extend([robot, other])
-    await viewer.send({"type": "signal", "robot": "r1", "peer": "p1", "kind": "offer", "sdp": "v=0\r\n"})
+    await viewer.send({"type": "signal", "robot": "r1", "peer": "p1", "kind": "offer", "sdp": "v=0\r\n", "video": {"width": 320, "fps": 15}})
     offer = await robot.recv_until(lambda m: m["type"] == "signal")
-    assert offer == {"type": "signal", "peer": "p1", "kind": "offer", "sdp": "v=0\r\n", "candidate": None}
+    assert offer == {"type": "signal", "peer": "p1", "kind": "offer", "sdp": "v=0\r\n", "candidate": None, "video": {"width": 320, "fps": 15.0}}
     await robot.send({"type": "signal", "peer": "p1", "kind": "answer", "sdp": "v=0\r\nanswer"})
     answer = await viewer.recv_until(lambda m: m["type"] == "signal")
     assert answer["robot"] == "r1" and answer["kind"] == "answer" and answer["sdp"].endswith("answer")
     assert not any(m["type"] == "signal" for m in await drain(other))
+    # A robot that cannot take another viewer says why; the page shows it.
+    await viewer.send({"type": "signal", "robot": "r1", "peer": "p2", "kind": "offer", "sdp": "v=0\r\n"})
+    assert (await robot.recv_until(lambda m: m["type"] == "signal"))["video"] is None  # full size at the robot's rate
+    await robot.send({"type": "signal", "peer": "p2", "kind": "bye", "reason": "full", "detail": "8 viewers"})
+    refused = await viewer.recv_until(lambda m: m["type"] == "signal")
+    assert (refused["peer"], refused["kind"], refused["reason"], refused["detail"]) == ("p2", "bye", "full", "8 viewers")
     # Another viewer cannot hijack p1.
     await other.send({"type": "signal", "robot": "r1", "peer": "p1", "kind": "bye"})
     assert await robot.nothing(0.3)
     # The viewer's page closes: the robot hears bye for its peer.
     await viewer.close()
     bye = await robot.recv_until(lambda m: m["type"] == "signal")
-    assert bye == {"type": "signal", "peer": "p1", "kind": "bye", "sdp": None, "candidate": None}
+    assert bye == {"type": "signal", "peer": "p1", "kind": "bye", "sdp": None, "candidate": None, "video": None}
 
 
 async def test_offer_to_an_offline_robot_is_refused(fleet, users, cleanup):

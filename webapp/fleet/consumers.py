@@ -209,7 +209,7 @@ class RobotConsumer(ProtocolConsumer):
             self.lease_timer.cancel()
         await self.channel_layer.group_discard(realtime.robot_group(self.robot_name), self.channel_name)
         for peer, viewer in self.peers.items():
-            bye = SignalToViewer(robot=self.robot_name, peer=peer, kind="bye")
+            bye = SignalToViewer(robot=self.robot_name, peer=peer, kind="bye", reason="closed", detail="the robot disconnected")
             await realtime.send_to_channel(viewer, realtime.fleet_direct_event(bye))
         if self.greeted:
             await database_sync_to_async(robots.robot_disconnected)(robot_name=self.robot_name, channel=self.channel_name)
@@ -302,7 +302,8 @@ class RobotConsumer(ProtocolConsumer):
         viewer = self.peers.get(message.peer)
         if viewer is None:
             raise ProtocolError("bad_message", f"no viewer with peer id {message.peer!r}")
-        relayed = SignalToViewer(robot=self.robot_name, peer=message.peer, kind=message.kind, sdp=message.sdp, candidate=message.candidate)
+        relayed = SignalToViewer(robot=self.robot_name, peer=message.peer, kind=message.kind, sdp=message.sdp, candidate=message.candidate,
+                                 reason=message.reason, detail=message.detail)
         await realtime.send_to_channel(viewer, realtime.fleet_direct_event(relayed))
         if message.kind == "bye":
             self.peers.pop(message.peer, None)
@@ -498,7 +499,7 @@ class FleetConsumer(ProtocolConsumer):
                 await self.send_error("robot_offline", f"{message.robot} is offline", message.id)
                 return
             self.viewer_peers[message.peer] = message.robot
-        signal = ViewerSignal(peer=message.peer, kind=message.kind, sdp=message.sdp, candidate=message.candidate)
+        signal = ViewerSignal(peer=message.peer, kind=message.kind, sdp=message.sdp, candidate=message.candidate, video=message.video)
         await realtime.send_to_group(realtime.robot_group(message.robot), realtime.robot_signal_event(signal, self.channel_name))
         if message.kind == "bye":
             self.viewer_peers.pop(message.peer, None)

@@ -8,6 +8,13 @@ import { FleetSocket, el, sparkline } from "../lib/socket.js";
 import { RobotVideo } from "../lib/video.js";
 
 const OFFSCREEN_GRACE_MS = 3000;
+const TILE_FPS = 15; // a tile is for watching a line: 15 fps is smooth enough and half the robot's encode
+
+/** The width a tile asks the robot for: its on-screen pixels, in steps of 160 (so a resize rarely renegotiates). @param {HTMLVideoElement} video */
+function tileWidth(video) {
+  const pixels = (video.clientWidth || 320) * (window.devicePixelRatio || 1);
+  return Math.min(1280, Math.max(160, Math.ceil(pixels / 160) * 160));
+}
 
 const socket = new FleetSocket();
 const tilesBox = /** @type {HTMLElement} */ (document.getElementById("tiles"));
@@ -79,7 +86,7 @@ function ensureVideo(tile) {
   if (tile.player || !tile.visible) return;
   const robot = socket.robots.get(name);
   if (!robot || !robot.online) return;
-  tile.player = new RobotVideo(socket, name, tile.video, { camera: tile.camera.value });
+  tile.player = new RobotVideo(socket, name, tile.video, { camera: tile.camera.value, video: { width: tileWidth(tile.video), fps: TILE_FPS } });
   tile.player.addEventListener("state", () => renderTile(name));
   tile.player.start();
 }
@@ -130,7 +137,8 @@ function renderTile(name) {
   if (!robot.online) overlay = "offline";
   else if (!tile.visible) overlay = "paused (off screen)";
   else if (!player || player.state === "connecting") overlay = "connecting…";
-  else if (player.state === "reconnecting" || player.state === "offline") overlay = "video lost · reconnecting…";
+  else if (player.state === "full" || player.state === "offline") overlay = player.detail;
+  else if (player.state === "reconnecting") overlay = "video lost · reconnecting…";
   else if (player.state === "live" && !player.receiving() && player.frames > 0) overlay = "video stalled";
   tile.overlay.textContent = overlay;
   tile.overlay.hidden = !overlay;

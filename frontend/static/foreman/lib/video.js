@@ -3,20 +3,27 @@
 // through /ws/fleet/). Media flows peer to peer. The agent answers the i-th m=video section with
 // its i-th camera, so we offer one transceiver per camera: recvonly for the camera shown,
 // inactive for the others (the agent encodes only what someone watches).
+// The offer says how wide and how often this page shows the video (`video`), so a fleet tile
+// costs the robot a tile-sized encode, not a full one.
 // Reconnects by itself; counts decoded frames and measures glass-to-glass latency from the
 // agent's frame_clock messages (RTP timestamp → capture time) and requestVideoFrameCallback.
+// When the robot cannot serve this page (every viewer slot taken, offline) it says so in
+// `state`/`detail` and tries again slowly instead of reconnecting in a loop.
 
 /** @typedef {import("./socket.js").FleetSocket} FleetSocket */
 
 const RECONNECT_MS = [500, 1000, 2000, 4000, 8000];
-const CONNECT_TIMEOUT_MS = 10000;
+const ANSWER_TIMEOUT_MS = 10000; // offer sent, no answer: the agent is gone or swamped
+const CONNECT_TIMEOUT_MS = 20000; // answered, ICE not connected (the agent frees the slot after 20 s too)
+const DISCONNECTED_GRACE_MS = 4000; // "disconnected" often recovers by itself (a busy machine missing consent checks)
+const REFUSED_RETRY_MS = 15000; // full or offline: ask again this often
 
 export class RobotVideo extends EventTarget {
   /**
    * @param {FleetSocket} socket
    * @param {string} robot
    * @param {HTMLVideoElement} video
-   * @param {{camera?: string, teleop?: boolean}} [options]
+   * @param {{camera?: string, teleop?: boolean, video?: {width: number, fps: number}}} [options]
    */
   constructor(socket, robot, video, options = {}) {
     super();
@@ -25,12 +32,17 @@ export class RobotVideo extends EventTarget {
     this.video = video;
     this.camera = options.camera || "";
     this.wantsTeleop = Boolean(options.teleop);
+    /** @type {{width: number, fps: number}|null} what this page shows; null: full size at the robot's rate */
+    this.wants = options.video || null;
+    /** why the robot refused this page ("full") or why there is no video, for the page to say */
+    this.detail = "";
+    this.disconnectTimer = 0;
     /** @type {RTCPeerConnection|null} */
     this.pc = null;
     /** @type {RTCDataChannel|null} */
     this.teleop = null;
     this.peer = "";
-    /** "idle" | "connecting" | "live" | "reconnecting" | "offline" | "stopped" */
+    /** "idle" | "connecting" | "live" | "reconnecting" | "full" | "offline" | "stopped" */
     this.state = "idle";
     this.frames = 0;
     this.attempt = 0;
@@ -47,6 +59,18 @@ export class RobotVideo extends EventTarget {
     this.pingTimer = 0;
     this.onSignal = (/** @type {Event} */ event) => this.handleSignal(/** @type {CustomEvent} */ (event).detail);
     this.socket.addEventListener("signal", this.onSignal);
+    // Offline is waited out slowly, but a robot (or the server connection) coming back is not.
+    this.onRobotBack = () => {
+      const robot = this.socket.robots.get(this.robot);
+      if (this.state === "offline" && robot && robot.online && this.socket.state === "open") {
+        clearTimeout(this.reconnectTimer);
+        this.attempt = 0;
+        this.start();
+      }
+    };
+    this.socket.addEventListener("robot", this.onRobotBack);
+    this.socket.addEventListener("state", this.onRobotBack);
+    this.socket.addEventListener("snapshot", this.onRobotBack);
     this.watchFrames();
   }
 
@@ -62,8 +86,7 @@ export class RobotVideo extends EventTarget {
     this.close(false);
     const robot = this.socket.robots.get(this.robot);
     if (!robot || !robot.online || this.socket.state !== "open") {
-      this.setState("offline");
-      this.scheduleReconnect();
+      this.refused("offline", robot && !robot.online ? `${this.robot} is offline` : "not connected to the server");
       return;
     }
     const cameras = robot.cameras.length ? robot.cameras : ["head"];
@@ -101,16 +124,27 @@ export class RobotVideo extends EventTarget {
     });
     pc.addEventListener("connectionstatechange", () => {
       if (pc !== this.pc) return;
+      clearTimeout(this.disconnectTimer);
       if (pc.connectionState === "connected") {
         clearTimeout(this.connectTimer);
         this.attempt = 0;
+        this.detail = "";
         this.setState("live");
-      } else if (pc.connectionState === "failed" || pc.connectionState === "disconnected" || pc.connectionState === "closed") {
+      } else if (pc.connectionState === "disconnected") {
+        this.disconnectTimer = window.setTimeout(() => { if (pc === this.pc && pc.connectionState !== "connected") this.scheduleReconnect(); },
+          DISCONNECTED_GRACE_MS);
+      } else if (pc.connectionState === "failed" || pc.connectionState === "closed") {
         this.scheduleReconnect();
       }
     });
-    this.connectTimer = window.setTimeout(() => { if (pc === this.pc && this.state !== "live") this.scheduleReconnect(); }, CONNECT_TIMEOUT_MS);
+    this.armConnectTimer(pc, ANSWER_TIMEOUT_MS);
     this.offer(pc);
+  }
+
+  /** @param {RTCPeerConnection} pc @param {number} ms */
+  armConnectTimer(pc, ms) {
+    clearTimeout(this.connectTimer);
+    this.connectTimer = window.setTimeout(() => { if (pc === this.pc && this.state !== "live") this.scheduleReconnect(); }, ms);
   }
 
   /** @param {RTCPeerConnection} pc */
@@ -118,12 +152,25 @@ export class RobotVideo extends EventTarget {
     try {
       await pc.setLocalDescription(await pc.createOffer());
       if (pc !== this.pc || !pc.localDescription) return;
-      await this.socket.request({ type: "signal", robot: this.robot, peer: this.peer, kind: "offer", sdp: pc.localDescription.sdp })
-        .catch((error) => { if (error.code !== "timeout") throw error; });
+      /** @type {Record<string, any>} */
+      const message = { type: "signal", robot: this.robot, peer: this.peer, kind: "offer", sdp: pc.localDescription.sdp };
+      if (this.wants) message.video = this.wants;
+      await this.socket.request(message).catch((error) => { if (error.code !== "timeout") throw error; });
     } catch (error) {
-      console.warn(`video ${this.robot}: offer failed`, error);
-      if (pc === this.pc) this.scheduleReconnect();
+      if (pc !== this.pc) return;
+      const code = /** @type {any} */ (error).code;
+      if (code === "robot_offline") this.refused("offline", `${this.robot} is offline`);
+      else { console.warn(`video ${this.robot}: offer failed`, error); this.scheduleReconnect(); }
     }
+  }
+
+  /** The robot cannot serve this page now: say why, ask again later. @param {string} state @param {string} detail */
+  refused(state, detail) {
+    this.close(false);
+    this.detail = detail;
+    this.setState(state);
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = window.setTimeout(() => this.start(), REFUSED_RETRY_MS);
   }
 
   /** @param {any} message */
@@ -131,18 +178,21 @@ export class RobotVideo extends EventTarget {
     if (message.robot !== this.robot || message.peer !== this.peer || !this.pc) return;
     const pc = this.pc;
     if (message.kind === "answer") {
+      this.armConnectTimer(pc, CONNECT_TIMEOUT_MS);
       try { await pc.setRemoteDescription({ type: "answer", sdp: message.sdp }); } catch { this.scheduleReconnect(); }
     } else if (message.kind === "ice" && message.candidate) {
       try { await pc.addIceCandidate(message.candidate); } catch { /* a bad candidate is skipped */ }
     } else if (message.kind === "bye") {
-      this.scheduleReconnect();
+      if (message.reason === "full") this.refused("full", `${this.robot}'s video is full: ${message.detail || "no viewer slot free"}`);
+      else this.scheduleReconnect();
     }
   }
 
   scheduleReconnect() {
     if (this.state === "stopped") return;
     this.close(false);
-    if (this.state !== "offline") this.setState("reconnecting");
+    this.detail = "";
+    this.setState("reconnecting");
     clearTimeout(this.reconnectTimer);
     const delay = RECONNECT_MS[Math.min(this.attempt, RECONNECT_MS.length - 1)];
     this.attempt += 1;
@@ -160,6 +210,7 @@ export class RobotVideo extends EventTarget {
   /** @param {boolean} sayBye */
   close(sayBye) {
     clearTimeout(this.connectTimer);
+    clearTimeout(this.disconnectTimer);
     clearInterval(this.pingTimer);
     if (this.pc) {
       if (sayBye || this.pc.connectionState !== "closed") this.socket.send({ type: "signal", robot: this.robot, peer: this.peer, kind: "bye" });
@@ -175,6 +226,9 @@ export class RobotVideo extends EventTarget {
     this.close(true);
     this.setState("stopped");
     this.socket.removeEventListener("signal", this.onSignal);
+    this.socket.removeEventListener("robot", this.onRobotBack);
+    this.socket.removeEventListener("state", this.onRobotBack);
+    this.socket.removeEventListener("snapshot", this.onRobotBack);
     this.video.srcObject = null;
   }
 
