@@ -111,7 +111,8 @@ class Agent:
         self.link = Link(config.websocket_url, config.token, hello=self.hello, on_welcome=self.on_welcome,
                          on_message=self.on_message, on_disconnect=self.on_disconnect)
         self.gateway = WebRtcGateway(self.hub, send_signal=lambda m: self.link.send(m), on_teleop=self.on_teleop,
-                                     ice_loopback=config.ice_loopback, stamp_frames=config.stamp_frames)
+                                     ice_loopback=config.ice_loopback, stamp_frames=config.stamp_frames,
+                                     max_viewers=config.max_viewers)
         self.teleop_counters: dict[str, int] = {}
         self.command_latency_ms: deque[float] = deque(maxlen=100)
         self.loop.command_ms = lambda: (

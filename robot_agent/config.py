@@ -72,6 +72,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("stamp_frames", _bool, "stamp each frame's capture time as a bar code in its top rows (benchmarks)", flag_only=True),
     Setting("video_fps", float, "target frame rate of live video (default 30)"),
     Setting("record_fps", float, "frame rate of recorded episode video (default 10)"),
+    Setting("max_viewers", int, "live-video viewers served at once, each its own encode and upload (default 8); more are told the video is full"),
     Setting("warning_confidence", float, "policy confidence below this raises a warning (default 0.7)"),
     Setting("intervention_confidence", float, "policy confidence below this holds and asks for a person (default 0.5)"),
     Setting("takt_warning_fraction", float, "raise a takt_overrun intervention when this fraction of the takt is used "
@@ -108,6 +109,7 @@ class AgentConfig:
     stamp_frames: bool = False
     video_fps: float = 30.0
     record_fps: float = 10.0
+    max_viewers: int = 8
     warning_confidence: float = 0.7
     intervention_confidence: float = 0.5
     takt_warning_fraction: float = 0.95
@@ -134,6 +136,8 @@ class AgentConfig:
         robot_websocket_url(self.server)
         if not self.token:
             raise ConfigError("no robot token: pass --token or set FOREMAN_TOKEN")
+        if self.max_viewers < 1:
+            raise ConfigError(f"--max-viewers must be at least 1, not {self.max_viewers}")
         if self.sim_supervisor_mode not in {"drive", "resume"}:
             raise ConfigError(f"--sim-supervisor-mode must be drive or resume, not {self.sim_supervisor_mode!r}")
         if self.offline_policy not in {"finish", "hold"}:

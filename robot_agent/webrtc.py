@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_CLOCK_RATE = 90_000
 LOOPBACK_HOSTS = ("127.0.0.1", "::1")
-MAX_VIEWERS = 8
+MAX_VIEWERS = 8  # default: each viewer is its own encode on the robot (peer to peer)
 NEGOTIATION_TIMEOUT_S = 10.0
 FIRST_WIDE_FRAME_S = 1.0  # how long a new viewer waits for frames as wide as it asked before taking narrower ones
 CONNECT_TIMEOUT_S = 20.0  # answered but never connected: the slot is freed (MAX_VIEWERS is small)
@@ -165,6 +165,7 @@ class WebRtcGateway:
         on_teleop: Callable[[Any], str | None],
         ice_loopback: bool,
         stamp_frames: bool = False,
+        max_viewers: int = MAX_VIEWERS,
     ) -> None:
         self.hub = hub
         self.send_signal = send_signal
@@ -172,6 +173,7 @@ class WebRtcGateway:
         self.ice_loopback = ice_loopback
         self.ice_servers: list[dict[str, Any]] = []
         self.frames = VideoFrames(hub, stamp=stamp_frames)
+        self.max_viewers = max_viewers
         self.viewers: dict[str, Viewer] = {}
         self.counters: Counter[str] = Counter()
         if ice_loopback:
@@ -200,9 +202,10 @@ class WebRtcGateway:
         # Register the new viewer before the first await, so candidates relayed right behind the
         # offer find it; a new offer from the same peer replaces its old connection.
         previous = self.viewers.pop(peer, None)
-        if len(self.viewers) >= MAX_VIEWERS:
+        if len(self.viewers) >= self.max_viewers:
             self.counters["viewers_refused"] += 1
-            await self.send_signal(RobotSignal(peer=peer, kind="bye", reason="full", detail=f"{MAX_VIEWERS} viewers"))
+            detail = f"{self.max_viewers} viewer{'s' if self.max_viewers > 1 else ''}"
+            await self.send_signal(RobotSignal(peer=peer, kind="bye", reason="full", detail=detail))
             return
         if not looks_like_offer(sdp):
             self.counters["negotiation_failed"] += 1

@@ -315,11 +315,9 @@ async def test_an_answered_viewer_that_never_connects_frees_its_slot(agent_with_
         await silent.close()
 
 
-async def test_a_robot_with_every_viewer_slot_taken_says_it_is_full(agent_with_viewer, monkeypatch):
-    import robot_agent.webrtc as webrtc
-
-    monkeypatch.setattr(webrtc, "MAX_VIEWERS", 1)  # the fixture's viewer holds the one slot
+async def test_a_robot_with_every_viewer_slot_taken_says_it_is_full(agent_with_viewer):
     agent, station, viewer, _ = agent_with_viewer
+    agent.gateway.max_viewers = 1  # the fixture's viewer holds the one slot
     signals: list[RobotSignal] = []
 
     async def capture(message: RobotSignal) -> None:
@@ -329,7 +327,7 @@ async def test_a_robot_with_every_viewer_slot_taken_says_it_is_full(agent_with_v
     late = ViewerPeer(cameras=1)
     try:
         await agent.gateway.handle_signal(ViewerSignal(peer="late", kind="offer", sdp=await late.offer()))
-        assert [(m.peer, m.kind, m.reason, m.detail) for m in signals] == [("late", "bye", "full", "1 viewers")]
+        assert [(m.peer, m.kind, m.reason, m.detail) for m in signals] == [("late", "bye", "full", "1 viewer")]
         assert agent.gateway.counters["viewers_refused"] == 1 and "late" not in agent.gateway.viewers
     finally:
         await late.close()

@@ -42,17 +42,16 @@ class Demo:
         return result.stdout
 
 
-@pytest.fixture(scope="session")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    """`manage.py demo` with 2 simulated robots on SQLite and the in-memory channel layer."""
-    directory = tmp_path_factory.mktemp("demo")
+def start_demo(directory: Path, *args: str) -> Demo:
+    """`manage.py demo ARGS --port P` on SQLite and the in-memory channel layer in `directory`
+    (its log: directory/demo.log), once it answers."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "FOREMAN_TEST_DB_NAME"}}
     env.update(FOREMAN_SQLITE_PATH=str(directory / "demo.sqlite3"), FOREMAN_MEDIA_ROOT=str(directory / "media"),
                FOREMAN_LOG_LEVEL="WARNING")
     port = free_port()
     log = open(directory / "demo.log", "wb")
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "demo", "--robots", "2", "--port", str(port), "--time-scale", "4", "--exit-after", "900"],
+        [sys.executable, "manage.py", "demo", *args, "--port", str(port)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -66,12 +65,23 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
                 process.kill()
                 pytest.fail(f"the demo did not start; see {directory / 'demo.log'}")
             time.sleep(0.3)
-    yield Demo(url, env, process)
-    os.killpg(process.pid, signal.SIGINT)
+    return Demo(url, env, process)
+
+
+def stop_demo(demo: Demo) -> None:
+    os.killpg(demo.process.pid, signal.SIGINT)
     try:
-        process.wait(timeout=20)
+        demo.process.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        os.killpg(demo.process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """`manage.py demo` with 2 simulated robots on SQLite and the in-memory channel layer."""
+    running = start_demo(tmp_path_factory.mktemp("demo"), "--robots", "2", "--time-scale", "4", "--exit-after", "900")
+    yield running
+    stop_demo(running)
 
 
 @pytest.fixture(scope="session")
