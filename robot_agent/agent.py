@@ -36,7 +36,7 @@ from robot_agent import __version__
 from robot_agent.cameras import Camera, CameraHub, PlayerCamera, RenderedCamera
 from robot_agent.chunking import ChunkExecutor, inline_submit, thread_submit
 from robot_agent.clock import Clock, MonotonicClock
-from robot_agent.config import AgentConfig, http_base_url
+from robot_agent.config import VIDEO_CODECS, AgentConfig, http_base_url
 from robot_agent.control import ControlLoop, LoopSettings
 from robot_agent.link import Link
 from robot_agent.modes import ModeController
@@ -112,7 +112,7 @@ class Agent:
                          on_message=self.on_message, on_disconnect=self.on_disconnect)
         self.gateway = WebRtcGateway(self.hub, send_signal=lambda m: self.link.send(m), on_teleop=self.on_teleop,
                                      ice_loopback=config.ice_loopback, stamp_frames=config.stamp_frames,
-                                     max_viewers=config.max_viewers)
+                                     max_viewers=config.max_viewers, codecs=tuple(VIDEO_CODECS[name] for name in config.video_codecs))
         self.teleop_counters: dict[str, int] = {}
         self.command_latency_ms: deque[float] = deque(maxlen=100)
         self.loop.command_ms = lambda: (

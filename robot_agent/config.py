@@ -28,6 +28,19 @@ def _bool(value: Any) -> bool:
     raise ConfigError(f"not a boolean: {value!r}")
 
 
+VIDEO_CODECS = {"vp8": "video/VP8", "h264": "video/H264"}
+
+
+def _codecs(value: Any) -> tuple[str, ...]:
+    """Video codecs, most preferred first: a comma-separated string or a list of vp8 / h264."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    codecs = tuple(str(item).strip().lower() for item in items if str(item).strip())
+    unknown = [codec for codec in codecs if codec not in VIDEO_CODECS]
+    if unknown or not codecs:
+        raise ConfigError(f"video codecs must be some of {', '.join(VIDEO_CODECS)}, not {value!r}")
+    return codecs
+
+
 def _cameras(value: Any) -> dict[str, str]:
     """NAME=SOURCE pairs: a list (CLI, TOML list), a comma-separated string (env) or a TOML table."""
     if isinstance(value, dict):
@@ -72,6 +85,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("stamp_frames", _bool, "stamp each frame's capture time as a bar code in its top rows (benchmarks)", flag_only=True),
     Setting("video_fps", float, "target frame rate of live video (default 30)"),
     Setting("record_fps", float, "frame rate of recorded episode video (default 10)"),
+    Setting("video_codecs", _codecs, "live-video codecs offered, most preferred first (default vp8,h264: VP8 costs the robot "
+            "a fraction of H.264's encode here, bench video)"),
     Setting("max_viewers", int, "live-video viewers served at once, each its own encode and upload (default 8); more are told the video is full"),
     Setting("warning_confidence", float, "policy confidence below this raises a warning (default 0.7)"),
     Setting("intervention_confidence", float, "policy confidence below this holds and asks for a person (default 0.5)"),
@@ -109,6 +124,7 @@ class AgentConfig:
     stamp_frames: bool = False
     video_fps: float = 30.0
     record_fps: float = 10.0
+    video_codecs: tuple[str, ...] = ("vp8", "h264")
     max_viewers: int = 8
     warning_confidence: float = 0.7
     intervention_confidence: float = 0.5

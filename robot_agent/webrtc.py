@@ -48,7 +48,7 @@ def looks_like_offer(sdp: str) -> bool:
     return (bool(lines) and lines[0].strip() == "v=0" and any(line.startswith("m=") for line in lines)
             and any(line.startswith("a=ice-ufrag:") for line in lines) and any(line.startswith("a=ice-pwd:") for line in lines)
             and any(line.startswith("a=fingerprint:") for line in lines))
-PREFERRED_CODECS = ("video/VP8", "video/H264")  # VP8: lowest sender CPU and display latency here
+PREFERRED_CODECS = ("video/VP8", "video/H264")  # VP8: lowest sender CPU and display latency here (bench video)
 
 
 def keep_loopback_candidates(sdp: str) -> str:
@@ -166,6 +166,7 @@ class WebRtcGateway:
         ice_loopback: bool,
         stamp_frames: bool = False,
         max_viewers: int = MAX_VIEWERS,
+        codecs: tuple[str, ...] = PREFERRED_CODECS,
     ) -> None:
         self.hub = hub
         self.send_signal = send_signal
@@ -174,6 +175,7 @@ class WebRtcGateway:
         self.ice_servers: list[dict[str, Any]] = []
         self.frames = VideoFrames(hub, stamp=stamp_frames)
         self.max_viewers = max_viewers
+        self.codecs = codecs  # mime types, most preferred first
         self.viewers: dict[str, Viewer] = {}
         self.counters: Counter[str] = Counter()
         if ice_loopback:
@@ -233,7 +235,7 @@ class WebRtcGateway:
         pc = viewer.pc
         video_lines = sum(1 for line in sdp.splitlines() if line.startswith("m=video"))
         capabilities = RTCRtpSender.getCapabilities("video").codecs
-        preferred = [c for name in PREFERRED_CODECS for c in capabilities if c.mimeType == name]
+        preferred = [c for name in self.codecs for c in capabilities if c.mimeType == name]
         # Transceivers first, codec preferences next, then the offer (preferences set after
         # setRemoteDescription are ignored by aiortc).
         for camera in self.hub.names[:video_lines]:

@@ -81,7 +81,14 @@ def test_server_url_derivation(server, ws, http):
     ["--server", "http://x", "--token", "t", "--time-scale", "0"],
     ["--server", "http://x", "--token", "t", "--time-scale", "fast"],
     ["--server", "http://x", "--token", "t", "--camera", "nocolon"],
+    ["--server", "http://x", "--token", "t", "--video-codecs", "vp9"],
+    ["--server", "http://x", "--token", "t", "--max-viewers", "0"],
 ])
 def test_bad_settings_raise_config_error(argv):
     with pytest.raises(ConfigError):
         load_config(argv, environ={})
+
+
+def test_video_settings_from_the_environment():
+    config = load_config(["--server", "http://x", "--token", "t"], environ={"FOREMAN_VIDEO_CODECS": "h264, vp8", "FOREMAN_MAX_VIEWERS": "3"})
+    assert config.video_codecs == ("h264", "vp8") and config.max_viewers == 3

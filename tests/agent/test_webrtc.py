@@ -375,3 +375,30 @@ async def test_each_viewer_gets_the_width_and_rate_it_asked_for(tmp_path):
         await agent.gateway.close_all()
         await hub.stop()
         agent.recorder.close()
+
+
+async def test_the_robot_sends_the_codec_it_is_configured_to_prefer(tmp_path):
+    """--video-codecs h264: the answer offers H.264 only, and its frames decode (VP8 stays the default)."""
+    station = KinematicStation(cycle_steps=100_000)
+    agent = make_agent("http://127.0.0.1:9", "frt_unused", tmp_path / "state", station, ConfidencePolicy(), video_codecs=("h264",))
+    signals: list[RobotSignal] = []
+
+    async def capture(message: RobotSignal) -> None:
+        signals.append(message)
+
+    agent.gateway.send_signal = capture
+    await agent.hub.start()
+    viewer = ViewerPeer(cameras=1)
+    try:
+        await agent.gateway.handle_signal(ViewerSignal(peer="v", kind="offer", sdp=await viewer.offer()))
+        answer = next(m for m in signals if m.kind == "answer").sdp or ""
+        video = answer.split("m=video", 1)[1].split("m=", 1)[0]
+        codecs = {line.split()[1].split("/")[0] for line in video.splitlines() if line.startswith("a=rtpmap:")}
+        assert codecs == {"H264"}, codecs
+        await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        await eventually(lambda: viewer.frames.get(0, 0) >= 10, timeout=30, what="H.264 frames decoded")
+    finally:
+        await viewer.close()
+        await agent.gateway.close_all()
+        await agent.hub.stop()
+        agent.recorder.close()
