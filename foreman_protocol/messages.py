@@ -112,6 +112,7 @@ class VideoWants(Message):
     fps: Annotated[float, Field(ge=1.0, le=60.0, allow_inf_nan=False)]
 
 
+IceTransportPolicy = Literal["all", "relay"]  # relay: TURN-relayed candidates only, on both peers
 ByeReason = Literal["full", "bad_offer", "failed", "timeout", "closed"]
 
 
@@ -263,6 +264,7 @@ class Welcome(Message):
     protocol: int
     server_time: str
     ice_servers: list[dict[str, Any]]
+    ice_transport_policy: IceTransportPolicy = "all"
     estopped: bool
     lease: LeaseInfo | None
     lease_ttl_s: float
@@ -478,6 +480,7 @@ class Snapshot(Message):
     protocol: int
     user: UserInfo
     ice_servers: list[dict[str, Any]]
+    ice_transport_policy: IceTransportPolicy = "all"
     lease_ttl_s: float
     robots: list[RobotSnapshot]
     interventions: list[InterventionInfo]

@@ -226,6 +226,7 @@ class Agent:
         if welcome.station is not None:
             self.loop.settings.takt_s = welcome.station.takt_s
         self.gateway.ice_servers = list(welcome.ice_servers)
+        self.gateway.ice_transport_policy = welcome.ice_transport_policy
         if welcome.estopped and not self.latch.estopped:
             self.modes.command("estop", "latched at the server")
         self.modes.welcome_lease(welcome.lease)

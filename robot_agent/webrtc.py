@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import av
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, VideoStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
@@ -49,6 +49,16 @@ def looks_like_offer(sdp: str) -> bool:
             and any(line.startswith("a=ice-ufrag:") for line in lines) and any(line.startswith("a=ice-pwd:") for line in lines)
             and any(line.startswith("a=fingerprint:") for line in lines))
 PREFERRED_CODECS = ("video/VP8", "video/H264")  # VP8: lowest sender CPU and display latency here (bench video)
+
+
+def is_loopback_ice_url(url: str) -> bool:
+    """stun:/turn:/turns: URL whose host is 127.0.0.1, [::1] or localhost."""
+    scheme, _, rest = url.partition(":")
+    if scheme not in ("stun", "stuns", "turn", "turns"):
+        return False
+    host = rest.split("?", 1)[0]
+    host = host[1:].split("]", 1)[0] if host.startswith("[") else host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return host in ("127.0.0.1", "::1", "localhost")
 
 
 def keep_loopback_candidates(sdp: str) -> str:
@@ -172,7 +182,8 @@ class WebRtcGateway:
         self.send_signal = send_signal
         self.on_teleop = on_teleop
         self.ice_loopback = ice_loopback
-        self.ice_servers: list[dict[str, Any]] = []
+        self.ice_servers: list[dict[str, Any]] = []  # from the server's welcome
+        self.ice_transport_policy = "all"  # or "relay": TURN-relayed candidates only
         self.frames = VideoFrames(hub, stamp=stamp_frames)
         self.max_viewers = max_viewers
         self.codecs = codecs  # mime types, most preferred first
@@ -182,15 +193,18 @@ class WebRtcGateway:
             use_loopback_ice()
 
     def _configuration(self) -> RTCConfiguration:
-        if self.ice_loopback:
-            return RTCConfiguration(iceServers=[])
         servers = []
         for item in self.ice_servers:
             try:
-                servers.append(RTCIceServer(urls=item["urls"], username=item.get("username"), credential=item.get("credential")))
+                urls = [item["urls"]] if isinstance(item["urls"], str) else list(item["urls"])
+                if self.ice_loopback:  # loopback only: a STUN/TURN server elsewhere is never contacted
+                    urls = [url for url in urls if is_loopback_ice_url(url)]
+                if urls:
+                    servers.append(RTCIceServer(urls=urls, username=item.get("username"), credential=item.get("credential")))
             except (KeyError, TypeError):
                 log.warning("ignoring a malformed ICE server entry from the server")
-        return RTCConfiguration(iceServers=servers)
+        policy = RTCIceTransportPolicy.RELAY if self.ice_transport_policy == "relay" else RTCIceTransportPolicy.ALL
+        return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
 
     async def handle_signal(self, message: ViewerSignal) -> None:
         if message.kind == "offer":

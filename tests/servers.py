@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -116,3 +117,52 @@ async def eventually_async(predicate: Callable[[], Awaitable[bool]], timeout: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+class Coturn:
+    """Debian's coturn on loopback with coturn's REST-API credentials (`use-auth-secret`): the TURN
+    server the webapp mints short-lived credentials for. Relays between loopback peers only."""
+
+    def __init__(self, secret: str, log_path: Path, port: int | None = None) -> None:
+        self.secret = secret
+        self.port = port or free_port()
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"turn:127.0.0.1:{self.port}?transport=udp"
+
+    def start(self) -> Coturn:
+        executable = shutil.which("turnserver")
+        if executable is None:
+            message = "Debian's coturn is required for the TURN test (apt-get install coturn; .ci/run installs it)"
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+        self.process = subprocess.Popen(
+            [executable, "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", f"--listening-port={self.port}",
+             "--min-port=40000", "--max-port=40999", "--use-auth-secret", f"--static-auth-secret={self.secret}", "--realm=foreman.test",
+             "--no-tls", "--no-dtls", "--no-cli", "--allow-loopback-peers", "--fingerprint", "--no-multicast-peers",
+             "--log-file=stdout", "--simple-log", "--verbose", f"--pidfile={self.log_path.with_suffix('.pid')}",
+             f"--userdb={self.log_path.with_suffix('.db')}"],
+            stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 15
+        while "Total General servers" not in self.log():  # after its UDP and TCP listeners opened
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"coturn did not start; see {self.log_path}:\n{self.log()[-2000:]}")
+            time.sleep(0.1)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)

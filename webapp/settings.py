@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -172,6 +173,10 @@ FOREMAN_ICE_SERVERS: list[dict] = json.loads(os.environ.get("FOREMAN_ICE_SERVERS
 FOREMAN_TURN_URLS = [u for u in os.environ.get("FOREMAN_TURN_URLS", "").split(",") if u]
 FOREMAN_TURN_SECRET = os.environ.get("FOREMAN_TURN_SECRET", "")
 FOREMAN_TURN_TTL_S = int(os.environ.get("FOREMAN_TURN_TTL_S", "3600"))
+# "relay": both peers use only TURN-relayed candidates (a plant network that allows nothing else; tests of the relay).
+FOREMAN_ICE_TRANSPORT_POLICY = os.environ.get("FOREMAN_ICE_TRANSPORT_POLICY", "all")
+if FOREMAN_ICE_TRANSPORT_POLICY not in ("all", "relay"):
+    raise ImproperlyConfigured(f"FOREMAN_ICE_TRANSPORT_POLICY must be all or relay, not {FOREMAN_ICE_TRANSPORT_POLICY!r}")
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024

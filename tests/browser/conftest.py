@@ -42,12 +42,14 @@ class Demo:
         return result.stdout
 
 
-def start_demo(directory: Path, *args: str) -> Demo:
+def start_demo(directory: Path, *args: str, env: dict[str, str] | None = None) -> Demo:
     """`manage.py demo ARGS --port P` on SQLite and the in-memory channel layer in `directory`
-    (its log: directory/demo.log), once it answers."""
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "FOREMAN_TEST_DB_NAME"}}
-    env.update(FOREMAN_SQLITE_PATH=str(directory / "demo.sqlite3"), FOREMAN_MEDIA_ROOT=str(directory / "media"),
-               FOREMAN_LOG_LEVEL="WARNING")
+    (its log: directory/demo.log), once it answers. `env` is added to its environment (and its
+    agents', which inherit it)."""
+    demo_env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "FOREMAN_TEST_DB_NAME"}}
+    demo_env.update(FOREMAN_SQLITE_PATH=str(directory / "demo.sqlite3"), FOREMAN_MEDIA_ROOT=str(directory / "media"),
+                    FOREMAN_LOG_LEVEL="WARNING", **(env or {}))
+    env = demo_env
     port = free_port()
     log = open(directory / "demo.log", "wb")
     process = subprocess.Popen(

@@ -58,11 +58,7 @@ def agent_pids(demo_pid: int) -> dict[str, int]:
 def make_run_demo(tmp_path: Path) -> Any:
     """`make run` is `manage.py demo --robots 4 --port 8000`: the same, on a free port. The agents
     may serve one viewer each, so a second page finds the video full."""
-    os.environ["FOREMAN_MAX_VIEWERS"] = "1"  # inherited by the demo's agents only (the fixture's demo has started)
-    try:
-        demo = start_demo(tmp_path, "--robots", "4", "--exit-after", "400")
-    finally:
-        del os.environ["FOREMAN_MAX_VIEWERS"]
+    demo = start_demo(tmp_path, "--robots", "4", "--exit-after", "400", env={"FOREMAN_MAX_VIEWERS": "1"})
     yield demo
     stop_demo(demo)
 

@@ -189,6 +189,7 @@ def fleet_snapshot(user: Any) -> Snapshot:
         "server_time": iso(timezone.now()),
         "user": {"username": user.username, "roles": user_roles(user), "can": sorted(user_capabilities(user))},
         "ice_servers": ice_servers_for(user.username),
+        "ice_transport_policy": settings.FOREMAN_ICE_TRANSPORT_POLICY,
         "lease_ttl_s": settings.FOREMAN_LEASE_TTL_S,
         "robots": fleet_robots(),
         "interventions": open_interventions(),

@@ -57,6 +57,7 @@ def robot_connected(*, robot_name: str, hello: Hello, channel: str, source: str 
             protocol=PROTOCOL_VERSION,
             server_time=iso(timezone.now()) or "",
             ice_servers=ice_servers_for(f"robot:{robot.name}"),
+            ice_transport_policy=settings.FOREMAN_ICE_TRANSPORT_POLICY,
             estopped=robot.estopped or hello.estopped,
             lease=LeaseInfo.model_validate(lease_dict(lease)) if lease is not None else None,
             lease_ttl_s=settings.FOREMAN_LEASE_TTL_S,

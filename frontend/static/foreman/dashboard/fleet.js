@@ -137,7 +137,7 @@ function renderTile(name) {
   if (!robot.online) overlay = "offline";
   else if (!tile.visible) overlay = "paused (off screen)";
   else if (!player || player.state === "connecting") overlay = "connecting…";
-  else if (player.state === "full" || player.state === "offline") overlay = player.detail;
+  else if (["full", "offline", "error"].includes(player.state)) overlay = player.detail;
   else if (player.state === "reconnecting") overlay = "video lost · reconnecting…";
   else if (player.state === "live" && !player.receiving() && player.frames > 0) overlay = "video stalled";
   tile.overlay.textContent = overlay;

@@ -412,7 +412,7 @@ function render() {
   let overlay = "";
   if (!robot.online) overlay = "offline";
   else if (!player || player.state === "connecting") overlay = "connecting…";
-  else if (player.state === "full" || player.state === "offline") overlay = player.detail;
+  else if (["full", "offline", "error"].includes(player.state)) overlay = player.detail;
   else if (player.state !== "live") overlay = "video lost · reconnecting…";
   else if (player.frames > 0 && !player.receiving()) overlay = "video stalled";
   $("overlay").textContent = overlay;

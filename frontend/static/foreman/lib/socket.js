@@ -52,6 +52,8 @@ export class FleetSocket extends EventTarget {
     this.user = null;
     /** @type {RTCIceServer[]} */
     this.iceServers = [];
+    /** @type {RTCIceTransportPolicy} "relay": TURN-relayed candidates only (the server's setting) */
+    this.iceTransportPolicy = "all";
     this.leaseTtlS = 5;
     /** @type {Map<string, RobotEvent>} the last fault each robot reported (relayed at once) */
     this.faults = new Map();
@@ -107,6 +109,7 @@ export class FleetSocket extends EventTarget {
       case "snapshot": {
         this.user = message.user;
         this.iceServers = message.ice_servers || [];
+        this.iceTransportPolicy = message.ice_transport_policy === "relay" ? "relay" : "all";
         this.leaseTtlS = message.lease_ttl_s || 5;
         this.robots = new Map(message.robots.map((/** @type {Robot} */ r) => [r.name, r]));
         const now = performance.now();

@@ -36,13 +36,14 @@ export class RobotVideo extends EventTarget {
     this.wants = options.video || null;
     /** why the robot refused this page ("full") or why there is no video, for the page to say */
     this.detail = "";
+    this.turnError = "";
     this.disconnectTimer = 0;
     /** @type {RTCPeerConnection|null} */
     this.pc = null;
     /** @type {RTCDataChannel|null} */
     this.teleop = null;
     this.peer = "";
-    /** "idle" | "connecting" | "live" | "reconnecting" | "full" | "offline" | "stopped" */
+    /** "idle" | "connecting" | "live" | "reconnecting" | "full" | "offline" | "error" | "stopped" */
     this.state = "idle";
     this.frames = 0;
     this.attempt = 0;
@@ -93,7 +94,7 @@ export class RobotVideo extends EventTarget {
     if (!cameras.includes(this.camera)) this.camera = cameras[0];
     this.setState(this.attempt ? "reconnecting" : "connecting");
     this.peer = `p-${Math.random().toString(36).slice(2, 10)}`;
-    const pc = new RTCPeerConnection({ iceServers: this.socket.iceServers });
+    const pc = new RTCPeerConnection({ iceServers: this.socket.iceServers, iceTransportPolicy: this.socket.iceTransportPolicy });
     this.pc = pc;
     const shown = cameras.indexOf(this.camera);
     cameras.forEach((_, index) => pc.addTransceiver("video", { direction: index === shown ? "recvonly" : "inactive" }));
@@ -115,6 +116,17 @@ export class RobotVideo extends EventTarget {
         this.video.srcObject = event.streams[0] || new MediaStream([event.track]);
         this.video.play().catch(() => { /* autoplay of muted video is allowed; a refusal shows as no frames */ });
       }
+    });
+    pc.addEventListener("icecandidateerror", (event) => {
+      const error = /** @type {RTCPeerConnectionIceErrorEvent} */ (event);
+      if (pc !== this.pc || !error.url || !/^turns?:/.test(error.url)) return;
+      // 401: coturn refused the credentials (wrong, or expired: they are short-lived); 701: unreachable.
+      const why = error.errorCode === 401 ? "refused the credentials (wrong or expired)" : error.errorCode === 701 ? "is unreachable"
+        : `failed (${error.errorCode} ${error.errorText})`;
+      const detail = `${this.robot}: the video relay (TURN ${error.url}) ${why}`;
+      console.warn(detail);
+      if (this.socket.iceTransportPolicy === "relay") this.refused("error", detail); // relay only: nothing else can connect
+      else this.turnError = detail;
     });
     pc.addEventListener("icecandidate", (event) => {
       if (event.candidate) {
@@ -190,6 +202,7 @@ export class RobotVideo extends EventTarget {
 
   scheduleReconnect() {
     if (this.state === "stopped") return;
+    if (this.turnError && this.state !== "live") { this.refused("error", this.turnError); return; } // never connected: say why
     this.close(false);
     this.detail = "";
     this.setState("reconnecting");
@@ -209,6 +222,7 @@ export class RobotVideo extends EventTarget {
 
   /** @param {boolean} sayBye */
   close(sayBye) {
+    this.turnError = "";
     clearTimeout(this.connectTimer);
     clearTimeout(this.disconnectTimer);
     clearInterval(this.pingTimer);
