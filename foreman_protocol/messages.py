@@ -59,6 +59,7 @@ ErrorCode = Literal[
     "estopped",
     "unsupported_protocol",
     "robot_offline",
+    "sfu_unavailable",
     "rate_limited",
     "internal",
 ]
@@ -110,6 +111,22 @@ class VideoWants(Message):
 
     width: Annotated[int, Field(ge=64, le=3840)]
     fps: Annotated[float, Field(ge=1.0, le=60.0, allow_inf_nan=False)]
+
+
+class SfuGrant(Message):
+    """Access to one robot's room on the Janus SFU: `token` is a Janus signed token (checked by Janus
+    on every request, expires at `expires_at`), `room_token` is on the room's `allowed` list."""
+
+    url: ShortText  # Janus's WebSocket API, e.g. ws://127.0.0.1:8188
+    token: ShortText
+    room: Name
+    room_token: Annotated[str, Field(min_length=16, max_length=128)]
+    expires_at: FiniteFloat  # Unix seconds
+
+
+def sfu_feed_id(robot: str, camera: str, width: int, fps: float) -> str:
+    """The VideoRoom publisher id of one camera at one width and rate: r1.head.640x30."""
+    return f"{robot}.{camera}.{width}x{round(fps)}"
 
 
 IceTransportPolicy = Literal["all", "relay"]  # relay: TURN-relayed candidates only, on both peers
@@ -265,6 +282,7 @@ class Welcome(Message):
     server_time: str
     ice_servers: list[dict[str, Any]]
     ice_transport_policy: IceTransportPolicy = "all"
+    sfu: SfuGrant | None = None  # the robot publishes live video through the SFU when asked (sfu_publish)
     estopped: bool
     lease: LeaseInfo | None
     lease_ttl_s: float
@@ -318,8 +336,20 @@ class PolicyRollout(Message):
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
+class SfuPublish(Message):
+    """A page watches `camera` through the SFU: publish it as feed `feed` at most `width` wide and `fps`
+    a second, for `ttl_s` seconds after the last such message (pages renew while they watch)."""
+
+    type: Literal["sfu_publish"] = "sfu_publish"
+    camera: Name
+    width: Annotated[int, Field(ge=64, le=3840)]
+    fps: Annotated[float, Field(ge=1.0, le=60.0, allow_inf_nan=False)]
+    feed: Annotated[str, Field(min_length=1, max_length=128)]
+    ttl_s: Annotated[float, Field(gt=0, le=600, allow_inf_nan=False)]
+
+
 ServerToRobot: TypeAlias = Annotated[
-    Welcome | Command | LeaseMessage | TeleopCommand | ViewerSignal | PolicyRollout | ErrorMessage,
+    Welcome | Command | LeaseMessage | TeleopCommand | ViewerSignal | SfuPublish | PolicyRollout | ErrorMessage,
     Field(discriminator="type"),
 ]
 
@@ -396,6 +426,17 @@ class BrowserTeleop(TeleopCommand):
     robot: Name
 
 
+class SfuView(Request):
+    """Watch `camera` of `robot` through the SFU: the answer is an SfuGrant and the feed to subscribe
+    to (`result.data`: {grant, feed}); send again before `grant.expires_at` and at least every
+    20 s while watching (the robot stops publishing a feed nobody renews)."""
+
+    type: Literal["sfu_view"] = "sfu_view"
+    robot: Name
+    camera: Name
+    video: VideoWants | None = None
+
+
 class BrowserSignal(ViewerSignal):
     id: RequestId | None = None
     robot: Name
@@ -413,6 +454,7 @@ BrowserToServer: TypeAlias = Annotated[
     | ClearEstop
     | BrowserTeleop
     | BrowserSignal
+    | SfuView
     | Ping,
     Field(discriminator="type"),
 ]
@@ -481,6 +523,7 @@ class Snapshot(Message):
     user: UserInfo
     ice_servers: list[dict[str, Any]]
     ice_transport_policy: IceTransportPolicy = "all"
+    sfu: bool = False  # live video may go through the SFU (ask with sfu_view; P2P signaling otherwise)
     lease_ttl_s: float
     robots: list[RobotSnapshot]
     interventions: list[InterventionInfo]

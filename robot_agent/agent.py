@@ -27,6 +27,7 @@ from foreman_protocol.messages import (
     PolicyRollout,
     RobotToServerMessage,
     ServerToRobotMessage,
+    SfuPublish,
     TeleopCommand,
     TeleopState,
     ViewerSignal,
@@ -43,6 +44,7 @@ from robot_agent.modes import ModeController
 from robot_agent.recording import EpisodeRecorder
 from robot_agent.robot import Robot, needs_ground_truth
 from robot_agent.safety import EstopLatch, VelocityLimits
+from robot_agent.sfu import SfuPublisher
 from robot_agent.upload import Uploader
 from robot_agent.webrtc import WebRtcGateway
 
@@ -113,6 +115,7 @@ class Agent:
         self.gateway = WebRtcGateway(self.hub, send_signal=lambda m: self.link.send(m), on_teleop=self.on_teleop,
                                      ice_loopback=config.ice_loopback, stamp_frames=config.stamp_frames,
                                      max_viewers=config.max_viewers, codecs=tuple(VIDEO_CODECS[name] for name in config.video_codecs))
+        self.sfu = SfuPublisher(self.gateway)
         self.teleop_counters: dict[str, int] = {}
         self.command_latency_ms: deque[float] = deque(maxlen=100)
         self.loop.command_ms = lambda: (
@@ -176,6 +179,7 @@ class Agent:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.gateway.close_all()
+        await self.sfu.close()
         await self.hub.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.recorder.close)
         self.inference_pool.shutdown(wait=False, cancel_futures=True)
@@ -227,6 +231,7 @@ class Agent:
             self.loop.settings.takt_s = welcome.station.takt_s
         self.gateway.ice_servers = list(welcome.ice_servers)
         self.gateway.ice_transport_policy = welcome.ice_transport_policy
+        asyncio.create_task(self.sfu.set_grant(welcome.sfu))
         if welcome.estopped and not self.latch.estopped:
             self.modes.command("estop", "latched at the server")
         self.modes.welcome_lease(welcome.lease)
@@ -251,6 +256,8 @@ class Agent:
                 self.on_teleop(message)
             case ViewerSignal():
                 asyncio.create_task(self.gateway.handle_signal(message))
+            case SfuPublish():
+                asyncio.create_task(self.sfu.publish(message))
             case PolicyRollout():
                 asyncio.create_task(self.rollout(message))
             case Welcome():

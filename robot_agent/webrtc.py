@@ -192,7 +192,7 @@ class WebRtcGateway:
         if ice_loopback:
             use_loopback_ice()
 
-    def _configuration(self) -> RTCConfiguration:
+    def configuration(self) -> RTCConfiguration:
         servers = []
         for item in self.ice_servers:
             try:
@@ -232,7 +232,7 @@ class WebRtcGateway:
             return
         if self.ice_loopback:
             sdp = keep_loopback_candidates(sdp)
-        pc = RTCPeerConnection(self._configuration())
+        pc = RTCPeerConnection(self.configuration())
         viewer = Viewer(peer=peer, pc=pc, senders=[])
         self.viewers[peer] = viewer
         if previous is not None:

@@ -166,3 +166,55 @@ class Coturn:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+
+
+class Janus:
+    """Debian's Janus (VideoRoom + WebSockets, signed-token auth) on loopback, configured by the
+    server's own generator (webapp/fleet/janus_config.py). Only in a loopback-only namespace (the
+    browser suite's): Janus gathers on 127.0.0.1 through a veth there (prepare_loopback_interface)."""
+
+    def __init__(self, directory: Path, token_secret: str, admin_key: str) -> None:
+        self.directory = directory
+        self.token_secret = token_secret
+        self.admin_key = admin_key
+        self.port = free_port()
+        self.log_path = directory / "janus.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self) -> Janus:
+        from webapp.fleet.janus_config import janus_config_files, prepare_loopback_interface, write_janus_config
+
+        executable = shutil.which("janus")
+        if executable is None:
+            message = "Debian's janus is required for the SFU tests (apt-get install janus; .ci/run installs it)"
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+        rtp = 42000 + (self.port % 50) * 100  # a range of its own, so two Janus never share one
+        files = janus_config_files(self.directory, ws_port=self.port, token_secret=self.token_secret, admin_key=self.admin_key,
+                                   rtp_ports=(rtp, rtp + 99), interfaces=prepare_loopback_interface())
+        config = write_janus_config(self.directory, files)
+        self.process = subprocess.Popen([executable, "-F", str(self.directory), "-C", str(config)], stdout=open(self.log_path, "ab"),
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"janus did not start; see {self.log_path}:\n{self.log_path.read_text(errors='replace')[-2000:]}")
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)

@@ -173,6 +173,16 @@ FOREMAN_ICE_SERVERS: list[dict] = json.loads(os.environ.get("FOREMAN_ICE_SERVERS
 FOREMAN_TURN_URLS = [u for u in os.environ.get("FOREMAN_TURN_URLS", "").split(",") if u]
 FOREMAN_TURN_SECRET = os.environ.get("FOREMAN_TURN_SECRET", "")
 FOREMAN_TURN_TTL_S = int(os.environ.get("FOREMAN_TURN_TTL_S", "3600"))
+# The Janus SFU (VideoRoom plugin) for live video: robots publish each watched camera once, pages
+# subscribe through it. Unset: peer to peer. The secrets must match Janus's token_auth_secret and the
+# VideoRoom's admin_key (`manage.py janus_config` writes a Janus configuration with them).
+FOREMAN_SFU_URL = os.environ.get("FOREMAN_SFU_URL", "")  # Janus's WebSocket API as pages and robots reach it
+FOREMAN_SFU_TOKEN_SECRET = os.environ.get("FOREMAN_SFU_TOKEN_SECRET", "")
+FOREMAN_SFU_ADMIN_KEY = os.environ.get("FOREMAN_SFU_ADMIN_KEY", "")
+FOREMAN_SFU_TOKEN_TTL_S = float(os.environ.get("FOREMAN_SFU_TOKEN_TTL_S", "300"))  # a page's grant; renewed while it watches
+FOREMAN_SFU_ROBOT_TOKEN_TTL_S = float(os.environ.get("FOREMAN_SFU_ROBOT_TOKEN_TTL_S", "43200"))  # a robot's, renewed at each connect
+if FOREMAN_SFU_URL and not (FOREMAN_SFU_TOKEN_SECRET and FOREMAN_SFU_ADMIN_KEY):
+    raise ImproperlyConfigured("FOREMAN_SFU_URL needs FOREMAN_SFU_TOKEN_SECRET and FOREMAN_SFU_ADMIN_KEY")
 # "relay": both peers use only TURN-relayed candidates (a plant network that allows nothing else; tests of the relay).
 FOREMAN_ICE_TRANSPORT_POLICY = os.environ.get("FOREMAN_ICE_TRANSPORT_POLICY", "all")
 if FOREMAN_ICE_TRANSPORT_POLICY not in ("all", "relay"):

@@ -23,6 +23,7 @@ from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
 
 from foreman_protocol import PROTOCOL_VERSION, ProtocolError, parse_browser_message, parse_robot_message
+from foreman_protocol.janus import JanusError
 from foreman_protocol.messages import (
     Ack,
     BrowserSignal,
@@ -50,6 +51,8 @@ from foreman_protocol.messages import (
     RobotSignal,
     RobotWarning,
     ServerPong,
+    SfuPublish,
+    SfuView,
     SignalToViewer,
     Subscribe,
     Telemetry,
@@ -59,11 +62,12 @@ from foreman_protocol.messages import (
     ViewerSignal,
     Warning,
     dump_message,
+    sfu_feed_id,
 )
 from webapp.fleet import realtime
 from webapp.fleet.roles import user_can
-from webapp.fleet.selectors import fleet_snapshot, iso, lease_dict, robot_online
-from webapp.fleet.services import custody, interventions, robots
+from webapp.fleet.selectors import fleet_snapshot, iso, lease_dict, robot_online, robot_online_cameras
+from webapp.fleet.services import custody, interventions, robots, sfu
 from webapp.fleet.services.audit import robot_audit_record
 from webapp.fleet.services.auth import robot_authenticate, user_authenticate
 from webapp.fleet.services.errors import NotFound, ServiceError
@@ -72,6 +76,8 @@ from webapp.fleet.tokens import bearer_from_headers
 
 log = logging.getLogger(__name__)
 
+SFU_FEED_TTL_S = 60.0  # a feed nobody renewed this long is unpublished (pages renew every 20 s)
+FULL_SIZE_WIDTH, FULL_SIZE_FPS = 1920, 30.0  # a page that did not say: the camera's own size (the agent caps it)
 CLOSE_AUTH_FAILED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_BAD_PROTOCOL = 4400
@@ -252,6 +258,11 @@ class RobotConsumer(ProtocolConsumer):
             channel=self.channel_name,
             source=client_source(self.scope),
         )
+        if sfu.sfu_enabled():
+            try:
+                welcome = welcome.model_copy(update={"sfu": await sfu.publisher_grant(self.robot_name)})
+            except JanusError as error:  # the robot works without it: its video goes peer to peer
+                log.warning("robot %s: no room on the video server (%s); its video goes peer to peer", self.robot_name, error)
         if previous:
             await realtime.send_to_channel(previous, realtime.robot_replaced_event())
         await self.channel_layer.group_add(realtime.robot_group(self.robot_name), self.channel_name)
@@ -402,6 +413,7 @@ class FleetConsumer(ProtocolConsumer):
         self.subscribed: set[str] | None = None  # None = every robot
         self.viewer_peers: dict[str, str] = {}  # peer id -> robot, to say bye when this page goes
         self.leases: dict[str, str] = {}  # robot -> lease id this connection holds
+        self.sfu_room_tokens: dict[str, str] = {}  # robot -> this page's token on its SFU room's allowed list
         await self.channel_layer.group_add(realtime.FLEET_GROUP, self.channel_name)
         await self.send_message(await database_sync_to_async(fleet_snapshot)(user))
 
@@ -412,6 +424,8 @@ class FleetConsumer(ProtocolConsumer):
         for peer, robot in self.viewer_peers.items():
             bye = ViewerSignal(peer=peer, kind="bye")
             await realtime.send_to_group(realtime.robot_group(robot), realtime.robot_signal_event(bye, self.channel_name))
+        for robot, room_token in self.sfu_room_tokens.items():
+            await sfu.revoke_viewer(robot, room_token)
         # The operator is gone: leases held through this socket end and their robots hold.
         await database_sync_to_async(custody.leases_end_for_channel)(self.channel_name, client_source(self.scope))
 
@@ -446,6 +460,10 @@ class FleetConsumer(ProtocolConsumer):
             case BrowserSignal():
                 await self.on_signal(message)
                 return
+            case SfuView():
+                data = await self.on_sfu_view(message)
+                if data is None:
+                    return
             case _:
                 raise ProtocolError("unknown_type", f"unknown message type {message.type!r}")
         if message.id is not None:
@@ -489,6 +507,31 @@ class FleetConsumer(ProtocolConsumer):
             await self.service(custody.lease_holder_check)(robot_name=message.robot, lease_id=message.lease_id, user=self.user)
         command = TeleopCommand.model_validate(message.model_dump(exclude={"id", "robot"}))
         await realtime.send_to_group(realtime.robot_group(message.robot), realtime.robot_send_event(command))
+
+    async def on_sfu_view(self, message: SfuView) -> dict[str, Any] | None:
+        if not sfu.sfu_enabled():
+            await self.send_error("sfu_unavailable", "no video server (SFU) is configured: use peer-to-peer signaling", message.id)
+            return None
+        robot = await self.service(robot_online_cameras)(message.robot)
+        if robot is None:
+            raise NotFound(f"no robot named {message.robot!r}")
+        online, cameras = robot
+        if not online:
+            await self.send_error("robot_offline", f"{message.robot} is offline", message.id)
+            return None
+        if message.camera not in cameras:
+            raise NotFound(f"{message.robot} has no camera {message.camera!r} (it has {', '.join(cameras) or 'none'})")
+        try:
+            grant = await sfu.viewer_grant(message.robot, self.sfu_room_tokens.get(message.robot))
+        except JanusError as error:
+            await self.send_error("sfu_unavailable", f"video server unreachable: {error}", message.id)
+            return None
+        self.sfu_room_tokens[message.robot] = grant.room_token
+        width, fps = (message.video.width, message.video.fps) if message.video else (FULL_SIZE_WIDTH, FULL_SIZE_FPS)
+        feed = sfu_feed_id(message.robot, message.camera, width, fps)
+        publish = SfuPublish(camera=message.camera, width=width, fps=fps, feed=feed, ttl_s=SFU_FEED_TTL_S)
+        await realtime.send_to_group(realtime.robot_group(message.robot), realtime.robot_send_event(publish))
+        return {"grant": grant.model_dump(mode="json"), "feed": feed}
 
     async def on_signal(self, message: BrowserSignal) -> None:
         if message.kind == "offer":

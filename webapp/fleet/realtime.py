@@ -23,6 +23,7 @@ from foreman_protocol.messages import (
     RobotUpdate,
     RobotWarning,
     ServerToBrowserMessage,
+    SfuPublish,
     SignalToViewer,
     TeleopCommand,
     TeleopStateRelay,
@@ -93,7 +94,7 @@ class FleetDirectEvent(TypedDict):
 # ---------------------------------------------------------------- event builders
 
 
-def robot_send_event(message: Command | PolicyRollout | TeleopCommand) -> RobotSendEvent:
+def robot_send_event(message: Command | PolicyRollout | TeleopCommand | SfuPublish) -> RobotSendEvent:
     return {"type": "robot.send", "payload": as_payload(message)}
 
 

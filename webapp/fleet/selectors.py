@@ -180,6 +180,12 @@ def robot_online(name: str) -> bool | None:
     return Robot.objects.filter(name=name).values_list("online", flat=True).first()
 
 
+def robot_online_cameras(name: str) -> tuple[bool, list[str]] | None:
+    """(connected, camera names) of a robot; None if there is no such robot."""
+    row = Robot.objects.filter(name=name).values_list("online", "cameras").first()
+    return None if row is None else (bool(row[0]), list(row[1] or []))
+
+
 def fleet_snapshot(user: Any) -> Snapshot:
     from webapp.fleet.roles import user_capabilities, user_roles
     from webapp.fleet.services.ice import ice_servers_for
@@ -190,6 +196,7 @@ def fleet_snapshot(user: Any) -> Snapshot:
         "user": {"username": user.username, "roles": user_roles(user), "can": sorted(user_capabilities(user))},
         "ice_servers": ice_servers_for(user.username),
         "ice_transport_policy": settings.FOREMAN_ICE_TRANSPORT_POLICY,
+        "sfu": bool(settings.FOREMAN_SFU_URL),
         "lease_ttl_s": settings.FOREMAN_LEASE_TTL_S,
         "robots": fleet_robots(),
         "interventions": open_interventions(),

@@ -54,6 +54,8 @@ export class FleetSocket extends EventTarget {
     this.iceServers = [];
     /** @type {RTCIceTransportPolicy} "relay": TURN-relayed candidates only (the server's setting) */
     this.iceTransportPolicy = "all";
+    /** live video may go through the SFU (the server has one): ask with sfu_view */
+    this.sfu = false;
     this.leaseTtlS = 5;
     /** @type {Map<string, RobotEvent>} the last fault each robot reported (relayed at once) */
     this.faults = new Map();
@@ -110,6 +112,7 @@ export class FleetSocket extends EventTarget {
         this.user = message.user;
         this.iceServers = message.ice_servers || [];
         this.iceTransportPolicy = message.ice_transport_policy === "relay" ? "relay" : "all";
+        this.sfu = Boolean(message.sfu);
         this.leaseTtlS = message.lease_ttl_s || 5;
         this.robots = new Map(message.robots.map((/** @type {Robot} */ r) => [r.name, r]));
         const now = performance.now();
