@@ -48,7 +48,8 @@ def start_demo(directory: Path, *args: str, env: dict[str, str] | None = None) -
     agents', which inherit it)."""
     demo_env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "FOREMAN_TEST_DB_NAME"}}
     demo_env.update(FOREMAN_SQLITE_PATH=str(directory / "demo.sqlite3"), FOREMAN_MEDIA_ROOT=str(directory / "media"),
-                    FOREMAN_LOG_LEVEL="WARNING", **(env or {}))
+                    FOREMAN_LOG_LEVEL="WARNING")
+    demo_env.update(env or {})
     env = demo_env
     port = free_port()
     log = open(directory / "demo.log", "wb")

@@ -20,7 +20,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from foreman_protocol.janus import JanusError, JanusSession, sign_token
 from robot_agent.aiortc_internals import use_loopback_ice
 from robot_agent.webrtc import keep_loopback_candidates
-from tests.browser.conftest import OPEN_PAGES, Demo, start_demo, stop_demo
+from tests.browser.conftest import OPEN_PAGES, Demo, screenshot, start_demo, stop_demo
 from tests.servers import Janus
 
 
@@ -168,3 +168,40 @@ async def refused_after_the_page_left(grant: dict[str, Any], feed: str) -> None:
             await asyncio.sleep(0.5)
     finally:
         await late.close()
+
+
+def test_pages_watch_through_janus_and_fall_back_to_peer_to_peer_when_it_goes(browser: Any, sfu_demo: tuple[Demo, Janus]) -> None:
+    """The fleet tile and the robot page (with its teleop data channel, still peer to peer) watch
+    through Janus; the robot publishes two feeds (tile-sized and full-sized), once each. Janus stops:
+    both pages come back live peer to peer and say why; the robot keeps working."""
+    demo, janus = sfu_demo
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    fleet = context.new_page()
+    OPEN_PAGES.append(fleet)
+    fleet.goto(f"{demo.url}/accounts/login/?next=/")
+    fleet.fill("input[name=username]", "operator")
+    fleet.fill("input[name=password]", "foreman")
+    fleet.click("button[type=submit]")
+    tile_live = ("(() => { const t = window.foreman && window.foreman.tiles && window.foreman.tiles.get('r1'); "
+                 "return t && t.player && t.player.state === 'live' && "
+                 "t.player.via === '{via}' && t.video.getVideoPlaybackQuality().totalVideoFrames > 20; })()")
+    fleet.wait_for_function(tile_live.replace("{via}", "sfu"), timeout=45_000)
+    robot = context.new_page()
+    OPEN_PAGES.append(robot)
+    robot.goto(f"{demo.url}/robots/r1/")
+    page_live = ("window.foreman && window.foreman.player && window.foreman.player.state === 'live' && window.foreman.player.via === '{via}' && "
+                 "document.querySelector('video').getVideoPlaybackQuality().totalVideoFrames > 20")
+    robot.wait_for_function(page_live.replace("{via}", "sfu"), timeout=45_000)
+    robot.wait_for_function("window.foreman.player.teleop && window.foreman.player.teleop.readyState === 'open'", timeout=20_000)
+    assert robot.evaluate("document.querySelector('video').videoWidth") == 640
+    assert fleet.evaluate("window.foreman.tiles.get('r1').video.videoWidth") <= 480
+    assert "via the video server" in robot.locator("#f-video").inner_text()
+    screenshot(robot, "sfu-robot-page")
+
+    janus.stop()
+    robot.wait_for_function(page_live.replace("{via}", "p2p"), timeout=45_000)
+    fleet.wait_for_function(tile_live.replace("{via}", "p2p"), timeout=45_000)
+    assert "video server unreachable" in robot.locator("#f-video").inner_text()
+    assert fleet.evaluate("window.foreman.socket.robots.get('r1').online") is True  # the robot carried on
+    screenshot(robot, "sfu-down-peer-to-peer")
+    context.close()

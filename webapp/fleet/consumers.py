@@ -252,17 +252,20 @@ class RobotConsumer(ProtocolConsumer):
             await self.send_error("unsupported_protocol", f"server speaks protocol {PROTOCOL_VERSION}, agent {hello.protocol}")
             await self.close(code=CLOSE_BAD_PROTOCOL)
             return
+        grant = None
+        if sfu.sfu_enabled():  # the room first: pages ask for it as soon as the robot shows online
+            try:
+                grant = await sfu.publisher_grant(self.robot_name)
+            except JanusError as error:  # the robot works without it: its video goes peer to peer
+                log.warning("robot %s: no room on the video server (%s); its video goes peer to peer", self.robot_name, error)
         welcome, previous = await database_sync_to_async(robots.robot_connected)(
             robot_name=self.robot_name,
             hello=hello,
             channel=self.channel_name,
             source=client_source(self.scope),
         )
-        if sfu.sfu_enabled():
-            try:
-                welcome = welcome.model_copy(update={"sfu": await sfu.publisher_grant(self.robot_name)})
-            except JanusError as error:  # the robot works without it: its video goes peer to peer
-                log.warning("robot %s: no room on the video server (%s); its video goes peer to peer", self.robot_name, error)
+        if grant is not None:
+            welcome = welcome.model_copy(update={"sfu": grant})
         if previous:
             await realtime.send_to_channel(previous, realtime.robot_replaced_event())
         await self.channel_layer.group_add(realtime.robot_group(self.robot_name), self.channel_name)

@@ -421,7 +421,8 @@ function render() {
   const rtt = player ? player.commandRttMs() : NaN;
   figure("f-mode", fresh && t ? t.mode : status.label);
   figure("f-g2g", Number.isFinite(g2g) ? `${g2g.toFixed(0)} ms` : "—", g2g > MAX_LATENCY_MS);
-  figure("f-video", player ? `${player.state}${player.frames ? ` · ${player.frames} frames` : ""}` : "—", Boolean(player && player.state !== "live"));
+  const route = player ? (player.via === "sfu" ? " · via the video server" : player.sfuNote ? ` · ${player.sfuNote}` : "") : "";
+  figure("f-video", player ? `${player.state}${player.frames ? ` · ${player.frames} frames` : ""}${route}` : "—", Boolean(player && player.state !== "live"));
   const viaChannel = player?.teleop?.readyState === "open";
   const oneWay = t && fresh && t.latency?.command_ms != null ? ` · ${t.latency.command_ms.toFixed(1)} ms to the robot` : "";
   const fallback = Number.isFinite(appliedRttMs) && lease ? `WebSocket fallback · ${appliedRttMs.toFixed(0)} ms until applied` : "WebSocket fallback";

@@ -10,6 +10,12 @@
 // When the robot cannot serve this page (every viewer slot taken, offline) it says so in
 // `state`/`detail` and tries again slowly instead of reconnecting in a loop.
 
+// With an SFU (snapshot.sfu), video comes through Janus instead (lib/janus.js): the page asks the
+// server for a grant (`sfu_view`, renewed every 20 s) and the robot publishes each feed once; the
+// teleop data channel stays peer to peer. Janus unreachable: peer to peer for a minute, then again.
+
+import { JanusError, JanusSubscriber } from "./janus.js";
+
 /** @typedef {import("./socket.js").FleetSocket} FleetSocket */
 
 const RECONNECT_MS = [500, 1000, 2000, 4000, 8000];
@@ -17,6 +23,8 @@ const ANSWER_TIMEOUT_MS = 10000; // offer sent, no answer: the agent is gone or 
 const CONNECT_TIMEOUT_MS = 20000; // answered, ICE not connected (the agent frees the slot after 20 s too)
 const DISCONNECTED_GRACE_MS = 4000; // "disconnected" often recovers by itself (a busy machine missing consent checks)
 const REFUSED_RETRY_MS = 15000; // full or offline: ask again this often
+const SFU_RENEW_MS = 20000; // the robot unpublishes a feed nobody renewed for 60 s
+const SFU_DOWN_MS = 60000; // Janus unreachable: peer to peer this long before trying it again
 
 export class RobotVideo extends EventTarget {
   /**
@@ -38,6 +46,15 @@ export class RobotVideo extends EventTarget {
     this.detail = "";
     this.turnError = "";
     this.disconnectTimer = 0;
+    /** "p2p" | "sfu": how the video of the current connection travels */
+    this.via = "p2p";
+    /** @type {JanusSubscriber|null} */
+    this.sfu = null;
+    this.sfuRun = 0;
+    this.sfuRenewTimer = 0;
+    this.sfuDownUntil = 0;
+    /** said beside the picture while the SFU is down and video goes peer to peer */
+    this.sfuNote = "";
     /** @type {RTCPeerConnection|null} */
     this.pc = null;
     /** @type {RTCDataChannel|null} */
@@ -93,11 +110,16 @@ export class RobotVideo extends EventTarget {
     const cameras = robot.cameras.length ? robot.cameras : ["head"];
     if (!cameras.includes(this.camera)) this.camera = cameras[0];
     this.setState(this.attempt ? "reconnecting" : "connecting");
+    this.via = this.socket.sfu && performance.now() > this.sfuDownUntil ? "sfu" : "p2p";
+    if (this.via === "sfu") {
+      this.startSfu();
+      if (!this.wantsTeleop) return; // teleop keeps its peer-to-peer data channel
+    }
     this.peer = `p-${Math.random().toString(36).slice(2, 10)}`;
     const pc = new RTCPeerConnection({ iceServers: this.socket.iceServers, iceTransportPolicy: this.socket.iceTransportPolicy });
     this.pc = pc;
     const shown = cameras.indexOf(this.camera);
-    cameras.forEach((_, index) => pc.addTransceiver("video", { direction: index === shown ? "recvonly" : "inactive" }));
+    if (this.via === "p2p") cameras.forEach((_, index) => pc.addTransceiver("video", { direction: index === shown ? "recvonly" : "inactive" }));
     if (this.wantsTeleop) {
       const channel = pc.createDataChannel("teleop", { ordered: false, maxRetransmits: 0 });
       channel.addEventListener("message", (event) => this.onTeleopMessage(event));
@@ -139,6 +161,7 @@ export class RobotVideo extends EventTarget {
       clearTimeout(this.disconnectTimer);
       if (pc.connectionState === "connected") {
         clearTimeout(this.connectTimer);
+        if (this.via === "sfu") return; // the data channel only: the video's own connection says live
         this.attempt = 0;
         this.detail = "";
         this.setState("live");
@@ -153,10 +176,60 @@ export class RobotVideo extends EventTarget {
     this.offer(pc);
   }
 
-  /** @param {RTCPeerConnection} pc @param {number} ms */
+  /** Video through the SFU: a grant from the server, then Janus (lib/janus.js). */
+  async startSfu() {
+    const run = ++this.sfuRun;
+    const rtc = { iceServers: this.socket.iceServers, iceTransportPolicy: this.socket.iceTransportPolicy };
+    try {
+      const ask = () => this.socket.request({ type: "sfu_view", robot: this.robot, camera: this.camera, ...(this.wants ? { video: this.wants } : {}) }, 10000);
+      const { grant, feed } = /** @type {any} */ (await ask());
+      if (run !== this.sfuRun) return;
+      const subscriber = new JanusSubscriber(grant, feed, rtc);
+      this.sfu = subscriber;
+      subscriber.addEventListener("track", (event) => {
+        this.video.srcObject = /** @type {CustomEvent} */ (event).detail;
+        this.video.play().catch(() => { /* muted autoplay is allowed; a refusal shows as no frames */ });
+      });
+      subscriber.addEventListener("connectionstate", (event) => {
+        if (run !== this.sfuRun) return;
+        const state = /** @type {CustomEvent} */ (event).detail;
+        clearTimeout(this.disconnectTimer);
+        if (state === "connected") { clearTimeout(this.connectTimer); this.attempt = 0; this.detail = ""; this.sfuNote = ""; this.setState("live"); }
+        else if (state === "failed" || state === "closed") this.scheduleReconnect();
+        else if (state === "disconnected") this.disconnectTimer = window.setTimeout(() => { if (run === this.sfuRun) this.scheduleReconnect(); }, DISCONNECTED_GRACE_MS);
+      });
+      subscriber.addEventListener("closed", () => { if (run === this.sfuRun) this.sfuUnreachable("the video server closed the connection"); });
+      subscriber.addEventListener("hangup", () => { if (run === this.sfuRun) this.scheduleReconnect(); });
+      this.sfuRenewTimer = window.setInterval(() => {
+        ask().then((data) => subscriber.renew(/** @type {any} */ (data).grant)).catch(() => { /* the next renewal tries again */ });
+      }, SFU_RENEW_MS);
+      this.armConnectTimer(null, CONNECT_TIMEOUT_MS);
+      await subscriber.start();
+    } catch (error) {
+      if (run !== this.sfuRun) return;
+      const code = /** @type {any} */ (error).code;
+      if (code === "robot_offline") this.refused("offline", `${this.robot} is offline`);
+      else if (code === "sfu_unavailable" || (error instanceof JanusError && error.code === 0)) this.sfuUnreachable(String(/** @type {any} */ (error).message || error));
+      else { console.warn(`video ${this.robot}: through the video server`, error); this.scheduleReconnect(); }
+    }
+  }
+
+  /** Janus cannot be reached: peer to peer for a while (the page says so), then the SFU again. @param {string} why */
+  sfuUnreachable(why) {
+    console.warn(`video ${this.robot}: ${why}; peer to peer for now`);
+    this.sfuDownUntil = performance.now() + SFU_DOWN_MS;
+    this.close(false);
+    this.sfuNote = "video server unreachable: peer to peer";
+    this.start();
+  }
+
+  /** @param {RTCPeerConnection|null} pc null: the SFU connection @param {number} ms */
   armConnectTimer(pc, ms) {
     clearTimeout(this.connectTimer);
-    this.connectTimer = window.setTimeout(() => { if (pc === this.pc && this.state !== "live") this.scheduleReconnect(); }, ms);
+    const run = this.sfuRun;
+    this.connectTimer = window.setTimeout(() => {
+      if ((pc === null ? run === this.sfuRun : pc === this.pc) && this.state !== "live") this.scheduleReconnect();
+    }, ms);
   }
 
   /** @param {RTCPeerConnection} pc */
@@ -223,6 +296,10 @@ export class RobotVideo extends EventTarget {
   /** @param {boolean} sayBye */
   close(sayBye) {
     this.turnError = "";
+    this.sfuRun += 1;
+    clearInterval(this.sfuRenewTimer);
+    this.sfu?.close();
+    this.sfu = null;
     clearTimeout(this.connectTimer);
     clearTimeout(this.disconnectTimer);
     clearInterval(this.pingTimer);
