@@ -8,9 +8,12 @@
    The agent prefers the cheaper one (`--video-codecs`, default vp8,h264).
 3. full-size stream (`manage.py demo --robots 4`, Chromium on robot r1's page): glass-to-glass — the
    agent's `frame_clock` messages map each frame's RTP timestamp to its capture time,
-   `requestVideoFrameCallback` gives its display time, one machine, one clock — fps, frames dropped,
-   and r1's agent CPU with 0, 1, 2 and 4 viewers (each peer-to-peer viewer is its own encode).
+   `requestVideoFrameCallback` gives its display time, one machine, one clock; and the same from the
+   capture-time bar code in the frame (STAMP_READER) — fps, frames dropped, and r1's agent CPU with
+   0, 1, 2 and 4 viewers (each peer-to-peer viewer is its own encode).
    Once more with the agents on H.264 (`FOREMAN_VIDEO_CODECS=h264`): Chromium decodes both.
+   Then through Debian's Janus (FOREMAN_SFU_URL): glass-to-glass by the bar code, r1's CPU with 0, 1
+   and 16 viewers of the same feed (15 aiortc subscribers in a process of their own, bench/sfu_viewers.py).
 4. tiles: the fleet page with 4 robots (r1's CPU for its tile stream), then `--robots 8` and `16`
    with the fleet page showing every tile: how many are live and the slowest tile's fps.
 Runs inside a loopback-only network namespace (re-executes itself there).
@@ -27,6 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from bench.common import finish, in_namespace, percentile, reexec_isolated, start_demo, stop_demo
 
@@ -34,6 +38,7 @@ MEASURE_S = 10.0
 SETTLE_S = 5.0
 TILES_WATCH_S = 20.0
 TICKS = os.sysconf("SC_CLK_TCK")
+ROBOT_PAGE = "/robots/r1/?cameras=one"  # one full-size stream (the page shows every camera at once otherwise)
 CHROMIUM_ARGS = ["--no-sandbox", "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns"]
 
 
@@ -151,6 +156,43 @@ REPORT = """() => {
           dropped: q.droppedVideoFrames - s.dropped, frames: q.totalVideoFrames - s.frames};
 }"""
 
+# Glass-to-glass from the frame itself (agents started with FOREMAN_STAMP_FRAMES=1): read the capture
+# time bar code (robot_agent/cameras.py stamp_frame: 40 cells of 32 px in the top 64 rows of a 640-px
+# frame, white = 1, MSB first, 24-bit epoch ms + CRC-16/CCITT-FALSE) in requestVideoFrameCallback.
+# Works whatever carried the frame (peer to peer or through Janus, which rewrites RTP timestamps).
+STAMP_READER = """() => {
+  const video = document.querySelector('video');
+  const canvas = document.createElement('canvas');
+  canvas.width = 640; canvas.height = 64;
+  const ctx = canvas.getContext('2d', {willReadFrequently: true});
+  window.__stampG2g = []; window.__stampBad = 0;
+  const crc16 = (bytes) => { let crc = 0xFFFF; for (const b of bytes) { crc ^= b << 8;
+    for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xFFFF : (crc << 1) & 0xFFFF; } return crc; };
+  const onFrame = (now, meta) => {
+    if (video.videoWidth === 640) {
+      ctx.drawImage(video, 0, 0, 640, 64, 0, 0, 640, 64);
+      const data = ctx.getImageData(0, 0, 640, 64).data;
+      let payload = 0n, ok = true;
+      for (let bit = 0; bit < 40 && ok; bit++) {
+        const top = Math.floor(bit / 20) * 32, left = (bit % 20) * 32;
+        let sum = 0, n = 0;
+        for (let y = top + 8; y < top + 24; y += 2) for (let x = left + 8; x < left + 24; x += 2) {
+          const i = (y * 640 + x) * 4; sum += 0.299 * data[i] + 0.587 * data[i + 1] + 0.114 * data[i + 2]; n++; }
+        const level = sum / n;
+        if (level >= 64 && level <= 191) ok = false;
+        payload = (payload << 1n) | (level > 127 ? 1n : 0n);
+      }
+      const word = Number(payload >> 16n);
+      if (ok && crc16([(word >> 16) & 255, (word >> 8) & 255, word & 255]) === Number(payload & 0xFFFFn)) {
+        const span = 2 ** 24, capture = word + Math.round((Date.now() - word) / span) * span;
+        window.__stampG2g.push(performance.timeOrigin + (meta.expectedDisplayTime ?? meta.presentationTime) - capture);
+      } else window.__stampBad++;
+    }
+    video.requestVideoFrameCallback(onFrame);
+  };
+  video.requestVideoFrameCallback(onFrame);
+}"""
+
 TILE_FRAMES = """() => Object.fromEntries([...window.foreman.tiles.entries()].map(([name, t]) =>
   [name, {state: t.player ? t.player.state : null, frames: t.video.getVideoPlaybackQuality().totalVideoFrames, width: t.video.videoWidth}]))"""
 
@@ -180,7 +222,7 @@ def demo_running(*args: str, env: dict[str, str] | None = None) -> Iterator[str]
 
 def log_in(context: Any, url: str, landing: str) -> Any:
     page = context.new_page()
-    page.goto(f"{url}/accounts/login/?next={landing}")
+    page.goto(f"{url}/accounts/login/?next={quote(landing)}")
     page.fill("input[name=username]", "supervisor")
     page.fill("input[name=password]", "foreman")
     page.click("button[type=submit]")
@@ -194,7 +236,7 @@ def robot_page_live(page: Any) -> None:
 
 def full_size_stream(browser: Any, codec: str) -> dict[str, Any]:
     """Robot r1's page: glass-to-glass and fps with one viewer; r1's CPU with 0, 1, 2, 4 viewers (VP8 only)."""
-    with demo_running("--robots", "4", env={"FOREMAN_VIDEO_CODECS": codec}) as url:
+    with demo_running("--robots", "4", env={"FOREMAN_VIDEO_CODECS": codec, "FOREMAN_STAMP_FRAMES": "1"}) as url:
         time.sleep(SETTLE_S)
         pid = agent_pid("r1")
         by_viewers: dict[str, float] = {}
@@ -206,11 +248,13 @@ def full_size_stream(browser: Any, codec: str) -> dict[str, Any]:
         first: dict[str, Any] = {}
         for viewers in (1, 2, 4) if codec == "vp8" else (1,):
             while len(pages) < viewers:
-                page = log_in(context, url, "/robots/r1/") if not pages else context.new_page()
+                page = log_in(context, url, ROBOT_PAGE) if not pages else context.new_page()
                 if pages:
-                    page.goto(f"{url}/robots/r1/")
+                    page.goto(f"{url}{ROBOT_PAGE}")
                 robot_page_live(page)
                 pages.append(page)
+            if viewers == 1:
+                pages[0].evaluate(STAMP_READER)
             time.sleep(SETTLE_S)
             if viewers == 1:
                 pages[0].evaluate(COLLECT)
@@ -218,8 +262,66 @@ def full_size_stream(browser: Any, codec: str) -> dict[str, Any]:
             by_viewers[str(viewers)] = cpu_pct(pid, MEASURE_S)
             if viewers == 1:
                 first = pages[0].evaluate(REPORT)
+                first["stamp_g2g"] = pages[0].evaluate("window.__stampG2g")
         context.close()
     return {"report": first, "cpu_by_viewers": by_viewers}
+
+
+def sfu_stream(browser: Any) -> dict[str, Any]:
+    """Robot r1's page through Janus: glass-to-glass (bar code), r1's CPU with 0 viewers, 1 (the page)
+    and 16 (15 more aiortc subscribers of the same feed, in a process of their own)."""
+    import json
+    import secrets
+    import subprocess
+    import sys
+
+    from webapp.fleet.janus_config import prepare_loopback_interface, start_janus
+    from webapp.launcher import free_port
+
+    work = Path(tempfile.mkdtemp(prefix="foreman-bench-janus-"))
+    secret, admin_key, port = secrets.token_hex(16), secrets.token_hex(8), free_port()
+    janus = start_janus(work, ws_port=port, token_secret=secret, admin_key=admin_key, rtp_ports=(45000, 45999),
+                        interfaces=prepare_loopback_interface())
+    env = {"FOREMAN_SFU_URL": f"ws://127.0.0.1:{port}", "FOREMAN_SFU_TOKEN_SECRET": secret, "FOREMAN_SFU_ADMIN_KEY": admin_key,
+           "FOREMAN_STAMP_FRAMES": "1"}
+    try:
+        with demo_running("--robots", "4", env=env) as url:
+            time.sleep(SETTLE_S)
+            pid = agent_pid("r1")
+            print("SFU: agent r1 CPU with no viewer…", flush=True)
+            by_viewers = {"0": cpu_pct(pid, MEASURE_S)}
+            context = browser.new_context(viewport={"width": 1280, "height": 800})
+            page = log_in(context, url, ROBOT_PAGE)
+            page.wait_for_function("window.foreman && window.foreman.player && window.foreman.player.state === 'live' && "
+                                   "window.foreman.player.via === 'sfu' && window.foreman.player.frames > 30", timeout=60_000)
+            page.evaluate(STAMP_READER)
+            time.sleep(SETTLE_S)
+            page.evaluate(COLLECT)
+            print("SFU: agent r1 CPU with 1 viewer…", flush=True)
+            by_viewers["1"] = cpu_pct(pid, MEASURE_S)
+            first = page.evaluate(REPORT)
+            g2g = page.evaluate("window.__stampG2g")
+            view = page.evaluate("window.foreman.socket.request({type: 'sfu_view', robot: 'r1', camera: 'head'})")
+            viewers = subprocess.Popen([sys.executable, "-m", "bench.sfu_viewers", json.dumps(view["grant"]), view["feed"], "15",
+                                        str(MEASURE_S + 2)], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+            assert viewers.stdout is not None
+            deadline = time.monotonic() + 90
+            while viewers.stdout.readline().strip() != "watching":
+                if viewers.poll() is not None or time.monotonic() > deadline:
+                    viewers.kill()
+                    raise RuntimeError("the extra SFU viewers did not start")
+            page.evaluate(COLLECT)
+            print("SFU: agent r1 CPU with 16 viewers…", flush=True)
+            by_viewers["16"] = cpu_pct(pid, MEASURE_S)
+            during = page.evaluate(REPORT)
+            out, _ = viewers.communicate(timeout=60)
+            extra = json.loads(out.strip().splitlines()[-1])
+            context.close()
+    finally:
+        janus.terminate()
+        janus.wait(timeout=10)
+    return {"cpu_by_viewers": by_viewers, "g2g": g2g, "fps": first.get("fps", 0.0), "fps_with_16": during.get("fps", 0.0),
+            "extra_viewer_fps": extra["fps"]}
 
 
 def tiles(browser: Any, robots: int) -> dict[str, Any]:
@@ -271,6 +373,7 @@ def run() -> dict[str, Any]:
         browser = playwright.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=CHROMIUM_ARGS)
         vp8 = full_size_stream(browser, "vp8")
         h264 = full_size_stream(browser, "h264")
+        through_sfu = sfu_stream(browser)
         four = tiles(browser, 4)
         eight = tiles(browser, 8)
         sixteen = tiles(browser, 16)
@@ -296,8 +399,13 @@ def run() -> dict[str, Any]:
         "tiles_live_at_16_robots": sixteen["live"], "tile_fps_min": min(sixteen["fps"].values()) if sixteen["fps"] else 0.0,
         "tile_fps_at_16_robots": sixteen["fps"], "tiles_live_at_8_robots": eight["live"],
         "tile_fps_min_at_8_robots": min(eight["fps"].values()) if eight["fps"] else 0.0,
-        # Not measured yet: the SFU (Janus) path is not built.
-        "sfu_g2g_p50_ms": None, "sfu_g2g_p95_ms": None, "sfu_extra_viewers_cpu_pct": None,
+        "stamp_g2g_p50_ms": percentile(first.get("stamp_g2g", []), 50), "stamp_g2g_p95_ms": percentile(first.get("stamp_g2g", []), 95),
+        "sfu_g2g_p50_ms": percentile(through_sfu["g2g"], 50), "sfu_g2g_p95_ms": percentile(through_sfu["g2g"], 95),
+        "sfu_g2g_samples": len(through_sfu["g2g"]), "sfu_fps": round(through_sfu["fps"], 1),
+        "sfu_cpu_pct_by_viewers": through_sfu["cpu_by_viewers"],
+        "sfu_cpu_pct_per_stream": round(through_sfu["cpu_by_viewers"]["1"] - through_sfu["cpu_by_viewers"]["0"], 1),
+        "sfu_extra_viewers_cpu_pct": round(through_sfu["cpu_by_viewers"]["16"] - through_sfu["cpu_by_viewers"]["1"], 1),
+        "sfu_fps_with_16_viewers": round(through_sfu["fps_with_16"], 1), "sfu_extra_viewer_fps": through_sfu["extra_viewer_fps"],
     }
     goals = {"g2g_p50_ms": "≤ 35 (P2P)", "g2g_p95_ms": "≤ 50 (P2P)", "cpu_pct_per_stream": "≤ 20", "tile_cpu_pct_per_stream": "≤ 5",
              "tiles_live_at_16_robots": "16", "tile_fps_min": "≥ 10", "sfu_g2g_p50_ms": "≤ 45", "sfu_g2g_p95_ms": "≤ 70",
@@ -310,6 +418,9 @@ def run() -> dict[str, Any]:
         f"glass-to-glass p50 {metrics['g2g_p50_ms']} ms, p95 {metrics['g2g_p95_ms']} ms (goals ≤ 35 / ≤ 50); "
         f"{metrics['fps']} fps delivered, {metrics['dropped']} dropped; H.264: p50 {metrics['h264_g2g_p50_ms']} ms, {metrics['h264_fps']} fps",
         f"agent CPU by viewers {by_viewers} → {per_stream}% per full-size stream (goal ≤ 20), {extra}% per extra viewer",
+        f"through the SFU: glass-to-glass p50 {metrics['sfu_g2g_p50_ms']} ms, p95 {metrics['sfu_g2g_p95_ms']} ms (goals ≤ 45 / ≤ 70; "
+        f"peer to peer by the same bar code: p50 {metrics['stamp_g2g_p50_ms']}, p95 {metrics['stamp_g2g_p95_ms']}); agent CPU by viewers "
+        f"{through_sfu['cpu_by_viewers']} → viewers 2…16 add {metrics['sfu_extra_viewers_cpu_pct']}% (goal < 10)",
         f"tile stream: {tile_cost}% of a core (goal ≤ 5), widths {four['widths']}; 8 robots: {eight['live']} tiles live, slowest "
         f"{metrics['tile_fps_min_at_8_robots']} fps; 16 robots: {sixteen['live']} live, slowest {metrics['tile_fps_min']} fps (goal 16 at ≥ 10)",
     ]

@@ -186,29 +186,20 @@ class Janus:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self) -> Janus:
-        from webapp.fleet.janus_config import janus_config_files, prepare_loopback_interface, write_janus_config
+        from webapp.fleet.janus_config import prepare_loopback_interface, start_janus
 
-        executable = shutil.which("janus")
-        if executable is None:
+        if shutil.which("janus") is None:
             message = "Debian's janus is required for the SFU tests (apt-get install janus; .ci/run installs it)"
             if os.environ.get("CI"):
                 pytest.fail(message)
             pytest.skip(message)
         rtp = 42000 + (self.port % 50) * 100  # a range of its own, so two Janus never share one
-        files = janus_config_files(self.directory, ws_port=self.port, token_secret=self.token_secret, admin_key=self.admin_key,
-                                   rtp_ports=(rtp, rtp + 99), interfaces=prepare_loopback_interface())
-        config = write_janus_config(self.directory, files)
-        self.process = subprocess.Popen([executable, "-F", str(self.directory), "-C", str(config)], stdout=open(self.log_path, "ab"),
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"janus did not start; see {self.log_path}:\n{self.log_path.read_text(errors='replace')[-2000:]}")
-                time.sleep(0.1)
+        try:
+            self.process = start_janus(self.directory, ws_port=self.port, token_secret=self.token_secret, admin_key=self.admin_key,
+                                       rtp_ports=(rtp, rtp + 99), interfaces=prepare_loopback_interface())
+        except RuntimeError as error:
+            pytest.fail(str(error))
+        return self
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -5,6 +5,7 @@ tests start Debian's janus with it (`janus -F DIR -C DIR/janus.jcfg`)."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 LIBRARIES = Path("/usr/lib/x86_64-linux-gnu/janus")
@@ -93,7 +94,6 @@ def prepare_loopback_interface() -> str:
     127.0.0.1. Refuses outside a loopback-only namespace (it would change the machine's network).
     Returns the interface name to put in Janus's ice_enforce_list."""
     import socket
-    import subprocess
 
     names = {name for _, name in socket.if_nameindex()}  # this namespace's (/sys/class/net may show the host's)
     peer = LOOPBACK_INTERFACE[:-1] + "1"
@@ -110,3 +110,31 @@ def prepare_loopback_interface() -> str:
                     ["ip", "link", "set", peer, "up"]):
         subprocess.run(command, check=True, capture_output=True, timeout=10)
     return LOOPBACK_INTERFACE
+
+
+def start_janus(directory: Path, *, ws_port: int, token_secret: str, admin_key: str, rtp_ports: tuple[int, int],
+                interfaces: str = "lo") -> subprocess.Popen[bytes]:
+    """Write the configuration into `directory` and start Debian's janus with it (its log:
+    directory/janus.log); returns once its WebSocket API accepts connections (or raises RuntimeError)."""
+    import shutil
+    import socket
+    import time
+
+    executable = shutil.which("janus")
+    if executable is None:
+        raise RuntimeError("Debian's janus is not installed (apt-get install janus)")
+    config = write_janus_config(directory, janus_config_files(directory, ws_port=ws_port, token_secret=token_secret, admin_key=admin_key,
+                                                              rtp_ports=rtp_ports, interfaces=interfaces))
+    log = directory / "janus.log"
+    process = subprocess.Popen([executable, "-F", str(directory), "-C", str(config)], stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", ws_port), timeout=0.5):
+                return process
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"janus did not start; see {log}:\n{log.read_text(errors='replace')[-2000:]}") from None
+            time.sleep(0.1)
