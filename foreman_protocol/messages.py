@@ -362,7 +362,16 @@ class Ping(Message):
     sent_ms: FiniteFloat
 
 
-DataChannelMessage: TypeAlias = Annotated[TeleopCommand | Ping, Field(discriminator="type")]
+class VideoLayout(Message):
+    """How a page shows its cameras now (one peer connection, one track each): each listed camera is
+    sent at most that wide and that often from here on, without renegotiating — the big view at full
+    size, thumbnails small."""
+
+    type: Literal["video_layout"] = "video_layout"
+    cameras: Annotated[dict[Name, VideoWants], Field(max_length=16)]
+
+
+DataChannelMessage: TypeAlias = Annotated[TeleopCommand | Ping | VideoLayout, Field(discriminator="type")]
 
 # ---------------------------------------------------------------- browser -> server
 

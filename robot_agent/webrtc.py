@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_CLOCK_RATE = 90_000
 LOOPBACK_HOSTS = ("127.0.0.1", "::1")
+VIEWER_CHANNELS = ("teleop", "view")  # a page that may not drive opens `view` (layout, pings)
 MAX_VIEWERS = 8  # default: each viewer is its own encode on the robot (peer to peer)
 NEGOTIATION_TIMEOUT_S = 10.0
 FIRST_WIDE_FRAME_S = 1.0  # how long a new viewer waits for frames as wide as it asked before taking narrower ones
@@ -147,6 +148,15 @@ class CameraTrack(VideoStreamTrack):
         self.latest_pts = video.pts
         self.latest_capture_ms = frame.capture_ms
         return video
+
+    def resize(self, width: int, fps: float) -> None:
+        """Send at most `width` wide and `fps` a second from the next frame on (the encoder starts a
+        new keyframe at a new size; no renegotiation)."""
+        self.width, self.fps = width, fps
+        if self._demand is not None:
+            self.frames.hub.release(self._demand)
+            self._demand = self.frames.hub.demand(self.camera, width, fps)
+            self._wide_enough_by = time.monotonic() + FIRST_WIDE_FRAME_S
 
     def stop(self) -> None:
         super().stop()
@@ -263,8 +273,8 @@ class WebRtcGateway:
 
         @pc.on("datachannel")
         def on_datachannel(channel: Any) -> None:
-            if channel.label == "teleop":
-                channel.on("message", lambda raw: self._on_datachannel_message(channel, raw))
+            if channel.label in VIEWER_CHANNELS:
+                channel.on("message", lambda raw: self._on_datachannel_message(viewer, channel, raw))
             else:
                 self.counters["unknown_channel"] += 1
 
@@ -311,7 +321,7 @@ class WebRtcGateway:
             self.counters["bad_candidate"] += 1
             log.info("viewer %s: candidate refused: %s", peer, error or type(error).__name__)
 
-    def _on_datachannel_message(self, channel: Any, raw: str | bytes) -> None:
+    def _on_datachannel_message(self, viewer: Viewer, channel: Any, raw: str | bytes) -> None:
         try:
             message = parse_datachannel_message(raw)
         except ProtocolError as error:
@@ -320,6 +330,16 @@ class WebRtcGateway:
             return
         if message.type == "ping":
             channel.send(dump_message(Pong(id=message.id, sent_ms=message.sent_ms, robot_ms=time.time() * 1000.0)))
+            return
+        if message.type == "video_layout":
+            self.counters["video_layout"] += 1
+            for camera, track in zip((camera for camera, _ in viewer.senders), viewer.tracks, strict=True):
+                wants = message.cameras.get(camera)
+                if wants is not None:
+                    track.resize(min(self.hub.cameras[camera].size[0], wants.width), min(self.hub.video_fps, wants.fps))
+            return
+        if channel.label != "teleop":
+            self.counters["teleop_on_view_channel"] += 1  # driving goes through the teleop channel only
             return
         self.counters["teleop_received"] += 1
         self.on_teleop(message)

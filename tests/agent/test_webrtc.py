@@ -35,6 +35,7 @@ class ViewerPeer:
         self.drawn_ms: set[int] = set()  # capture times the agent stamped (filled by agent_with_viewer)
         self.codecs: set[str] = set()
         self.sizes: set[tuple[int, int]] = set()
+        self.latest_size: dict[int, tuple[int, int]] = {}
         self.tasks: list[asyncio.Task[None]] = []
 
         @self.pc.on("datachannel")
@@ -58,6 +59,7 @@ class ViewerPeer:
             frame = await track.recv()
             self.frames[index] += 1
             self.sizes.add((frame.width, frame.height))
+            self.latest_size[index] = (frame.width, frame.height)
             if self.frames[index] % 5 == 0:
                 stamp = read_stamp(frame.to_ndarray(format="gray"))
                 self.stamps.append(stamp)
@@ -397,6 +399,43 @@ async def test_the_robot_sends_the_codec_it_is_configured_to_prefer(tmp_path):
         assert codecs == {"H264"}, codecs
         await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         await eventually(lambda: viewer.frames.get(0, 0) >= 10, timeout=30, what="H.264 frames decoded")
+    finally:
+        await viewer.close()
+        await agent.gateway.close_all()
+        await agent.hub.stop()
+        agent.recorder.close()
+
+
+async def test_every_camera_at_once_and_a_layout_resizes_them_without_renegotiating(tmp_path):
+    """The robot page takes every camera (one track each) and says which is big: the agent resizes
+    each track from the next frame on, on the same peer connection."""
+    station = KinematicStation(cycle_steps=100_000)
+    agent = make_agent("http://127.0.0.1:9", "frt_unused", tmp_path / "state", station, ConfidencePolicy(),
+                       camera_size=(640, 480), video_fps=30.0)
+    signals: list[RobotSignal] = []
+
+    async def capture(message: RobotSignal) -> None:
+        signals.append(message)
+
+    agent.gateway.send_signal = capture
+    await agent.hub.start()
+    viewer = ViewerPeer(cameras=2)  # head and wrist_left, both recvonly
+    try:
+        await agent.gateway.handle_signal(ViewerSignal(peer="page", kind="offer", sdp=await viewer.offer()))
+        answer = next(m for m in signals if m.kind == "answer")
+        await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp or "", type="answer"))
+        await eventually(lambda: viewer.teleop.readyState == "open" and len(viewer.latest_size) == 2, timeout=30, what="both cameras")
+        assert set(viewer.latest_size.values()) == {(640, 480)}
+        layout = {"type": "video_layout", "cameras": {"head": {"width": 640, "fps": 30}, "wrist_left": {"width": 320, "fps": 10}}}
+        viewer.teleop.send(json.dumps(layout))
+        await eventually(lambda: viewer.latest_size.get(1) == (320, 240), timeout=15, what="the wrist camera as a thumbnail")
+        assert viewer.latest_size[0] == (640, 480) and agent.gateway.counters["video_layout"] == 1
+        assert agent.hub.capture_plan("wrist_left") == (10.0, (320, 240)) and agent.hub.capture_plan("head") == (30.0, (640, 480))
+        swapped = {"type": "video_layout", "cameras": {"head": {"width": 320, "fps": 10}, "wrist_left": {"width": 640, "fps": 30}}}
+        viewer.teleop.send(json.dumps(swapped))
+        await eventually(lambda: viewer.latest_size.get(0) == (320, 240) and viewer.latest_size.get(1) == (640, 480), timeout=15,
+                         what="big and small swapped")
+        assert [m.kind for m in signals] == ["answer"]  # no renegotiation
     finally:
         await viewer.close()
         await agent.gateway.close_all()

@@ -425,3 +425,27 @@ def test_gamepad_and_shared_autonomy(browser: Any, demo: Demo, needy_robot: Need
     page.click("#release")
     page.wait_for_function("document.querySelector('#holder').textContent === 'Nobody holds control.'", timeout=10_000)
     page.close()
+
+
+def test_the_robot_page_shows_every_camera_and_switches_without_renegotiating(browser: Any, demo: Demo) -> None:
+    """A teleoperator needs both wrists while driving: every camera arrives at once (one track each),
+    the chosen one big at full size, the others as thumbnails; choosing a thumbnail swaps them on the
+    same peer connection (the robot resizes the tracks: video_layout)."""
+    page = logged_in_page(browser, demo, "operator")
+    page.goto(f"{demo.url}/robots/r1/")
+    page.wait_for_function("window.foreman.player && window.foreman.player.state === 'live' && window.foreman.player.streams.size === 3",
+                           timeout=30_000)
+    page.wait_for_function("[...document.querySelectorAll('#thumbs video')].length === 2 && [...document.querySelectorAll('#thumbs video')]"
+                           ".every(v => v.getVideoPlaybackQuality().totalVideoFrames > 5 && v.videoWidth === 320)", timeout=20_000)
+    peer = page.evaluate("window.foreman.player.peer")
+    page.wait_for_function("document.getElementById('video').videoWidth === 640", timeout=10_000)
+    screenshot(page, "robot-every-camera")
+    page.click("#thumbs button[title='show wrist left']")
+    page.wait_for_function("window.foreman.player.camera === 'wrist_left' && document.getElementById('video').videoWidth === 640 && "
+                           "document.querySelector('#thumbs video[data-camera=head]')?.videoWidth === 320", timeout=15_000)
+    assert page.evaluate("window.foreman.player.peer") == peer  # the same connection: no renegotiation
+    frames = page.evaluate("document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames")
+    page.wait_for_function(f"document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames > {frames + 10}", timeout=10_000)
+    page.click("#thumbs button[title='show head']")  # leave it as the other tests expect
+    page.wait_for_function("window.foreman.player.camera === 'head'", timeout=10_000)
+    page.close()

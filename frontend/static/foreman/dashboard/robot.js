@@ -64,8 +64,10 @@ function refusal(error) {
 function ensurePlayer() {
   const robot = socket.robots.get(NAME);
   if (player || !robot) return;
-  player = new RobotVideo(socket, NAME, video, { camera: localStorage.getItem(`foreman.camera.${NAME}`) || robot.cameras[0], teleop: socket.can("control") });
+  player = new RobotVideo(socket, NAME, video, { camera: localStorage.getItem(`foreman.camera.${NAME}`) || robot.cameras[0], teleop: socket.can("control"),
+    allCameras: new URLSearchParams(location.search).get("cameras") !== "one" }); // ?cameras=one: the big view only (less upload)
   player.addEventListener("state", render);
+  player.addEventListener("streams", renderThumbnails);
   player.start();
   renderCameras();
 }
@@ -78,6 +80,24 @@ function renderCameras() {
     const button = el("button", { type: "button", "aria-pressed": String(player?.camera === camera), title: `camera ${index + 1}` }, [camera.replace("_", " ")]);
     button.addEventListener("click", () => selectCamera(camera));
     return button;
+  }));
+}
+
+/** The other cameras, small, beside the big one (every camera arrives at once, peer to peer). */
+function renderThumbnails() {
+  const box = $("thumbs");
+  if (!player) return;
+  const others = [...player.streams.entries()].filter(([camera]) => camera !== player?.camera);
+  box.hidden = others.length === 0;
+  box.replaceChildren(...others.map(([camera, stream]) => {
+    const thumb = /** @type {HTMLVideoElement} */ (el("video", { muted: "", playsinline: "", autoplay: "", "aria-label": `${NAME} ${camera.replace("_", " ")} (show big)`,
+      "data-camera": camera }));
+    thumb.muted = true;
+    thumb.srcObject = stream;
+    thumb.play().catch(() => {});
+    const figure = el("button", { type: "button", class: "thumb", title: `show ${camera.replace("_", " ")}` }, [thumb, el("span", {}, [camera.replace("_", " ")])]);
+    figure.addEventListener("click", () => selectCamera(camera));
+    return figure;
   }));
 }
 

@@ -23,6 +23,8 @@ const ANSWER_TIMEOUT_MS = 10000; // offer sent, no answer: the agent is gone or 
 const CONNECT_TIMEOUT_MS = 20000; // answered, ICE not connected (the agent frees the slot after 20 s too)
 const DISCONNECTED_GRACE_MS = 4000; // "disconnected" often recovers by itself (a busy machine missing consent checks)
 const REFUSED_RETRY_MS = 15000; // full or offline: ask again this often
+const FULL_VIEW = { width: 1920, fps: 30 }; // the robot caps it at its camera's own size and rate
+const THUMBNAIL_VIEW = { width: 320, fps: 10 };
 const SFU_RENEW_MS = 20000; // the robot unpublishes a feed nobody renewed for 60 s
 const SFU_DOWN_MS = 60000; // Janus unreachable: peer to peer this long before trying it again
 
@@ -31,7 +33,7 @@ export class RobotVideo extends EventTarget {
    * @param {FleetSocket} socket
    * @param {string} robot
    * @param {HTMLVideoElement} video
-   * @param {{camera?: string, teleop?: boolean, video?: {width: number, fps: number}}} [options]
+   * @param {{camera?: string, teleop?: boolean, video?: {width: number, fps: number}, allCameras?: boolean}} [options]
    */
   constructor(socket, robot, video, options = {}) {
     super();
@@ -42,6 +44,14 @@ export class RobotVideo extends EventTarget {
     this.wantsTeleop = Boolean(options.teleop);
     /** @type {{width: number, fps: number}|null} what this page shows; null: full size at the robot's rate */
     this.wants = options.video || null;
+    /** every camera at once, one track each (peer to peer): `streams` by camera; switching sends a layout, no renegotiation */
+    this.allCameras = Boolean(options.allCameras);
+    /** @type {Map<string, MediaStream>} */
+    this.streams = new Map();
+    /** @type {Map<string, string>} transceiver mid by camera */
+    this.mids = new Map();
+    /** @type {RTCDataChannel|null} the channel layouts go on (teleop, or view for a page that may not drive) */
+    this.channel = null;
     /** why the robot refused this page ("full") or why there is no video, for the page to say */
     this.detail = "";
     this.turnError = "";
@@ -119,25 +129,38 @@ export class RobotVideo extends EventTarget {
     const pc = new RTCPeerConnection({ iceServers: this.socket.iceServers, iceTransportPolicy: this.socket.iceTransportPolicy });
     this.pc = pc;
     const shown = cameras.indexOf(this.camera);
-    if (this.via === "p2p") cameras.forEach((_, index) => pc.addTransceiver("video", { direction: index === shown ? "recvonly" : "inactive" }));
+    const all = this.allCameras && this.via === "p2p";
+    if (this.via === "p2p") cameras.forEach((_, index) => pc.addTransceiver("video", { direction: all || index === shown ? "recvonly" : "inactive" }));
+    this.streams.clear();
+    this.mids.clear();
     if (this.wantsTeleop) {
       const channel = pc.createDataChannel("teleop", { ordered: false, maxRetransmits: 0 });
       channel.addEventListener("message", (event) => this.onTeleopMessage(event));
-      channel.addEventListener("open", () => { this.dispatchEvent(new CustomEvent("teleop-open")); this.startPings(); });
+      channel.addEventListener("open", () => { this.dispatchEvent(new CustomEvent("teleop-open")); this.startPings(); this.sendLayout(); });
       this.teleop = channel;
+      this.channel = channel;
     } else {
-      // A data channel in the offer makes the agent open its `clock` channel (latency figures).
-      pc.createDataChannel("probe");
+      // A data channel in the offer also makes the agent open its `clock` channel (latency figures).
+      const channel = pc.createDataChannel("view", { ordered: false, maxRetransmits: 0 });
+      channel.addEventListener("open", () => this.sendLayout());
+      this.channel = channel;
     }
     pc.addEventListener("datachannel", (event) => {
       if (event.channel.label === "clock") event.channel.addEventListener("message", (e) => this.onClock(e));
     });
     pc.addEventListener("track", (event) => {
-      if (event.transceiver.mid !== null && pc.getTransceivers()[shown] === event.transceiver) {
+      const index = pc.getTransceivers().indexOf(event.transceiver);
+      const camera = cameras[index];
+      if (event.transceiver.mid === null || camera === undefined) return;
+      const stream = event.streams[0] || new MediaStream([event.track]);
+      this.streams.set(camera, stream);
+      this.mids.set(camera, event.transceiver.mid);
+      if (camera === this.camera) {
         this.mid = event.transceiver.mid;
-        this.video.srcObject = event.streams[0] || new MediaStream([event.track]);
+        this.video.srcObject = stream;
         this.video.play().catch(() => { /* autoplay of muted video is allowed; a refusal shows as no frames */ });
       }
+      this.dispatchEvent(new CustomEvent("streams"));
     });
     pc.addEventListener("icecandidateerror", (event) => {
       const error = /** @type {RTCPeerConnectionIceErrorEvent} */ (event);
@@ -289,8 +312,29 @@ export class RobotVideo extends EventTarget {
   setCamera(camera) {
     if (camera === this.camera) return;
     this.camera = camera;
+    const stream = this.streams.get(camera);
+    if (this.allCameras && this.via === "p2p" && this.state === "live" && stream) {
+      // Every camera is already here: swap the pictures and tell the robot which one is big.
+      this.video.srcObject = stream;
+      this.video.play().catch(() => {});
+      this.mid = this.mids.get(camera) || "";
+      this.g2g.length = 0;
+      this.sendLayout();
+      this.dispatchEvent(new CustomEvent("streams"));
+      return;
+    }
     this.attempt = 0;
     this.start();
+  }
+
+  /** Every camera at once: the big one at full size, the others as thumbnails (sent on the data channel). */
+  sendLayout() {
+    if (!this.allCameras || !this.channel || this.channel.readyState !== "open") return;
+    const robot = this.socket.robots.get(this.robot);
+    /** @type {Record<string, {width: number, fps: number}>} */
+    const cameras = {};
+    for (const camera of robot?.cameras || []) cameras[camera] = camera === this.camera ? FULL_VIEW : THUMBNAIL_VIEW;
+    this.channel.send(JSON.stringify({ type: "video_layout", cameras }));
   }
 
   /** @param {boolean} sayBye */
@@ -309,6 +353,7 @@ export class RobotVideo extends EventTarget {
       this.pc = null;
     }
     this.teleop = null;
+    this.channel = null;
     this.clocks.clear();
   }
 
