@@ -152,7 +152,9 @@ export class RobotVideo extends EventTarget {
       const index = pc.getTransceivers().indexOf(event.transceiver);
       const camera = cameras[index];
       if (event.transceiver.mid === null || camera === undefined) return;
-      const stream = event.streams[0] || new MediaStream([event.track]);
+      // One stream per track: the agent puts every track in one stream, and a <video> of a stream
+      // with three video tracks plays the first of them.
+      const stream = new MediaStream([event.track]);
       this.streams.set(camera, stream);
       this.mids.set(camera, event.transceiver.mid);
       if (camera === this.camera) {
