@@ -222,6 +222,7 @@ def demo_running(*args: str, env: dict[str, str] | None = None) -> Iterator[str]
 
 def log_in(context: Any, url: str, landing: str) -> Any:
     page = context.new_page()
+    page.set_default_timeout(120_000)  # 16 agents saturate both cores: the server answers slowly
     page.goto(f"{url}/accounts/login/?next={quote(landing)}")
     page.fill("input[name=username]", "supervisor")
     page.fill("input[name=password]", "foreman")
@@ -327,7 +328,7 @@ def sfu_stream(browser: Any) -> dict[str, Any]:
 def tiles(browser: Any, robots: int) -> dict[str, Any]:
     """The fleet page with every tile on screen: tile streams live and their fps; with 4 robots, r1's CPU for its tile."""
     with demo_running("--robots", str(robots)) as url:
-        time.sleep(SETTLE_S if robots <= 4 else 3 * SETTLE_S)  # 16 agents take a while to load their policies
+        time.sleep(SETTLE_S if robots <= 4 else 6 * SETTLE_S)  # 16 agents take a while to load their policies
         pid = agent_pid("r1")
         idle = cpu_pct(pid, MEASURE_S) if robots <= 4 else None
         context = browser.new_context(viewport={"width": 1920, "height": 1800})  # 16 tiles on screen: none paused
@@ -357,6 +358,15 @@ def tiles(browser: Any, robots: int) -> dict[str, Any]:
     return result
 
 
+def tiles_or_failure(browser: Any, robots: int) -> dict[str, Any]:
+    """A fleet too big for this machine is a measured ceiling, not a crash of the whole bench."""
+    try:
+        return tiles(browser, robots)
+    except Exception as error:  # noqa: BLE001 - recorded in the result and said in the summary
+        print(f"fleet page, {robots} robots: failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}", flush=True)
+        return {"robots": robots, "live": 0, "fps": {}, "widths": [], "error": f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"}
+
+
 def run() -> dict[str, Any]:
     if not in_namespace():
         code = reexec_isolated("video")
@@ -375,8 +385,8 @@ def run() -> dict[str, Any]:
         h264 = full_size_stream(browser, "h264")
         through_sfu = sfu_stream(browser)
         four = tiles(browser, 4)
-        eight = tiles(browser, 8)
-        sixteen = tiles(browser, 16)
+        eight = tiles_or_failure(browser, 8)
+        sixteen = tiles_or_failure(browser, 16)
         browser.close()
 
     by_viewers = vp8["cpu_by_viewers"]
@@ -397,7 +407,7 @@ def run() -> dict[str, Any]:
         "h264_fps": round(h264["report"].get("fps", 0.0), 1), "h264_cpu_pct_per_stream": round(h264["cpu_by_viewers"]["1"] - by_viewers["0"], 1),
         "tile_cpu_pct_per_stream": tile_cost, "tile_widths": four["widths"], "tile_fps_at_4_robots": four["fps"],
         "tiles_live_at_16_robots": sixteen["live"], "tile_fps_min": min(sixteen["fps"].values()) if sixteen["fps"] else 0.0,
-        "tile_fps_at_16_robots": sixteen["fps"], "tiles_live_at_8_robots": eight["live"],
+        "tile_fps_at_16_robots": sixteen["fps"], "tiles_at_16_robots_error": sixteen.get("error"), "tiles_live_at_8_robots": eight["live"],
         "tile_fps_min_at_8_robots": min(eight["fps"].values()) if eight["fps"] else 0.0,
         "stamp_g2g_p50_ms": percentile(first.get("stamp_g2g", []), 50), "stamp_g2g_p95_ms": percentile(first.get("stamp_g2g", []), 95),
         "sfu_g2g_p50_ms": percentile(through_sfu["g2g"], 50), "sfu_g2g_p95_ms": percentile(through_sfu["g2g"], 95),

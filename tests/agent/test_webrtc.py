@@ -4,9 +4,11 @@ pong arrive, data-channel teleop moves the robot, the deadman stops it, bad mess
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -120,6 +122,26 @@ async def agent_with_viewer(tmp_path, monkeypatch):
         await viewer.close()
         agent.stop()
         await asyncio.wait_for(control, timeout=5)
+        await agent.gateway.close_all()
+        await agent.hub.stop()
+        agent.recorder.close()
+
+
+@contextlib.asynccontextmanager
+async def standalone_agent(tmp_path: Any, **settings: Any) -> AsyncIterator[tuple[Any, list[RobotSignal]]]:
+    """A real agent's cameras and WebRTC gateway, no server: the signals it sends are collected."""
+    agent = make_agent("http://127.0.0.1:9", "frt_unused", tmp_path / "state", KinematicStation(cycle_steps=100_000), ConfidencePolicy(),
+                       **settings)
+    signals: list[RobotSignal] = []
+
+    async def capture(message: RobotSignal) -> None:
+        signals.append(message)
+
+    agent.gateway.send_signal = capture
+    await agent.hub.start()
+    try:
+        yield agent, signals
+    finally:
         await agent.gateway.close_all()
         await agent.hub.stop()
         agent.recorder.close()
@@ -339,105 +361,70 @@ async def test_each_viewer_gets_the_width_and_rate_it_asked_for(tmp_path):
     """A fleet tile asks for 320 px at 10 fps, the robot page for full size: each gets that, the
     camera is captured once at the largest width and the highest rate asked, a camera nobody
     watches stays at the recording rate and size, and the plan falls back as viewers leave."""
-    station = KinematicStation(cycle_steps=100_000)
-    agent = make_agent("http://127.0.0.1:9", "frt_unused", tmp_path / "state", station, ConfidencePolicy(),
-                       camera_size=(640, 480), video_fps=30.0)
-    signals: list[RobotSignal] = []
-
-    async def capture(message: RobotSignal) -> None:
-        signals.append(message)
-
-    agent.gateway.send_signal = capture
-    hub = agent.hub
-    await hub.start()
-    tile, page = ViewerPeer(cameras=1), ViewerPeer(cameras=1)  # one m=video: the head camera only
-    try:
-        assert hub.capture_plan("head") == (5.0, (320, 240))  # recording only
-        for peer, viewer, video in (("tile", tile, VideoWants(width=320, fps=10)), ("page", page, None)):
-            await agent.gateway.handle_signal(ViewerSignal(peer=peer, kind="offer", sdp=await viewer.offer(), video=video))
-            answer = next(m for m in signals if m.kind == "answer" and m.peer == peer)
-            await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp or "", type="answer"))
-        await eventually(lambda: tile.frames.get(0, 0) >= 10 and page.frames.get(0, 0) >= 10, timeout=30, what="frames on both viewers")
-        assert hub.capture_plan("head") == (30.0, (640, 480))
-        assert hub.capture_plan("wrist_left") == (5.0, (320, 240))  # nobody watches it
-        start_tile, start_page, started = tile.frames[0], page.frames[0], time.monotonic()
-        await asyncio.sleep(3.0)
-        elapsed = time.monotonic() - started
-        tile_fps, page_fps = (tile.frames[0] - start_tile) / elapsed, (page.frames[0] - start_page) / elapsed
-        assert tile.sizes == {(320, 240)} and page.sizes == {(640, 480)}
-        assert tile_fps <= 12.0, tile_fps  # never more than it asked for (10), whatever the camera runs at
-        assert page_fps > tile_fps, (page_fps, tile_fps)
-        await agent.gateway.close_viewer("page")
-        assert hub.capture_plan("head") == (10.0, (320, 240))
-        await agent.gateway.close_viewer("tile")
-        assert hub.capture_plan("head") == (5.0, (320, 240)) and not hub.demands
-    finally:
-        await tile.close()
-        await page.close()
-        await agent.gateway.close_all()
-        await hub.stop()
-        agent.recorder.close()
+    async with standalone_agent(tmp_path, camera_size=(640, 480), video_fps=30.0) as (agent, signals):
+        hub = agent.hub
+        tile, page = ViewerPeer(cameras=1), ViewerPeer(cameras=1)  # one m=video: the head camera only
+        try:
+            assert hub.capture_plan("head") == (5.0, (320, 240))  # recording only
+            for peer, viewer, video in (("tile", tile, VideoWants(width=320, fps=10)), ("page", page, None)):
+                await agent.gateway.handle_signal(ViewerSignal(peer=peer, kind="offer", sdp=await viewer.offer(), video=video))
+                answer = next(m for m in signals if m.kind == "answer" and m.peer == peer)
+                await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp or "", type="answer"))
+            await eventually(lambda: tile.frames.get(0, 0) >= 10 and page.frames.get(0, 0) >= 10, timeout=30, what="frames on both viewers")
+            assert hub.capture_plan("head") == (30.0, (640, 480))
+            assert hub.capture_plan("wrist_left") == (5.0, (320, 240))  # nobody watches it
+            start_tile, start_page, started = tile.frames[0], page.frames[0], time.monotonic()
+            await asyncio.sleep(3.0)
+            elapsed = time.monotonic() - started
+            tile_fps, page_fps = (tile.frames[0] - start_tile) / elapsed, (page.frames[0] - start_page) / elapsed
+            assert tile.sizes == {(320, 240)} and page.sizes == {(640, 480)}
+            assert tile_fps <= 12.0, tile_fps  # never more than it asked for (10), whatever the camera runs at
+            assert page_fps > tile_fps, (page_fps, tile_fps)
+            await agent.gateway.close_viewer("page")
+            assert hub.capture_plan("head") == (10.0, (320, 240))
+            await agent.gateway.close_viewer("tile")
+            assert hub.capture_plan("head") == (5.0, (320, 240)) and not hub.demands
+        finally:
+            await tile.close()
+            await page.close()
 
 
 async def test_the_robot_sends_the_codec_it_is_configured_to_prefer(tmp_path):
     """--video-codecs h264: the answer offers H.264 only, and its frames decode (VP8 stays the default)."""
-    station = KinematicStation(cycle_steps=100_000)
-    agent = make_agent("http://127.0.0.1:9", "frt_unused", tmp_path / "state", station, ConfidencePolicy(), video_codecs=("h264",))
-    signals: list[RobotSignal] = []
-
-    async def capture(message: RobotSignal) -> None:
-        signals.append(message)
-
-    agent.gateway.send_signal = capture
-    await agent.hub.start()
-    viewer = ViewerPeer(cameras=1)
-    try:
-        await agent.gateway.handle_signal(ViewerSignal(peer="v", kind="offer", sdp=await viewer.offer()))
-        answer = next(m for m in signals if m.kind == "answer").sdp or ""
-        video = answer.split("m=video", 1)[1].split("m=", 1)[0]
-        codecs = {line.split()[1].split("/")[0] for line in video.splitlines() if line.startswith("a=rtpmap:")}
-        assert codecs == {"H264"}, codecs
-        await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-        await eventually(lambda: viewer.frames.get(0, 0) >= 10, timeout=30, what="H.264 frames decoded")
-    finally:
-        await viewer.close()
-        await agent.gateway.close_all()
-        await agent.hub.stop()
-        agent.recorder.close()
+    async with standalone_agent(tmp_path, video_codecs=("h264",)) as (agent, signals):
+        viewer = ViewerPeer(cameras=1)
+        try:
+            await agent.gateway.handle_signal(ViewerSignal(peer="v", kind="offer", sdp=await viewer.offer()))
+            answer = next(m for m in signals if m.kind == "answer").sdp or ""
+            video = answer.split("m=video", 1)[1].split("m=", 1)[0]
+            codecs = {line.split()[1].split("/")[0] for line in video.splitlines() if line.startswith("a=rtpmap:")}
+            assert codecs == {"H264"}, codecs
+            await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+            await eventually(lambda: viewer.frames.get(0, 0) >= 10, timeout=30, what="H.264 frames decoded")
+        finally:
+            await viewer.close()
 
 
 async def test_every_camera_at_once_and_a_layout_resizes_them_without_renegotiating(tmp_path):
     """The robot page takes every camera (one track each) and says which is big: the agent resizes
     each track from the next frame on, on the same peer connection."""
-    station = KinematicStation(cycle_steps=100_000)
-    agent = make_agent("http://127.0.0.1:9", "frt_unused", tmp_path / "state", station, ConfidencePolicy(),
-                       camera_size=(640, 480), video_fps=30.0)
-    signals: list[RobotSignal] = []
-
-    async def capture(message: RobotSignal) -> None:
-        signals.append(message)
-
-    agent.gateway.send_signal = capture
-    await agent.hub.start()
-    viewer = ViewerPeer(cameras=2)  # head and wrist_left, both recvonly
-    try:
-        await agent.gateway.handle_signal(ViewerSignal(peer="page", kind="offer", sdp=await viewer.offer()))
-        answer = next(m for m in signals if m.kind == "answer")
-        await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp or "", type="answer"))
-        await eventually(lambda: viewer.teleop.readyState == "open" and len(viewer.latest_size) == 2, timeout=30, what="both cameras")
-        assert set(viewer.latest_size.values()) == {(640, 480)}
-        layout = {"type": "video_layout", "cameras": {"head": {"width": 640, "fps": 30}, "wrist_left": {"width": 320, "fps": 10}}}
-        viewer.teleop.send(json.dumps(layout))
-        await eventually(lambda: viewer.latest_size.get(1) == (320, 240), timeout=15, what="the wrist camera as a thumbnail")
-        assert viewer.latest_size[0] == (640, 480) and agent.gateway.counters["video_layout"] == 1
-        assert agent.hub.capture_plan("wrist_left") == (10.0, (320, 240)) and agent.hub.capture_plan("head") == (30.0, (640, 480))
-        swapped = {"type": "video_layout", "cameras": {"head": {"width": 320, "fps": 10}, "wrist_left": {"width": 640, "fps": 30}}}
-        viewer.teleop.send(json.dumps(swapped))
-        await eventually(lambda: viewer.latest_size.get(0) == (320, 240) and viewer.latest_size.get(1) == (640, 480), timeout=15,
-                         what="big and small swapped")
-        assert [m.kind for m in signals] == ["answer"]  # no renegotiation
-    finally:
-        await viewer.close()
-        await agent.gateway.close_all()
-        await agent.hub.stop()
-        agent.recorder.close()
+    async with standalone_agent(tmp_path, camera_size=(640, 480), video_fps=30.0) as (agent, signals):
+        viewer = ViewerPeer(cameras=2)  # head and wrist_left, both recvonly
+        try:
+            await agent.gateway.handle_signal(ViewerSignal(peer="page", kind="offer", sdp=await viewer.offer()))
+            answer = next(m for m in signals if m.kind == "answer")
+            await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp or "", type="answer"))
+            await eventually(lambda: viewer.teleop.readyState == "open" and len(viewer.latest_size) == 2, timeout=30, what="both cameras")
+            assert set(viewer.latest_size.values()) == {(640, 480)}
+            layout = {"type": "video_layout", "cameras": {"head": {"width": 640, "fps": 30}, "wrist_left": {"width": 320, "fps": 10}}}
+            viewer.teleop.send(json.dumps(layout))
+            await eventually(lambda: viewer.latest_size.get(1) == (320, 240), timeout=15, what="the wrist camera as a thumbnail")
+            assert viewer.latest_size[0] == (640, 480) and agent.gateway.counters["video_layout"] == 1
+            assert agent.hub.capture_plan("wrist_left") == (10.0, (320, 240)) and agent.hub.capture_plan("head") == (30.0, (640, 480))
+            swapped = {"type": "video_layout", "cameras": {"head": {"width": 320, "fps": 10}, "wrist_left": {"width": 640, "fps": 30}}}
+            viewer.teleop.send(json.dumps(swapped))
+            await eventually(lambda: viewer.latest_size.get(0) == (320, 240) and viewer.latest_size.get(1) == (640, 480), timeout=15,
+                             what="big and small swapped")
+            assert [m.kind for m in signals] == ["answer"]  # no renegotiation
+        finally:
+            await viewer.close()

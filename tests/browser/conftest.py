@@ -111,13 +111,18 @@ OPEN_PAGES: list[Any] = []
 
 def logged_in_page(browser: Any, demo: Demo, username: str, landing: str = "/") -> Any:
     page = browser.new_page(viewport={"width": 1280, "height": 760})
+    return log_in(page, demo.url, username, landing)
+
+
+def log_in(page: Any, url: str, username: str, landing: str = "/") -> Any:
+    """Log `page` in as a demo user (password foreman) and land on `landing`; kept for failure screenshots."""
     OPEN_PAGES.append(page)
     page.set_default_timeout(15_000)
-    page.goto(f"{demo.url}/accounts/login/?next={landing}")
+    page.goto(f"{url}/accounts/login/?next={landing}")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", "foreman")
     page.click("button[type=submit]")
-    page.wait_for_url(lambda url: "/accounts/login/" not in url)
+    page.wait_for_url(lambda current: "/accounts/login/" not in current)
     return page
 
 

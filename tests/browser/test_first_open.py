@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import OPEN_PAGES, screenshot, start_demo, stop_demo
+from tests.browser.conftest import OPEN_PAGES, log_in, screenshot, start_demo, stop_demo
 
 WATCH_S = 30.0
 MIN_TILE_FPS = 10.0
@@ -66,13 +66,8 @@ def make_run_demo(tmp_path: Path) -> Any:
 def test_a_new_user_sees_every_tile_live_at_10_fps(browser: Any, make_run_demo: Any) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    OPEN_PAGES.append(page)
     page.add_init_script(RECORD_OVERLAYS)
-    page.set_default_timeout(15_000)
-    page.goto(f"{make_run_demo.url}/accounts/login/?next=/")
-    page.fill("input[name=username]", "supervisor")
-    page.fill("input[name=password]", "foreman")
-    page.click("button[type=submit]")
+    log_in(page, make_run_demo.url, "supervisor")
     page.wait_for_function("window.foreman && window.foreman.tiles && window.foreman.tiles.size === 4")
     page.wait_for_function("[...window.foreman.tiles.values()].every(t => t.player && t.player.state === 'live' && "
                            "t.video.getVideoPlaybackQuality().totalVideoFrames > 5)", timeout=LIVE_WITHIN_S * 1000)

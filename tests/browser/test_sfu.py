@@ -20,7 +20,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from foreman_protocol.janus import JanusError, JanusSession, sign_token
 from robot_agent.aiortc_internals import use_loopback_ice
 from robot_agent.webrtc import keep_loopback_candidates
-from tests.browser.conftest import OPEN_PAGES, Demo, screenshot, start_demo, stop_demo
+from tests.browser.conftest import OPEN_PAGES, Demo, log_in, screenshot, start_demo, stop_demo
 from tests.servers import Janus
 
 
@@ -101,12 +101,7 @@ async def wait_for(predicate: Any, timeout: float, what: str) -> None:
 
 def test_one_publication_many_subscribers_and_janus_refuses_the_ungranted(browser: Any, sfu_demo: tuple[Demo, Janus]) -> None:
     demo, janus = sfu_demo
-    page = browser.new_page()
-    OPEN_PAGES.append(page)
-    page.goto(f"{demo.url}/accounts/login/?next=/robots/r1/")
-    page.fill("input[name=username]", "supervisor")
-    page.fill("input[name=password]", "foreman")
-    page.click("button[type=submit]")
+    page = log_in(browser.new_page(), demo.url, "supervisor", "/robots/r1/")
     page.wait_for_function("window.foreman && window.foreman.socket && window.foreman.socket.state === 'open' && "
                            "window.foreman.socket.robots.get('r1')?.online", timeout=30_000)
     assert page.evaluate("window.foreman.socket.sfu") is True
@@ -176,12 +171,7 @@ def test_pages_watch_through_janus_and_fall_back_to_peer_to_peer_when_it_goes(br
     both pages come back live peer to peer and say why; the robot keeps working."""
     demo, janus = sfu_demo
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    fleet = context.new_page()
-    OPEN_PAGES.append(fleet)
-    fleet.goto(f"{demo.url}/accounts/login/?next=/")
-    fleet.fill("input[name=username]", "operator")
-    fleet.fill("input[name=password]", "foreman")
-    fleet.click("button[type=submit]")
+    fleet = log_in(context.new_page(), demo.url, "operator")
     tile_live = ("(() => { const t = window.foreman && window.foreman.tiles && window.foreman.tiles.get('r1'); "
                  "return t && t.player && t.player.state === 'live' && "
                  "t.player.via === '{via}' && t.video.getVideoPlaybackQuality().totalVideoFrames > 20; })()")

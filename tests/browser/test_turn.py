@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import OPEN_PAGES, Demo, screenshot, start_demo, stop_demo
+from tests.browser.conftest import Demo, log_in, screenshot, start_demo, stop_demo
 from tests.servers import Coturn
 
 SELECTED_PAIR = """async () => {
@@ -45,13 +45,7 @@ def arm_z(page: Any) -> float:
 
 def test_video_and_teleop_through_a_turn_relay_and_refused_credentials_said_plainly(browser: Any, relayed_demo: tuple[Demo, Coturn]) -> None:
     demo, coturn = relayed_demo
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    OPEN_PAGES.append(page)
-    page.set_default_timeout(15_000)
-    page.goto(f"{demo.url}/accounts/login/?next=/robots/r1/")
-    page.fill("input[name=username]", "operator")
-    page.fill("input[name=password]", "foreman")
-    page.click("button[type=submit]")
+    page = log_in(browser.new_page(viewport={"width": 1280, "height": 900}), demo.url, "operator", "/robots/r1/")
     page.wait_for_function("window.foreman && window.foreman.player && window.foreman.player.state === 'live' && "
                            "window.foreman.player.frames > 30", timeout=45_000)
     assert page.evaluate("window.foreman.socket.iceTransportPolicy") == "relay"
