@@ -51,6 +51,28 @@ def token_expiry(token: str) -> float:
         return 0.0
 
 
+def plugin_data(reply: dict[str, Any]) -> dict[str, Any]:
+    """The plugin's part of a Janus message ({} when there is none, or when it is not an object)."""
+    plugindata = reply.get("plugindata")
+    data = plugindata.get("data") if isinstance(plugindata, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _id_of(reply: dict[str, Any], request: str) -> int:
+    """The session or handle id in Janus's `success`; a malformed answer is a JanusError, like any refusal."""
+    try:
+        return int(reply["data"]["id"])
+    except (KeyError, TypeError, ValueError):
+        raise JanusError(f"the video server's answer to {request} has no id: {str(reply)[:200]}") from None
+
+
 class JanusSession:
     """One Janus session over one WebSocket, with its keepalive. Events Janus pushes for a handle
     (asynchronous plugin answers, `webrtcup`, `hangup`…) are queued per handle."""
@@ -73,8 +95,11 @@ class JanusSession:
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as error:
             raise JanusError(f"video server unreachable at {self.url}: {error or type(error).__name__}") from None
         self._tasks.append(asyncio.create_task(self._read()))
-        created = await self.request({"janus": "create"})
-        self.session_id = int(created["data"]["id"])
+        try:
+            self.session_id = _id_of(await self.request({"janus": "create"}), "create")
+        except JanusError:
+            await self.close()  # no session: nothing to destroy, but the socket and its reader go
+            raise
         self._tasks.append(asyncio.create_task(self._keepalive()))
         return self
 
@@ -102,23 +127,24 @@ class JanusSession:
         try:
             await self._socket.send(json.dumps(body))
             reply = await asyncio.wait_for(future, timeout)
+        except TimeoutError:  # first: TimeoutError is an OSError
+            raise JanusError(f"the video server did not answer {message.get('janus')} in {timeout:.0f} s") from None
         except (ConnectionClosed, OSError) as error:
             raise JanusError(f"the video server closed the connection: {error}") from None
-        except TimeoutError:
-            raise JanusError(f"the video server did not answer {message.get('janus')} in {timeout:.0f} s") from None
         finally:
             self._pending.pop(transaction, None)
         if reply.get("janus") == "error":
-            refusal = reply.get("error", {})
-            raise JanusError(f"video server: {refusal.get('reason', 'error')}", int(refusal.get("code", 0)))
-        plugin = reply.get("plugindata", {}).get("data", {})
+            said = reply.get("error")
+            refusal: dict[str, Any] = said if isinstance(said, dict) else {}
+            raise JanusError(f"video server: {refusal.get('reason', 'error')}", _int(refusal.get("code", 0)))
+        plugin = plugin_data(reply)
         if "error_code" in plugin:
-            raise JanusError(f"video room: {plugin.get('error', 'error')}", int(plugin["error_code"]))
+            raise JanusError(f"video room: {plugin.get('error', 'error')}", _int(plugin["error_code"]))
         return reply
 
     async def attach(self, plugin: str = VIDEOROOM) -> int:
         reply = await self.request({"janus": "attach", "plugin": plugin})
-        handle = int(reply["data"]["id"])
+        handle = _id_of(reply, "attach")
         self._events[handle] = asyncio.Queue()
         return handle
 
@@ -140,9 +166,9 @@ class JanusSession:
                 event = await asyncio.wait_for(queue.get(), remaining)
             except TimeoutError:
                 continue
-            plugin = event.get("plugindata", {}).get("data", {})
+            plugin = plugin_data(event)
             if "error_code" in plugin:
-                raise JanusError(f"video room: {plugin.get('error', 'error')}", int(plugin["error_code"]))
+                raise JanusError(f"video room: {plugin.get('error', 'error')}", _int(plugin["error_code"]))
             if event.get("janus") == want:
                 return event
 
@@ -154,7 +180,7 @@ class JanusSession:
                     message = json.loads(raw)
                 except ValueError:
                     continue
-                if message.get("janus") == "ack":
+                if not isinstance(message, dict) or message.get("janus") == "ack":
                     continue
                 # A request's answer carries its transaction: `success`, or for a plugin request
                 # answered later (join, configure, start) the `event` after Janus's `ack`.

@@ -66,7 +66,7 @@ class SfuPublisher:
                 return
             try:
                 await self._publish(message)
-            except (JanusError, OSError, ValueError) as error:
+            except (JanusError, OSError, ValueError, KeyError, TypeError) as error:  # Janus refused or answered nonsense
                 self.counters["failed"] += 1
                 log.warning("could not publish %s to the video server: %s", message.feed, error)
 

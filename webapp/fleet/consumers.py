@@ -427,10 +427,13 @@ class FleetConsumer(ProtocolConsumer):
         for peer, robot in self.viewer_peers.items():
             bye = ViewerSignal(peer=peer, kind="bye")
             await realtime.send_to_group(realtime.robot_group(robot), realtime.robot_signal_event(bye, self.channel_name))
-        for robot, room_token in self.sfu_room_tokens.items():
-            await sfu.revoke_viewer(robot, room_token)
         # The operator is gone: leases held through this socket end and their robots hold.
         await database_sync_to_async(custody.leases_end_for_channel)(self.channel_name, client_source(self.scope))
+        # After the leases (safety first), and together: a fleet page watched every robot, and an
+        # unreachable video server costs each revocation its timeout.
+        results = await asyncio.gather(*(sfu.revoke_viewer(robot, token) for robot, token in self.sfu_room_tokens.items()), return_exceptions=True)
+        for error in (result for result in results if isinstance(result, BaseException)):
+            log.warning("revoking a page's video-server grant failed: %s", error)
 
     async def handle(self, message: Any) -> None:
         data: dict[str, Any] | None

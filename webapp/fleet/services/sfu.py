@@ -21,7 +21,7 @@ import time
 
 from django.conf import settings
 
-from foreman_protocol.janus import JanusError, JanusSession, sign_token
+from foreman_protocol.janus import JanusError, JanusSession, plugin_data, sign_token
 from foreman_protocol.messages import SfuGrant
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,7 @@ async def _room_request(body: dict[str, object]) -> dict[str, object]:
     session = await JanusSession(settings.FOREMAN_SFU_URL, sign_token(settings.FOREMAN_SFU_TOKEN_SECRET, 60)).open()
     try:
         handle = await session.attach()
-        reply = await session.message(handle, body)
-        return dict(reply.get("plugindata", {}).get("data", {}))
+        return plugin_data(await session.message(handle, body))
     finally:
         await session.close()
 
