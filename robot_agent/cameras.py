@@ -174,9 +174,6 @@ class CameraHub:
     def release(self, handle: int) -> None:
         self.demands.pop(handle, None)
 
-    def watched(self, camera: str) -> bool:
-        return any(demand.camera == camera for demand in self.demands.values())
-
     def capture_plan(self, camera: str) -> tuple[float, tuple[int, int]]:
         """(frames per second, (width, height)) this camera captures at now."""
         own = self.cameras[camera].size

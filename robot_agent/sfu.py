@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from foreman_protocol.janus import JanusError, JanusSession
 from foreman_protocol.messages import SfuGrant, SfuPublish
@@ -82,26 +82,22 @@ class SfuPublisher:
         handle = await session.attach()
         await session.message(handle, {"request": "join", "ptype": "publisher", "room": self.grant.room, "id": message.feed,
                                        "display": message.feed, "token": self.grant.room_token})
-        hub = self.gateway.hub
-        own_width = hub.cameras[message.camera].size[0]
-        track = CameraTrack(self.gateway.frames, message.camera, width=min(own_width, message.width), fps=min(hub.video_fps, message.fps))
         pc = RTCPeerConnection(self.gateway.configuration())
-        transceiver = pc.addTransceiver(track, direction="sendonly")
-        capabilities = RTCRtpSender.getCapabilities("video").codecs
-        transceiver.setCodecPreferences([c for name in self.gateway.codecs for c in capabilities if c.mimeType == name])
-        await pc.setLocalDescription(await pc.createOffer())  # aiortc gathers every candidate here: no trickle
-        reply = await session.message(handle, {"request": "configure", "audio": False, "video": True},
-                                      jsep={"type": "offer", "sdp": pc.localDescription.sdp})
-        answer = reply.get("jsep")
-        if not answer:
-            await pc.close()
-            track.stop()
-            raise JanusError(f"the video server did not answer the offer for {message.feed}")
-        sdp = answer["sdp"]
-        if self.gateway.ice_loopback:
-            sdp = keep_loopback_candidates(sdp)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
-        self.feeds[message.feed] = Feed(message.feed, handle, pc, track, time.monotonic() + message.ttl_s)
+        track, _ = self.gateway.add_camera_track(pc, message.camera, message.width, message.fps)
+        feed = Feed(message.feed, handle, pc, track, time.monotonic() + message.ttl_s)
+        try:
+            await pc.setLocalDescription(await pc.createOffer())  # aiortc gathers every candidate here: no trickle
+            reply = await session.message(handle, {"request": "configure", "audio": False, "video": True},
+                                          jsep={"type": "offer", "sdp": pc.localDescription.sdp})
+            answer = reply.get("jsep")
+            if not isinstance(answer, dict) or not isinstance(answer.get("sdp"), str):
+                raise JanusError(f"the video server did not answer the offer for {message.feed}")
+            sdp = keep_loopback_candidates(answer["sdp"]) if self.gateway.ice_loopback else answer["sdp"]
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        except BaseException:
+            await self._unpublish(feed)  # the handle, the peer connection and the camera's demand go too
+            raise
+        self.feeds[message.feed] = feed
         self.counters["published"] += 1
         log.info("publishing %s to the video server", message.feed)
 

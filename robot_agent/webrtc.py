@@ -255,21 +255,29 @@ class WebRtcGateway:
             log.warning("viewer %s: negotiation failed: %s", peer, error or type(error).__name__)
             await self.close_viewer(peer, say_bye=True, reason="failed", detail=str(error or type(error).__name__)[:200])
 
+    def capped(self, camera: str, width: int | None, fps: float | None) -> tuple[int, float]:
+        """What a viewer asked for (None: everything), within the camera's own width and the video rate."""
+        own_width = self.hub.cameras[camera].size[0]
+        return (own_width if width is None else min(own_width, width)), (self.hub.video_fps if fps is None else min(self.hub.video_fps, fps))
+
+    def add_camera_track(self, pc: RTCPeerConnection, camera: str, width: int | None, fps: float | None) -> tuple[CameraTrack, RTCRtpSender]:
+        """A sendonly transceiver for `camera` with this agent's codec preferences. Call it before
+        setRemoteDescription: aiortc ignores preferences set after it."""
+        capped_width, capped_fps = self.capped(camera, width, fps)
+        track = CameraTrack(self.frames, camera, width=capped_width, fps=capped_fps)
+        transceiver = pc.addTransceiver(track, direction="sendonly")
+        capabilities = RTCRtpSender.getCapabilities("video").codecs
+        transceiver.setCodecPreferences([c for name in self.codecs for c in capabilities if c.mimeType == name])
+        return track, transceiver.sender
+
     async def _negotiate(self, viewer: Viewer, sdp: str, video: VideoWants | None) -> None:
         pc = viewer.pc
         video_lines = sum(1 for line in sdp.splitlines() if line.startswith("m=video"))
-        capabilities = RTCRtpSender.getCapabilities("video").codecs
-        preferred = [c for name in self.codecs for c in capabilities if c.mimeType == name]
-        # Transceivers first, codec preferences next, then the offer (preferences set after
-        # setRemoteDescription are ignored by aiortc).
+        # Transceivers first, then the offer.
         for camera in self.hub.names[:video_lines]:
-            own_width = self.hub.cameras[camera].size[0]
-            track = CameraTrack(self.frames, camera, width=min(own_width, video.width) if video else own_width,
-                                fps=min(self.hub.video_fps, video.fps) if video else self.hub.video_fps)
-            transceiver = pc.addTransceiver(track, direction="sendonly")
-            transceiver.setCodecPreferences(preferred)
+            track, sender = self.add_camera_track(pc, camera, video.width if video else None, video.fps if video else None)
             viewer.tracks.append(track)
-            viewer.senders.append((camera, transceiver.sender))
+            viewer.senders.append((camera, sender))
 
         @pc.on("datachannel")
         def on_datachannel(channel: Any) -> None:
@@ -336,7 +344,7 @@ class WebRtcGateway:
             for camera, track in zip((camera for camera, _ in viewer.senders), viewer.tracks, strict=True):
                 wants = message.cameras.get(camera)
                 if wants is not None:
-                    track.resize(min(self.hub.cameras[camera].size[0], wants.width), min(self.hub.video_fps, wants.fps))
+                    track.resize(*self.capped(camera, wants.width, wants.fps))
             return
         if channel.label != "teleop":
             self.counters["teleop_on_view_channel"] += 1  # driving goes through the teleop channel only
