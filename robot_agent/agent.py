@@ -114,7 +114,8 @@ class Agent:
                          on_message=self.on_message, on_disconnect=self.on_disconnect)
         self.gateway = WebRtcGateway(self.hub, send_signal=lambda m: self.link.send(m), on_teleop=self.on_teleop,
                                      ice_loopback=config.ice_loopback, stamp_frames=config.stamp_frames,
-                                     max_viewers=config.max_viewers, codecs=tuple(VIDEO_CODECS[name] for name in config.video_codecs))
+                                     max_viewers=config.max_viewers, codecs=tuple(VIDEO_CODECS[name] for name in config.video_codecs),
+                                     bits_per_pixel=config.video_bits_per_pixel)
         self.sfu = SfuPublisher(self.gateway)
         self.teleop_counters: dict[str, int] = {}
         self.command_latency_ms: deque[float] = deque(maxlen=100)

@@ -9,6 +9,8 @@ loopback connection) and fails when they move; look here first after upgrading a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import aioice.ice
 from aiortc import RTCRtpSender
 
@@ -16,6 +18,11 @@ from aiortc import RTCRtpSender
 RTP_TASK_ATTRIBUTE = "_RTCRtpSender__rtp_task"
 # The local of `RTCRtpSender._run_rtp` with the random RTP timestamp origin (RFC 3550 §5.1).
 TIMESTAMP_ORIGIN_LOCAL = "timestamp_origin"
+# The name-mangled attribute of RTCRtpSender holding its codec's encoder, whose `target_bitrate`
+# aiortc sets from the receiver's REMB (it creates one even for a track that yields packets).
+ENCODER_ATTRIBUTE = "_RTCRtpSender__encoder"
+# The method RTCRtpSender calls on a PLI or FIR from the receiver.
+KEYFRAME_METHOD = "_send_keyframe"
 
 
 def use_loopback_ice() -> None:
@@ -37,3 +44,23 @@ def rtp_timestamp_origin(sender: RTCRtpSender) -> int | None:
         return None
     value = frame.f_locals.get(TIMESTAMP_ORIGIN_LOCAL)
     return value if isinstance(value, int) else None
+
+
+def receiver_estimate_bps(sender: RTCRtpSender) -> int | None:
+    """The receiver's latest bitrate estimate (REMB) as aiortc keeps it on the sender's encoder,
+    within that encoder's own limits; None before the sender has sent its first frame."""
+    value = getattr(getattr(sender, ENCODER_ATTRIBUTE, None), "target_bitrate", None)
+    return value if isinstance(value, int) else None
+
+
+def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
+    """Call `callback` too whenever the receiver asks this sender for a keyframe (PLI/FIR): aiortc
+    only passes the request to its own encoder, and a track that encodes its frames itself must
+    hear it, or a lost packet freezes the picture until the next keyframe."""
+    forward = getattr(sender, KEYFRAME_METHOD)
+
+    def requested() -> None:
+        forward()
+        callback()
+
+    setattr(sender, KEYFRAME_METHOD, requested)

@@ -87,6 +87,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("record_fps", float, "frame rate of recorded episode video (default 10)"),
     Setting("video_codecs", _codecs, "live-video codecs offered, most preferred first (default vp8,h264: VP8 costs the robot "
             "a fraction of H.264's encode here, bench video)"),
+    Setting("video_bits_per_pixel", float, "live-video bitrate budget per stream, in bits per pixel of each frame (default 0.06: "
+            "640×480 at 30 fps is 553 kbit/s, a 320-px tile at 15 fps 69 kbit/s); the receiver's estimate lowers it"),
     Setting("max_viewers", int, "live-video viewers served at once, each its own encode and upload (default 8); more are told the video is full"),
     Setting("warning_confidence", float, "policy confidence below this raises a warning (default 0.7)"),
     Setting("intervention_confidence", float, "policy confidence below this holds and asks for a person (default 0.5)"),
@@ -125,6 +127,7 @@ class AgentConfig:
     video_fps: float = 30.0
     record_fps: float = 10.0
     video_codecs: tuple[str, ...] = ("vp8", "h264")
+    video_bits_per_pixel: float = 0.06
     max_viewers: int = 8
     warning_confidence: float = 0.7
     intervention_confidence: float = 0.5
@@ -154,6 +157,8 @@ class AgentConfig:
             raise ConfigError("no robot token: pass --token or set FOREMAN_TOKEN")
         if self.max_viewers < 1:
             raise ConfigError(f"--max-viewers must be at least 1, not {self.max_viewers}")
+        if not 0.005 <= self.video_bits_per_pixel <= 2.0:
+            raise ConfigError(f"--video-bits-per-pixel must be between 0.005 and 2, not {self.video_bits_per_pixel}")
         if self.sim_supervisor_mode not in {"drive", "resume"}:
             raise ConfigError(f"--sim-supervisor-mode must be drive or resume, not {self.sim_supervisor_mode!r}")
         if self.offline_policy not in {"finish", "hold"}:

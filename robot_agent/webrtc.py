@@ -2,7 +2,8 @@
 
 One RTCPeerConnection per viewer, with one `CameraTrack` per camera it watches, at the width and
 rate its offer asked for (`video`); the CameraHub captures each camera once for all of them, and
-`VideoFrames` converts each frame once per width. The browser sends an `offer` through the server's signal relay, the
+`VideoFrames` converts each frame once per width, and each track encodes it at its own bitrate
+budget (robot_agent/encoding.py; a PLI from the viewer asks for a keyframe). The browser sends an `offer` through the server's signal relay, the
 agent answers with complete ICE (aiortc gathers during setLocalDescription). Video m-lines in the
 offer get the agent's cameras in `hello.cameras` order. Data channels:
 - `teleop` (opened by the viewer, unordered, maxRetransmits 0): TeleopCommand and ping → pong;
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -24,12 +26,14 @@ from typing import Any
 import av
 from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, VideoStreamTrack
-from aiortc.sdp import candidate_from_sdp
+from aiortc.sdp import SessionDescription, candidate_from_sdp
+from av.video.reformatter import VideoReformatter
 
 from foreman_protocol import ProtocolError, parse_datachannel_message
 from foreman_protocol.messages import ByeReason, FrameClock, IceCandidate, Pong, RobotSignal, VideoWants, ViewerSignal, dump_message
-from robot_agent.aiortc_internals import rtp_timestamp_origin, use_loopback_ice
+from robot_agent.aiortc_internals import on_keyframe_request, receiver_estimate_bps, rtp_timestamp_origin, use_loopback_ice
 from robot_agent.cameras import CameraHub, Frame, scaled_size, stamp_frame
+from robot_agent.encoding import BITS_PER_PIXEL, StreamEncoder, joined, stream_bitrate
 
 log = logging.getLogger(__name__)
 
@@ -79,42 +83,54 @@ class VideoFrames:
     """Camera frames as the encoders take them (yuv420p at a viewer's width, a 90 kHz pts from one
     origin), converted once per frame and width however many viewers share them.
 
-    The converted frame is handed to every such viewer's encoder, each in its own thread. It is
-    already in the encoders' format and size, so none of them converts it again: an encoder that had
-    to would use the frame's one cached swscale context from several threads at once — a segfault
-    with two viewers (seen: agent exit -11 in aiortc's vpx encode)."""
+    Called from the viewers' encoding threads. Each (camera, width) has its own lock and its own
+    swscale context (a VideoReformatter kept across frames: a new frame's own reformat builds a new
+    context every time, 0.5 ms of 1.7 at 640×480); the converted frame is read, never changed, by
+    every encoder that shares it."""
 
     def __init__(self, hub: CameraHub, *, stamp: bool = False) -> None:
         self.hub = hub
         self.stamp = stamp
         self.origin = time.monotonic()
         self._latest: dict[tuple[str, int], tuple[int, av.VideoFrame]] = {}
+        self._converters: dict[tuple[str, int], tuple[threading.Lock, VideoReformatter]] = {}
+        self._converters_lock = threading.Lock()
 
     def convert(self, camera: str, frame: Frame, width: int) -> av.VideoFrame:
         key = (camera, width)
-        cached = self._latest.get(key)
-        if cached is not None and cached[0] == frame.index:
-            return cached[1]
-        image = stamp_frame(frame.image, frame.capture_ms) if self.stamp else frame.image
-        out_w, out_h = scaled_size((image.shape[1], image.shape[0]), width)
-        video = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(width=out_w, height=out_h, format="yuv420p")
-        video.pts = int((frame.capture_monotonic - self.origin) * VIDEO_CLOCK_RATE)
-        video.time_base = fractions.Fraction(1, VIDEO_CLOCK_RATE)
-        self._latest[key] = (frame.index, video)
-        return video
+        with self._converters_lock:
+            lock, reformatter = self._converters.setdefault(key, (threading.Lock(), VideoReformatter()))
+        with lock:
+            cached = self._latest.get(key)
+            if cached is not None and cached[0] == frame.index:
+                return cached[1]
+            image = stamp_frame(frame.image, frame.capture_ms) if self.stamp else frame.image
+            out_w, out_h = scaled_size((image.shape[1], image.shape[0]), width)
+            video = reformatter.reformat(av.VideoFrame.from_ndarray(image, format="rgb24"), width=out_w, height=out_h, format="yuv420p")
+            video.pts = int((frame.capture_monotonic - self.origin) * VIDEO_CLOCK_RATE)
+            video.time_base = fractions.Fraction(1, VIDEO_CLOCK_RATE)
+            self._latest[key] = (frame.index, video)
+            return video
 
 
 class CameraTrack(VideoStreamTrack):
     """One viewer's view of one camera: the camera's latest frames, at most `width` wide and `fps`
-    a second, timestamped with their capture time. While it is being read, the hub captures this
-    camera at least that wide and that often."""
+    a second, timestamped with their capture time, encoded here (robot_agent/encoding.py) at the
+    stream's bitrate budget or the receiver's estimate if lower; aiortc sends the packets as they
+    are. While it is being read, the hub captures this camera at least that wide and that often."""
 
-    def __init__(self, frames: VideoFrames, camera: str, *, width: int, fps: float) -> None:
+    def __init__(self, frames: VideoFrames, camera: str, *, width: int, fps: float, bits_per_pixel: float = BITS_PER_PIXEL) -> None:
         super().__init__()
         self.frames = frames
         self.camera = camera
         self.width = width
         self.fps = fps
+        self.bits_per_pixel = bits_per_pixel
+        self.pc: RTCPeerConnection | None = None  # set with its transceiver: the negotiated codec is read from them
+        self.transceiver: Any = None
+        self.encoder: StreamEncoder | None = None
+        self.keyframe_wanted = False
+        self.bitrate = 0  # of the latest frame, bits per second
         self.last_index = -1
         self.last_sent_at = -1e9
         self.sent = 0
@@ -123,7 +139,7 @@ class CameraTrack(VideoStreamTrack):
         self._demand: int | None = None
         self._wide_enough_by = 0.0
 
-    async def recv(self) -> av.VideoFrame:
+    async def recv(self) -> av.Packet:  # type: ignore[override]  # aiortc sends packets from a track as they are
         hub = self.frames.hub
         if self.readyState != "live":
             raise MediaStreamError
@@ -140,14 +156,32 @@ class CameraTrack(VideoStreamTrack):
             self.last_index = frame.index
             if frame.image.shape[1] < self.width and time.monotonic() < self._wide_enough_by:
                 continue  # captured before this viewer asked for more pixels: the next ones will have them
-            if frame.capture_monotonic - self.last_sent_at >= min_gap:
+            if frame.capture_monotonic - self.last_sent_at < min_gap:
+                continue
+            self.last_sent_at = frame.capture_monotonic
+            if self.encoder is None:
+                self.encoder = StreamEncoder(negotiated_codec(self.pc, self.transceiver))
+            keyframe, self.keyframe_wanted = self.keyframe_wanted, False
+            ceiling = receiver_estimate_bps(self.transceiver.sender) if self.transceiver is not None else None
+            packet = await asyncio.get_running_loop().run_in_executor(None, self._encode, frame, keyframe, ceiling)
+            if self.readyState != "live":
+                raise MediaStreamError
+            if packet is not None:
                 break
-        self.last_sent_at = frame.capture_monotonic
-        video = self.frames.convert(self.camera, frame, self.width)
         self.sent += 1
-        self.latest_pts = video.pts
+        self.latest_pts = packet.pts
         self.latest_capture_ms = frame.capture_ms
-        return video
+        return packet
+
+    def _encode(self, frame: Frame, keyframe: bool, ceiling: int | None) -> av.Packet | None:
+        """In an executor thread: the frame converted (shared) and encoded (this viewer's)."""
+        assert self.encoder is not None
+        video = self.frames.convert(self.camera, frame, self.width)
+        self.bitrate = stream_bitrate(video.width, video.height, self.fps, bits_per_pixel=self.bits_per_pixel, ceiling=ceiling)
+        return joined(self.encoder.encode(video, self.bitrate, keyframe=keyframe))
+
+    def request_keyframe(self) -> None:
+        self.keyframe_wanted = True
 
     def resize(self, width: int, fps: float) -> None:
         """Send at most `width` wide and `fps` a second from the next frame on (the encoder starts a
@@ -187,6 +221,7 @@ class WebRtcGateway:
         stamp_frames: bool = False,
         max_viewers: int = MAX_VIEWERS,
         codecs: tuple[str, ...] = PREFERRED_CODECS,
+        bits_per_pixel: float = BITS_PER_PIXEL,
     ) -> None:
         self.hub = hub
         self.send_signal = send_signal
@@ -197,6 +232,7 @@ class WebRtcGateway:
         self.frames = VideoFrames(hub, stamp=stamp_frames)
         self.max_viewers = max_viewers
         self.codecs = codecs  # mime types, most preferred first
+        self.bits_per_pixel = bits_per_pixel  # each stream's bitrate budget (robot_agent/encoding.py)
         self.viewers: dict[str, Viewer] = {}
         self.counters: Counter[str] = Counter()
         if ice_loopback:
@@ -264,10 +300,12 @@ class WebRtcGateway:
         """A sendonly transceiver for `camera` with this agent's codec preferences. Call it before
         setRemoteDescription: aiortc ignores preferences set after it."""
         capped_width, capped_fps = self.capped(camera, width, fps)
-        track = CameraTrack(self.frames, camera, width=capped_width, fps=capped_fps)
+        track = CameraTrack(self.frames, camera, width=capped_width, fps=capped_fps, bits_per_pixel=self.bits_per_pixel)
         transceiver = pc.addTransceiver(track, direction="sendonly")
         capabilities = RTCRtpSender.getCapabilities("video").codecs
         transceiver.setCodecPreferences([c for name in self.codecs for c in capabilities if c.mimeType == name])
+        track.pc, track.transceiver = pc, transceiver
+        on_keyframe_request(transceiver.sender, track.request_keyframe)
         return track, transceiver.sender
 
     async def _negotiate(self, viewer: Viewer, sdp: str, video: VideoWants | None) -> None:
@@ -392,6 +430,22 @@ class WebRtcGateway:
     async def close_all(self) -> None:
         for peer in list(self.viewers):
             await self.close_viewer(peer)
+
+
+def negotiated_codec(pc: RTCPeerConnection | None, transceiver: Any) -> str:
+    """The mime type a sendonly transceiver sends: the first media codec of its m-line in the answer
+    (ours to a browser's offer, or the video server's to ours)."""
+    if pc is None or transceiver is None:
+        raise MediaStreamError  # a track used outside add_camera_track
+    answer = pc.localDescription if pc.localDescription is not None and pc.localDescription.type == "answer" else pc.remoteDescription
+    if answer is None:
+        raise MediaStreamError
+    for media in SessionDescription.parse(answer.sdp).media:
+        if media.kind == "video" and media.rtp.muxId == transceiver.mid:
+            for codec in media.rtp.codecs:
+                if codec.mimeType.lower() != "video/rtx":
+                    return codec.mimeType
+    raise MediaStreamError
 
 
 def _mid_of(pc: RTCPeerConnection, sender: RTCRtpSender) -> str | None:

@@ -12,7 +12,16 @@ from aiortc import RTCPeerConnection, RTCRtpSender
 from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_PTIME, VideoStreamTrack
 
 from robot_agent import aiortc_internals
-from robot_agent.aiortc_internals import RTP_TASK_ATTRIBUTE, TIMESTAMP_ORIGIN_LOCAL, rtp_timestamp_origin, use_loopback_ice
+from robot_agent.aiortc_internals import (
+    ENCODER_ATTRIBUTE,
+    KEYFRAME_METHOD,
+    RTP_TASK_ATTRIBUTE,
+    TIMESTAMP_ORIGIN_LOCAL,
+    on_keyframe_request,
+    receiver_estimate_bps,
+    rtp_timestamp_origin,
+    use_loopback_ice,
+)
 
 
 @pytest.fixture
@@ -66,6 +75,39 @@ async def test_the_rtp_timestamp_origin_is_readable_on_a_real_sender(loopback_ic
         pts = (last_sent - origin) % 2**32
         nearest_frame = round(pts / pts_step) * pts_step
         assert abs(pts - nearest_frame) <= 1 and pts < VIDEO_CLOCK_RATE * 20, (pts, pts_step)
+    finally:
+        await sending.close()
+        await receiving.close()
+
+
+async def test_the_receivers_estimate_and_its_keyframe_requests_reach_the_sender(loopback_ice: None) -> None:
+    """A REMB from the receiver lands on the sender's encoder (readable through receiver_estimate_bps),
+    and a PLI calls what on_keyframe_request hooked in, as well as aiortc's own keyframe request."""
+    from aiortc.rtp import RTCP_PSFB_APP, RTCP_PSFB_PLI, RtcpPsfbPacket, pack_remb_fci
+
+    assert KEYFRAME_METHOD in vars(RTCRtpSender)
+    sending, receiving = RTCPeerConnection(), RTCPeerConnection()
+    try:
+        sender = sending.addTrack(VideoStreamTrack())
+        requests: list[str] = []
+        on_keyframe_request(sender, lambda: requests.append("keyframe"))
+        assert receiver_estimate_bps(sender) is None  # no encoder before the first frame
+        await sending.setLocalDescription(await sending.createOffer())
+        await receiving.setRemoteDescription(sending.localDescription)
+        await receiving.setLocalDescription(await receiving.createAnswer())
+        await sending.setRemoteDescription(receiving.localDescription)
+        for _ in range(200):
+            if getattr(sender, ENCODER_ATTRIBUTE, None) is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert isinstance(receiver_estimate_bps(sender), int), "no encoder in 20 s"
+
+        ssrc = sender._ssrc  # aiortc private: the media the packets are about
+        await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(400_000, [ssrc])))
+        assert receiver_estimate_bps(sender) == 400_000
+        await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=ssrc))
+        assert requests == ["keyframe"]
+        assert sender._RTCRtpSender__force_keyframe is True  # type: ignore[attr-defined]  # aiortc's own request still made
     finally:
         await sending.close()
         await receiving.close()

@@ -83,6 +83,8 @@ def test_server_url_derivation(server, ws, http):
     ["--server", "http://x", "--token", "t", "--camera", "nocolon"],
     ["--server", "http://x", "--token", "t", "--video-codecs", "vp9"],
     ["--server", "http://x", "--token", "t", "--max-viewers", "0"],
+    ["--server", "http://x", "--token", "t", "--video-bits-per-pixel", "0"],
+    ["--server", "http://x", "--token", "t", "--video-bits-per-pixel", "3"],
 ])
 def test_bad_settings_raise_config_error(argv):
     with pytest.raises(ConfigError):
@@ -90,5 +92,7 @@ def test_bad_settings_raise_config_error(argv):
 
 
 def test_video_settings_from_the_environment():
-    config = load_config(["--server", "http://x", "--token", "t"], environ={"FOREMAN_VIDEO_CODECS": "h264, vp8", "FOREMAN_MAX_VIEWERS": "3"})
-    assert config.video_codecs == ("h264", "vp8") and config.max_viewers == 3
+    config = load_config(["--server", "http://x", "--token", "t"], environ={"FOREMAN_VIDEO_CODECS": "h264, vp8", "FOREMAN_MAX_VIEWERS": "3",
+                                                                               "FOREMAN_VIDEO_BITS_PER_PIXEL": "0.1"})
+    assert config.video_codecs == ("h264", "vp8") and config.max_viewers == 3 and config.video_bits_per_pixel == 0.1
+    assert load_config(["--server", "http://x", "--token", "t"], environ={}).video_bits_per_pixel == 0.06

@@ -428,3 +428,30 @@ async def test_every_camera_at_once_and_a_layout_resizes_them_without_renegotiat
             assert [m.kind for m in signals] == ["answer"]  # no renegotiation
         finally:
             await viewer.close()
+
+
+async def test_a_viewers_picture_loss_gets_a_keyframe_and_its_stream_keeps_to_its_budget(tmp_path):
+    """The agent encodes each stream itself (robot_agent/encoding.py): a PLI the viewer sends over the
+    wire reopens that viewer's encoder (a keyframe), and the stream's bitrate is its bits-per-pixel
+    budget or the viewer's estimate (REMB) when that is lower."""
+    from robot_agent.aiortc_internals import receiver_estimate_bps
+
+    async with standalone_agent(tmp_path, camera_size=(640, 480), video_fps=30.0, video_bits_per_pixel=0.05) as (agent, signals):
+        viewer = ViewerPeer(cameras=1)
+        try:
+            await agent.gateway.handle_signal(ViewerSignal(peer="v", kind="offer", sdp=await viewer.offer(), video=VideoWants(width=320, fps=15)))
+            answer = next(m for m in signals if m.kind == "answer")
+            await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp or "", type="answer"))
+            await eventually(lambda: viewer.frames.get(0, 0) >= 10, timeout=30, what="frames decoded")
+            track = agent.gateway.viewers["v"].tracks[0]
+            assert track.encoder is not None and track.encoder.mime_type == "video/vp8"
+            estimate = receiver_estimate_bps(track.transceiver.sender)
+            assert estimate is not None and estimate >= 250_000  # aiortc keeps VP8's estimate within 250 kbit/s…1.5 Mbit/s
+            assert track.bitrate == int(0.05 * 320 * 240 * 15)  # the budget, 57.6 kbit/s: below any estimate
+            opened, received = track.encoder.opened, viewer.frames[0]
+            receiver = viewer.pc.getTransceivers()[0].receiver
+            await receiver._send_rtcp_pli(track.transceiver.sender._ssrc)  # aiortc private: what a decoder that lost a packet sends
+            await eventually(lambda: track.encoder is not None and track.encoder.opened == opened + 1, timeout=10, what="a keyframe")
+            await eventually(lambda: viewer.frames[0] >= received + 10, timeout=10, what="frames after the keyframe")
+        finally:
+            await viewer.close()
