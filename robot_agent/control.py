@@ -38,7 +38,7 @@ from robot_agent.chunking import ChunkExecutor, InferenceError
 from robot_agent.clock import Clock
 from robot_agent.modes import ModeController
 from robot_agent.recording import EpisodeInfo, EpisodeRecorder, EpisodeResult, StepRecord, utc_iso
-from robot_agent.robot import Robot, StationStatus
+from robot_agent.robot import Robot, StationStatus, clamp_action
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class LoopStats:
     jitter_ms: float = 0.0
     faults: int = 0
     bad_telemetry: int = 0  # frames the protocol refused (see _telemetry)
+    actions_clamped: int = 0  # action numbers outside the robot's declared limits, sent clamped
     interventions: int = 0
     cycles_started: int = 0
     cycles_ended: int = 0
@@ -191,6 +192,9 @@ class ControlLoop:
             action_mode = "human"
 
         try:
+            if action is not None:
+                action, clamped = clamp_action(action, self.robot.action_features)
+                self.stats.actions_clamped += clamped
             self.status = self.robot.step(action) if action is not None else self.robot.hold()
         except Exception as error:  # a robot error faults and holds, never kills the agent
             log.exception("robot step failed")

@@ -19,6 +19,34 @@ from robot_agent.modes import TeleopVelocity
 
 
 @dataclass(frozen=True)
+class Feature:
+    """One number of a robot's state or action vector: its name, unit and, for an action, the
+    limits the robot accepts (None: unbounded on that side)."""
+
+    name: str
+    unit: str = ""
+    low: float | None = None
+    high: float | None = None
+
+
+def clamp_action(action: np.ndarray, features: tuple[Feature, ...]) -> tuple[np.ndarray, int]:
+    """`action` within its declared limits, and how many of its numbers were outside them. A robot
+    that declares no action features gets its action as it is; a non-finite number or a wrong length
+    is an error (the control loop faults and holds), never sent."""
+    action = np.asarray(action, dtype=np.float64)
+    if not features:
+        return action, 0
+    if action.shape != (len(features),):
+        raise ValueError(f"action has shape {action.shape}, the robot declares {len(features)} action features")
+    if not np.all(np.isfinite(action)):
+        raise ValueError("action has a non-finite number")
+    low = np.array([-np.inf if f.low is None else f.low for f in features])
+    high = np.array([np.inf if f.high is None else f.high for f in features])
+    clamped = np.clip(action, low, high)
+    return clamped, int(np.count_nonzero(clamped != action))
+
+
+@dataclass(frozen=True)
 class StationStatus:
     phase: str = "idle"
     progress: float = 0.0
@@ -34,6 +62,8 @@ class Robot(ABC):
     name: str = "robot"
     cameras: list[str] = []
     action_dim: int = 0
+    state_features: tuple[Feature, ...] = ()  # what `state()` returns, in order
+    action_features: tuple[Feature, ...] = ()  # what `step()` takes, in order; actions are clamped to their limits
 
     @abstractmethod
     def reset(self, seed: int) -> StationStatus:

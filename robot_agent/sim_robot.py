@@ -19,9 +19,9 @@ import numpy as np
 
 from foreman_learning.policies.base import Policy
 from foreman_sim.render import VideoRenderer, observe, scene_of
-from foreman_sim.station import ARMS, DT, NutStation
+from foreman_sim.station import ARMS, DT, MAX_SPEED, MAX_SPIN, NutStation
 from robot_agent.modes import TeleopVelocity
-from robot_agent.robot import Robot, StationStatus
+from robot_agent.robot import Feature, Robot, StationStatus
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,27 @@ def status_of(station: NutStation) -> StationStatus:
     )
 
 
+# NutStation.state_vector and NutStation.step, per arm in ARMS order.
+SIM_STATE_FEATURES = (
+    *(Feature(f"{side}.{name}", unit) for side in ARMS for name, unit in (
+        ("x", "m"), ("y", "m"), ("z", "m"), ("vx", "m/s"), ("vy", "m/s"), ("vz", "m/s"), ("grip", "0..1"),
+        ("torque", "10 N·m"), ("nuts_installed", "count"))),
+    Feature("cycle_time", "takt"),
+)
+SIM_ACTION_FEATURES = tuple(
+    feature for side in ARMS for feature in (
+        Feature(f"{side}.vx", "m/s", -MAX_SPEED, MAX_SPEED), Feature(f"{side}.vy", "m/s", -MAX_SPEED, MAX_SPEED),
+        Feature(f"{side}.vz", "m/s", -MAX_SPEED, MAX_SPEED), Feature(f"{side}.grip", "close > 0 > open", -1.0, 1.0),
+        Feature(f"{side}.spin", "rev/s", 0.0, MAX_SPIN))
+)
+
+
 class SimRobot(Robot):
     name = "sim-nut-station"
     cameras = ["head", "wrist_left", "wrist_right"]
     action_dim = NutStation.ACTION_DIM
+    state_features = SIM_STATE_FEATURES
+    action_features = SIM_ACTION_FEATURES
 
     def __init__(self, control_hz: float = 30.0) -> None:
         if abs(control_hz * DT - 1.0) > 1e-6:

@@ -231,3 +231,50 @@ def test_late_ticks_a_sped_up_sim_catches_up_on_and_those_it_waits_for(tmp_path,
         assert h.loop.stats.overruns == 1 and len(clock.held_back) == 1
     else:  # a real robot skips ahead whenever it is more than a tick behind, and time never waits
         assert h.loop.stats.overruns == 2 and clock.held_back == []
+
+
+class LimitedStation(KinematicStation):
+    """The kinematic station with declared action limits: ±0.1 m/s per axis, grips 0..1, spin 0..2 rev/s."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        from robot_agent.robot import Feature
+
+        super().__init__(**kwargs)
+        arm = lambda side: (Feature(f"{side}.vx", "m/s", -0.1, 0.1), Feature(f"{side}.vy", "m/s", -0.1, 0.1),  # noqa: E731
+                            Feature(f"{side}.vz", "m/s", -0.1, 0.1), Feature(f"{side}.grip", "", 0.0, 1.0))
+        self.action_features = (*arm("left"), *arm("right"), Feature("spin", "rev/s", 0.0, 2.0))
+        self.received: list[np.ndarray] = []
+
+    def step(self, action: np.ndarray) -> Any:
+        self.received.append(np.array(action))
+        return super().step(action)
+
+
+def test_an_action_outside_the_declared_limits_is_clamped_and_counted(tmp_path):
+    too_fast = np.array([0.5, -0.05, 0.0, 3.0, 0.0, 0.0, -0.4, 0.5, -1.0])  # left vx, left grip, right vz, spin outside
+    h = Harness(tmp_path, lambda observation: PolicyOutput(np.tile(too_fast, (30, 1)), confidence=0.95), station=LimitedStation())
+    h.run(10)
+    assert h.station.received, "the policy's actions reached the robot"
+    assert all(np.allclose(a, [0.1, -0.05, 0.0, 1.0, 0.0, 0.0, -0.1, 0.5, 0.0]) for a in h.station.received)
+    assert h.loop.stats.actions_clamped == 4 * len(h.station.received)
+    assert not h.of("fault")
+
+
+def test_a_non_finite_action_faults_and_holds_instead_of_reaching_the_robot(tmp_path):
+    broken = np.array([np.nan, 0, 0, 0, 0, 0, 0, 0, 0])
+    h = Harness(tmp_path, lambda observation: PolicyOutput(np.tile(broken, (30, 1)), confidence=0.95), station=LimitedStation())
+    h.run(5)
+    assert h.station.received == []
+    assert h.loop.stats.faults >= 1
+
+
+def test_the_sim_declares_every_number_of_its_state_and_action():
+    from foreman_sim.station import NutStation
+    from robot_agent.sim_robot import SimRobot
+
+    robot = SimRobot()
+    assert len(robot.state_features) == robot.state().shape[0] == 19
+    assert len(robot.action_features) == NutStation.ACTION_DIM == robot.action_dim
+    assert all(len({f.name for f in features}) == len(features) for features in (robot.state_features, robot.action_features))
+    assert all(f.low is not None and f.high is not None and f.low < f.high for f in robot.action_features)
+    assert [f.name for f in robot.action_features[:5]] == ["left.vx", "left.vy", "left.vz", "left.grip", "left.spin"]
