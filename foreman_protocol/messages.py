@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal, TypeAlias, cast
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -133,6 +133,37 @@ IceTransportPolicy = Literal["all", "relay"]  # relay: TURN-relayed candidates o
 ByeReason = Literal["full", "bad_offer", "failed", "timeout", "closed"]
 
 
+class FeatureSpec(Message):
+    """One number of a robot's state or action vector (`hello.features`)."""
+
+    name: Name
+    unit: Annotated[str, Field(max_length=32)] = ""
+    low: FiniteFloat | None = None
+    high: FiniteFloat | None = None
+
+    @model_validator(mode="after")
+    def _limits_in_order(self) -> FeatureSpec:
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise ValueError(f"feature {self.name}: low {self.low} is above high {self.high}")
+        return self
+
+
+class RobotFeatures(Message):
+    """What a robot declares about itself: its control rate and the numbers of its state and action."""
+
+    control_hz: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]
+    state: Annotated[list[FeatureSpec], Field(max_length=256)]
+    action: Annotated[list[FeatureSpec], Field(min_length=1, max_length=64)]
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> RobotFeatures:
+        for vector, features in (("state", self.state), ("action", self.action)):
+            names = [feature.name for feature in features]
+            if len(set(names)) != len(names):
+                raise ValueError(f"{vector} feature names repeat: {sorted({n for n in names if names.count(n) > 1})}")
+        return self
+
+
 class Hello(Message):
     type: Literal["hello"] = "hello"
     protocol: int
@@ -144,6 +175,7 @@ class Hello(Message):
     estopped: bool
     lease_id: Uuid | None = None
     open_interventions: Annotated[list[Uuid], Field(max_length=100)] | None = None
+    features: RobotFeatures | None = None
 
 
 class Latency(Message):

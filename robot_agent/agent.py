@@ -42,7 +42,7 @@ from robot_agent.control import ControlLoop, LoopSettings
 from robot_agent.link import Link
 from robot_agent.modes import ModeController
 from robot_agent.recording import EpisodeRecorder
-from robot_agent.robot import Robot, needs_ground_truth
+from robot_agent.robot import Robot, declared_features, needs_ground_truth
 from robot_agent.safety import EstopLatch, VelocityLimits
 from robot_agent.sfu import SfuPublisher
 from robot_agent.upload import Uploader
@@ -213,7 +213,7 @@ class Agent:
             protocol=PROTOCOL_VERSION, agent_version=__version__, cameras=self.hub.names,
             capabilities=["teleop", "shared", "webrtc", "datachannel"], policy_version=self.version,
             mode=self.modes.mode, estopped=self.latch.estopped, lease_id=self.modes.lease.id if self.modes.lease else None,
-            open_interventions=list(self.loop.open_interventions)[:100],
+            open_interventions=list(self.loop.open_interventions)[:100], features=declared_features(self.robot, self.config.control_hz),
         )
 
     def _mode_changed(self, previous: str, mode: str) -> None:

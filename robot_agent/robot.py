@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from foreman_learning.policies.base import Policy
-from foreman_protocol.messages import FailureMode
+from foreman_protocol.messages import FailureMode, FeatureSpec, RobotFeatures
 from robot_agent.modes import TeleopVelocity
 
 
@@ -120,6 +120,14 @@ class Robot(ABC):
 
     def close(self) -> None:
         pass
+
+
+def declared_features(robot: Robot, control_hz: float) -> RobotFeatures | None:
+    """The robot's declaration as `hello.features` sends it; None for a robot that declares no actions."""
+    if not robot.action_features:
+        return None
+    spec = lambda feature: FeatureSpec(name=feature.name, unit=feature.unit, low=feature.low, high=feature.high)  # noqa: E731
+    return RobotFeatures(control_hz=control_hz, state=[spec(f) for f in robot.state_features], action=[spec(f) for f in robot.action_features])
 
 
 def needs_ground_truth(policy: Policy | None) -> bool:

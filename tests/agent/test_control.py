@@ -278,3 +278,17 @@ def test_the_sim_declares_every_number_of_its_state_and_action():
     assert all(len({f.name for f in features}) == len(features) for features in (robot.state_features, robot.action_features))
     assert all(f.low is not None and f.high is not None and f.low < f.high for f in robot.action_features)
     assert [f.name for f in robot.action_features[:5]] == ["left.vx", "left.vy", "left.vz", "left.grip", "left.spin"]
+
+
+def test_the_sims_declaration_is_what_its_hello_sends_and_the_server_reads():
+    from foreman_protocol.messages import MAX_MESSAGE_BYTES, Hello
+    from robot_agent.robot import declared_features
+    from robot_agent.sim_robot import SimRobot
+
+    features = declared_features(SimRobot(), 30.0)
+    assert features is not None and len(features.state) == 19 and len(features.action) == 10
+    assert features.action[4].model_dump() == {"name": "left.spin", "unit": "rev/s", "low": 0.0, "high": 3.0}
+    raw = dump_message(Hello(protocol=1, agent_version="t", cameras=["head"], mode="paused", estopped=False, features=features))
+    assert len(raw.encode()) < MAX_MESSAGE_BYTES // 8
+    assert parse_robot_message(raw).features == features
+    assert declared_features(KinematicStation(), 30.0) is None  # declares no actions: hello says nothing

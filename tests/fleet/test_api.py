@@ -28,6 +28,7 @@ REQUIRED: dict[tuple[str, str], str | None] = {
     ("get", "/api/me"): None,
     ("get", "/api/robots"): "view",
     ("get", "/api/robots/{name}"): "view",
+    ("get", "/api/robots/{name}/features"): "view",
     ("post", "/api/robots/{name}/claim"): "control",
     ("post", "/api/robots/{name}/heartbeat"): "control",
     ("post", "/api/robots/{name}/release"): "control",
@@ -176,6 +177,23 @@ def test_robot_list_and_detail(fleet, users):
     assert [r["name"] for r in robots] == ["r1", "r2", "r3"]
     assert client.get("/api/robots/r1", **headers).json()["station"] == robots[0]["station"]
     assert client.get("/api/robots/nope", **headers).status_code == 404
+
+
+def test_a_robots_declared_features_are_served_as_its_hello_gave_them(fleet, users):
+    from foreman_protocol.messages import FeatureSpec, Hello, RobotFeatures
+    from webapp.fleet.services.robots import robot_connected
+
+    client = Client()
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {api_token_issue(user=users['supervisor'])}"}
+    none_yet = client.get("/api/robots/r1/features", **headers)
+    assert none_yet.status_code == 404 and "declared no features" in none_yet.json()["detail"]
+    features = RobotFeatures(control_hz=50.0, state=[FeatureSpec(name="joint_0", unit="rad")],
+                             action=[FeatureSpec(name="joint_0", unit="rad", low=-3.14, high=3.14)])
+    robot_connected(robot_name="r1", hello=Hello(protocol=1, agent_version="t", cameras=["top"], mode="paused", estopped=False,
+                                                 features=features), channel="test-channel")
+    served = client.get("/api/robots/r1/features", **headers)
+    assert served.status_code == 200 and RobotFeatures.model_validate(served.json()) == features
+    assert client.get("/api/robots/nope/features", **headers).status_code == 404
 
 
 def test_hostile_query_strings_get_a_clear_error_not_a_server_error(fleet, users):

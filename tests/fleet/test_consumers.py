@@ -134,6 +134,46 @@ async def test_robot_must_say_hello_first_and_speak_protocol_1(fleet):
     assert not await db(lambda: Robot.objects.get(name="r1").online)
 
 
+FEATURES = {"control_hz": 30.0, "state": [{"name": "left.x", "unit": "m"}],
+            "action": [{"name": "left.vx", "unit": "m/s", "low": -0.25, "high": 0.25}, {"name": "grip", "low": None, "high": 1.0}]}
+STORED = {"control_hz": 30.0, "state": [{"name": "left.x", "unit": "m", "low": None, "high": None}],  # every field, defaults filled
+          "action": [{"name": "left.vx", "unit": "m/s", "low": -0.25, "high": 0.25}, {"name": "grip", "unit": "", "low": None, "high": 1.0}]}
+
+
+@pytest.mark.parametrize("features", [
+    {**FEATURES, "action": []},
+    {**FEATURES, "action": [{"name": "vx", "low": 1.0, "high": -1.0}]},
+    {**FEATURES, "action": [{"name": "vx"}, {"name": "vx"}]},
+    {**FEATURES, "state": [{"name": f"s{i}"} for i in range(257)]},
+    {**FEATURES, "control_hz": 0},
+    {**FEATURES, "action": [{"name": "vx", "unit": "u" * 33}]},
+    {**FEATURES, "action": [{"name": "v x"}]},
+    {**FEATURES, "color": "red"},
+])
+async def test_a_hello_with_malformed_features_is_refused_and_changes_nothing(fleet, features):
+    robot, _ = await robot_socket(fleet.tokens["r1"], greet=False)
+    try:
+        await robot.send(hello(features=features))
+        error = await robot.recv()
+        assert error["type"] == "error" and error["code"] == "bad_message", error
+        stored = await db(lambda: Robot.objects.get(name="r1"))
+        assert not stored.online and stored.features == {}
+        await robot.send(hello(features=FEATURES))  # the connection stays usable
+        assert (await robot.recv_until(lambda m: m["type"] == "welcome"))["robot"] == "r1"
+        assert (await db(lambda: Robot.objects.get(name="r1").features)) == STORED
+    finally:
+        await robot.close()
+
+
+async def test_the_latest_hello_declares_the_features(fleet):
+    robot, _ = await robot_socket(fleet.tokens["r1"], features=FEATURES)
+    await robot.close()
+    assert (await db(lambda: Robot.objects.get(name="r1").features)) == STORED
+    robot, _ = await robot_socket(fleet.tokens["r1"])  # an agent that declares nothing
+    await robot.close()
+    assert (await db(lambda: Robot.objects.get(name="r1").features)) == {}
+
+
 # ------------------------------------------------------------------ presence
 
 

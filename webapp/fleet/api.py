@@ -13,7 +13,7 @@ from ninja import Router, Schema
 from ninja.errors import HttpError
 from ninja.responses import Status
 
-from foreman_protocol.messages import InterventionInfo
+from foreman_protocol.messages import InterventionInfo, RobotFeatures
 from webapp.fleet import selectors
 from webapp.fleet.api_auth import require, source
 from webapp.fleet.paging import Offset
@@ -134,6 +134,19 @@ def get_robot(request: HttpRequest, name: str) -> Any:
     if status is None:
         return Status(404, {"detail": f"no robot named {name!r}"})
     return status
+
+
+@router.get("/robots/{name}/features", response={200: RobotFeatures, 404: ErrorOut}, tags=["robots"])
+def get_robot_features(request: HttpRequest, name: str) -> Any:
+    """The robot's control rate and its state and action features, as its agent declared them
+    (docs/protocol.md, `hello.features`)."""
+    require(request, "view")
+    features = selectors.robot_features(name)
+    if features is None:
+        return Status(404, {"detail": f"no robot named {name!r}"})
+    if not features:
+        return Status(404, {"detail": f"{name} has declared no features: its agent's hello had none"})
+    return features
 
 
 @router.post("/robots/{name}/claim", response={200: LeaseOut}, tags=["control"])

@@ -64,6 +64,7 @@ class Robot(models.Model):
     station = models.ForeignKey(Station, null=True, blank=True, on_delete=models.SET_NULL, related_name="robots")
     cameras = models.JSONField(default=list, blank=True)
     capabilities = models.JSONField(default=list, blank=True)
+    features = models.JSONField(default=dict, blank=True, help_text="hello.features: control rate, state and action features")
     # Only a SHA-256 of the token is kept; the token itself is shown once.
     token_hash = models.CharField(max_length=64, blank=True, db_index=True)
     token_prefix = models.CharField(max_length=12, blank=True)

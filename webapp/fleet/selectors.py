@@ -186,6 +186,12 @@ def robot_online_cameras(name: str) -> tuple[bool, list[str]] | None:
     return None if row is None else (bool(row[0]), list(row[1] or []))
 
 
+def robot_features(name: str) -> dict[str, Any] | None:
+    """What a robot declared in its latest `hello` (`features`: {} if nothing); None if there is no such robot."""
+    row = Robot.objects.filter(name=name).values_list("features", flat=True).first()
+    return None if row is None else dict(row or {})
+
+
 def fleet_snapshot(user: Any) -> Snapshot:
     from webapp.fleet.roles import user_capabilities, user_roles
     from webapp.fleet.services.ice import ice_servers_for

@@ -42,6 +42,7 @@ def robot_connected(*, robot_name: str, hello: Hello, channel: str, source: str 
         robot.connection = channel
         robot.cameras = list(hello.cameras)
         robot.capabilities = list(hello.capabilities)
+        robot.features = hello.features.model_dump(mode="json") if hello.features is not None else {}
         robot.policy_version = hello.policy_version or ""
         robot.mode = hello.mode
         robot.last_seen = timezone.now()
