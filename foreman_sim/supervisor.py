@@ -59,7 +59,7 @@ class ScriptedSupervisor:
         self.token = token
         self.robot_name = ""  # the server's name for the robot, from its welcome
         self.agent = agent  # robot (SimRobot), loop (ControlLoop), modes (ModeController), config
-        self.period_s = 1.0 / (agent.config.control_hz * agent.config.time_scale)  # one command per control tick
+        self.period_s = 1.0 / (agent.control_hz * agent.config.time_scale)  # one command per control tick
         self.ids = itertools.count(1)
         self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.lease_id: str | None = None

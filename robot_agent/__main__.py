@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from foreman_learning.policies.base import Policy
-from foreman_learning.policies.factory import is_file_spec, load_policy
+from foreman_learning.policies.factory import EXPERT, is_file_spec, load_policy
 from robot_agent.cameras import CameraError, check_camera_source
 from robot_agent.config import AgentConfig, ConfigError, load_config
+from robot_agent.drivers import DriverError, make_robot
 from robot_agent.link import FatalLinkError
 from robot_agent.robot import Robot
 
@@ -27,19 +28,31 @@ class StartupError(Exception):
 
 
 def build_robot(config: AgentConfig) -> Robot:
-    if not config.sim:
-        raise StartupError("no hardware driver is configured for this robot: pass --sim for the simulated station")
+    spec = config.robot_spec
+    if spec is None:
+        raise StartupError("no robot driver: pass --robot sim, --robot gym:ENV_ID (docs/robots.md) or --sim")
     try:
-        from robot_agent.sim_robot import SimRobot
-    except ImportError as error:
-        raise StartupError(f"the simulated station is not available: {error}") from None
-    return SimRobot(control_hz=config.control_hz)
+        robot = make_robot(spec, config.control_hz)
+    except DriverError as error:
+        raise StartupError(f"robot {spec}: {error}") from None
+    if config.time_scale != 1.0 and not robot.simulated:
+        robot.close()
+        raise StartupError(f"--time-scale speeds up a simulation; robot {spec} is not one")
+    if config.sim_supervisor_token and spec != "sim":
+        robot.close()
+        raise StartupError("--sim-supervisor-token drives the nut station's scripted supervisor: it needs --robot sim")
+    return robot
 
 
 def build_policy(config: AgentConfig, robot: Robot) -> Policy | None:
     spec = config.policy
     if spec is None:
         return robot.default_policy()
+    if spec == EXPERT:  # the robot's own: each simulation has its expert
+        expert = robot.expert_policy()
+        if expert is None:
+            raise StartupError(f"robot {robot.name} has no scripted expert (a simulator's, which reads its ground truth)")
+        return expert
     try:
         return load_policy(spec, language=config.language, action_dim=robot.action_dim or None)
     except FileNotFoundError:

@@ -78,6 +78,8 @@ class Agent:
         self.config = config
         self.robot = robot
         self.policy = policy
+        self.control_hz = config.control_hz or robot.control_hz  # --control-hz, or the robot's native rate
+        self.sped_up_sim = robot.simulated and config.time_scale > 1.0
         robot.observe_ground_truth(needs_ground_truth(policy))
         self.load_policy = load_policy
         self.version = policy.version[:500] if policy is not None else "none"  # the protocol's ShortText
@@ -94,16 +96,16 @@ class Agent:
         # Frames are sampled at record_fps of wall time (a constant cost whatever the time scale), so
         # in robot time, which the video's clock and the step table share, the rate is record_fps / time_scale.
         self.recorder = EpisodeRecorder(self.state_dir, self.hub.names, record_fps=config.record_fps / config.time_scale,
-                                        control_hz=config.control_hz)
+                                        control_hz=self.control_hz)
         self.outgoing: asyncio.Queue[tuple[RobotToServerMessage, bool]] = asyncio.Queue()
         self.uploader = Uploader(http_base_url(config.server), config.token, self.recorder.spool_dir)
         self.loop = ControlLoop(
             robot, self.modes, self.executor, self.clock, self.emit,
             settings=LoopSettings(
-                control_hz=config.control_hz, warning_confidence=config.warning_confidence,
+                control_hz=self.control_hz, warning_confidence=config.warning_confidence,
                 intervention_confidence=config.intervention_confidence, takt_warning_fraction=config.takt_warning_fraction,
                 seed=config.seed, max_cycles=config.max_cycles, offline_policy=config.offline_policy,
-                sim_time_waits=config.sim and config.time_scale > 1.0,
+                sim_time_waits=self.sped_up_sim,
             ),
             recorder=self.recorder, policy_version=lambda: self.version,
             on_cycle_end=lambda result, kept: self._cycle_ended(kept),
@@ -137,9 +139,8 @@ class Agent:
         # A sped-up sim runs inference in the control tick and robot time waits for it (the loop holds
         # the clock back): a wall-clock inference would otherwise last time_scale× longer in robot
         # time than on a real robot. Same chunk semantics as `foreman_learning.evaluate`.
-        sped_up_sim = self.config.sim and self.config.time_scale > 1.0
         return ChunkExecutor(
-            infer, inline_submit if sped_up_sim else thread_submit(self.inference_pool), refill_below=self.config.refill_below,
+            infer, inline_submit if self.sped_up_sim else thread_submit(self.inference_pool), refill_below=self.config.refill_below,
             prefix_length=self.config.prefix_length, synchronous=self.config.sync_inference,
             supports_prefix=policy.supports_prefix, action_dim=self.robot.action_dim or None,
         )
@@ -213,7 +214,7 @@ class Agent:
             protocol=PROTOCOL_VERSION, agent_version=__version__, cameras=self.hub.names,
             capabilities=["teleop", "shared", "webrtc", "datachannel"], policy_version=self.version,
             mode=self.modes.mode, estopped=self.latch.estopped, lease_id=self.modes.lease.id if self.modes.lease else None,
-            open_interventions=list(self.loop.open_interventions)[:100], features=declared_features(self.robot, self.config.control_hz),
+            open_interventions=list(self.loop.open_interventions)[:100], features=declared_features(self.robot, self.control_hz),
         )
 
     def _mode_changed(self, previous: str, mode: str) -> None:
@@ -368,9 +369,8 @@ class Agent:
 def default_cameras(robot: Robot, config: AgentConfig) -> list[Camera]:
     """The robot's own (rendered) cameras, with --camera NAME=SOURCE replacing or adding cameras."""
     cameras: dict[str, Camera] = {}
-    if config.sim:
-        for name in robot.cameras:
-            cameras[name] = RenderedCamera(name, robot.render)
+    for name in robot.cameras:
+        cameras[name] = RenderedCamera(name, robot.render, max_fps=robot.camera_fps.get(name))
     for name, source in config.camera.items():
         cameras[name] = PlayerCamera(name, source)
     return list(cameras.values())

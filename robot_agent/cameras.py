@@ -46,6 +46,7 @@ class Frame:
 class Camera(ABC):
     name: str
     size: tuple[int, int]  # (width, height) of the camera's own images
+    max_fps: float | None = None  # the highest rate it is captured at, whoever asks for more
 
     async def start(self) -> None:
         """Open the device (may raise CameraError)."""
@@ -71,10 +72,12 @@ class RenderedCamera(Camera):
     """A camera drawn by a renderer (the simulator), off the event loop, at the size asked for
     (rendering cost grows with pixels)."""
 
-    def __init__(self, name: str, render: Callable[[str, tuple[int, int]], np.ndarray], size: tuple[int, int] = (WIDTH, HEIGHT)) -> None:
+    def __init__(self, name: str, render: Callable[[str, tuple[int, int]], np.ndarray], size: tuple[int, int] = (WIDTH, HEIGHT),
+                 max_fps: float | None = None) -> None:
         self.name = name
         self.render = render
         self.size = size
+        self.max_fps = max_fps
 
     async def read(self, size: tuple[int, int] | None = None) -> np.ndarray:
         wanted = self.size if size is None else scaled_size(self.size, size[0])
@@ -179,6 +182,9 @@ class CameraHub:
         own = self.cameras[camera].size
         wanted = [demand for demand in self.demands.values() if demand.camera == camera]
         fps = max([self.idle_fps, *(min(demand.fps, self.video_fps) for demand in wanted)])
+        cap = self.cameras[camera].max_fps
+        if cap is not None:
+            fps = min(fps, cap)
         width = max([self.idle_width, *(demand.width for demand in wanted)])
         return fps, scaled_size(own, width)
 

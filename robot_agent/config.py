@@ -70,7 +70,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("server", str, "server URL, http(s)://host:port (the agent connects to ws(s)://host:port/ws/robot/)"),
     Setting("token", str, "robot token (frt_...), from `manage.py robot_token NAME`"),
     Setting("name", str, "robot name, used for the state directory and logs (default: robot)"),
-    Setting("sim", _bool, "drive the simulated nut station instead of real hardware", flag_only=True),
+    Setting("robot", str, "robot driver: sim (the simulated nut station), gym:ENV_ID (a Gymnasium environment, e.g. "
+            "gym:gym_aloha/AlohaInsertion-v0); docs/robots.md"),
+    Setting("sim", _bool, "drive the simulated nut station (short for --robot sim)", flag_only=True),
     Setting("policy", str, "policy: a checkpoint PATH, 'expert' (the sim's scripted expert), xr0://HOST:PORT (XR0 deploy server) "
             "or ws(s)://HOST:PORT (openpi server); default with --sim: the shipped trained policy (foreman_learning/weights/bc-sim-v2.pt)"),
     Setting("camera", _cameras, "camera NAME=SOURCE (V4L2 device, video file or rtsp:// URL); repeatable; replaces the sim's rendered camera of that name"),
@@ -79,7 +81,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("state_dir", Path, "where the e-stop latch and the episode spool live (default var/agent/NAME)"),
     Setting("offline_policy", str, "when the server is unreachable: finish the current cycle then hold (finish, default) or hold at once (hold)"),
     Setting("sync_inference", _bool, "run inference synchronously in the control loop instead of asynchronous chunk execution", flag_only=True),
-    Setting("control_hz", float, "control loop rate in robot time (default 30)"),
+    Setting("control_hz", float, "control loop rate in robot time (default: the robot's own, 30 Hz for the nut station)"),
     Setting("refill_below", int, "start the next inference when fewer than this many actions remain (default 10)"),
     Setting("prefix_length", int, "unexecuted actions passed to the policy as a prefix (default 5)"),
     Setting("stamp_frames", _bool, "stamp each frame's capture time as a bar code in its top rows (benchmarks)", flag_only=True),
@@ -112,6 +114,7 @@ class AgentConfig:
     server: str = ""
     token: str = ""
     name: str = "robot"
+    robot: str | None = None
     sim: bool = False
     policy: str | None = None
     camera: dict[str, str] = field(default_factory=dict)
@@ -120,7 +123,7 @@ class AgentConfig:
     state_dir: Path | None = None
     offline_policy: str = "finish"
     sync_inference: bool = False
-    control_hz: float = 30.0
+    control_hz: float | None = None  # None: the robot's native rate
     refill_below: int = 10
     prefix_length: int = 5
     stamp_frames: bool = False
@@ -146,6 +149,11 @@ class AgentConfig:
         return self.state_dir if self.state_dir is not None else Path("var") / "agent" / self.name
 
     @property
+    def robot_spec(self) -> str | None:
+        """The driver to build (`--robot`, or `sim` for --sim), None when neither was given."""
+        return self.robot or ("sim" if self.sim else None)
+
+    @property
     def websocket_url(self) -> str:
         return robot_websocket_url(self.server)
 
@@ -163,7 +171,9 @@ class AgentConfig:
             raise ConfigError(f"--sim-supervisor-mode must be drive or resume, not {self.sim_supervisor_mode!r}")
         if self.offline_policy not in {"finish", "hold"}:
             raise ConfigError(f"--offline-policy must be finish or hold, not {self.offline_policy!r}")
-        if self.time_scale <= 0 or self.control_hz <= 0 or self.video_fps <= 0 or self.record_fps <= 0:
+        if self.sim and self.robot not in (None, "sim"):
+            raise ConfigError(f"--sim drives the nut station, --robot {self.robot} another robot: pass one of them")
+        if self.time_scale <= 0 or (self.control_hz is not None and self.control_hz <= 0) or self.video_fps <= 0 or self.record_fps <= 0:
             raise ConfigError("--time-scale, --control-hz, --video-fps and --record-fps must be > 0")
         if not 0 <= self.intervention_confidence <= self.warning_confidence <= 1:
             raise ConfigError("need 0 ≤ intervention_confidence ≤ warning_confidence ≤ 1")

@@ -61,6 +61,11 @@ class StationStatus:
 class Robot(ABC):
     name: str = "robot"
     cameras: list[str] = []
+    # A camera's highest capture rate, where drawing or reading it is costly (a software-rendered
+    # MuJoCo camera costs 15-20 ms a frame here): live video and recording share what it captures.
+    camera_fps: dict[str, float] = {}
+    control_hz: float = 30.0  # the robot's native control rate, used unless --control-hz says otherwise
+    simulated: bool = False  # a simulation: its time may run faster than wall time (--time-scale)
     action_dim: int = 0
     state_features: tuple[Feature, ...] = ()  # what `state()` returns, in order
     action_features: tuple[Feature, ...] = ()  # what `step()` takes, in order; actions are clamped to their limits
@@ -113,6 +118,10 @@ class Robot(ABC):
     def observe_ground_truth(self, enabled: bool) -> None:
         """Add what only a simulator knows to observations, for a policy that reads it (the sim's
         scripted expert says so with `needs_ground_truth`). A real robot has none to add."""
+
+    def expert_policy(self) -> Policy | None:
+        """A simulator's scripted expert (`--policy expert`), which reads its ground truth; None for a real robot."""
+        return None
 
     def default_policy(self) -> Policy | None:
         """A policy that comes with the robot (the sim's scripted expert), if any."""

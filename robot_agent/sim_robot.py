@@ -56,10 +56,12 @@ class SimRobot(Robot):
     name = "sim-nut-station"
     cameras = ["head", "wrist_left", "wrist_right"]
     action_dim = NutStation.ACTION_DIM
+    control_hz = 1.0 / DT
+    simulated = True
     state_features = SIM_STATE_FEATURES
     action_features = SIM_ACTION_FEATURES
 
-    def __init__(self, control_hz: float = 30.0) -> None:
+    def __init__(self, control_hz: float = 1.0 / DT) -> None:
         if abs(control_hz * DT - 1.0) > 1e-6:
             raise ValueError(f"the simulated station runs at {1 / DT:.0f} Hz (asked for {control_hz:g} Hz)")
         self.lock = threading.Lock()
@@ -143,6 +145,11 @@ class SimRobot(Robot):
         index = ARMS.index(nudge.arm)
         action[5 * index: 5 * index + 3] += (nudge.vx, nudge.vy, nudge.vz)
         return action
+
+    def expert_policy(self) -> Policy:
+        from foreman_learning.policies.factory import EXPERT, load_policy
+
+        return load_policy(EXPERT)
 
     def default_policy(self) -> Policy:
         """The shipped behaviour-cloned policy (about 90% on held-out seeds); the expert without it."""

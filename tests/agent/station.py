@@ -23,9 +23,11 @@ class KinematicStation(Robot):
     name = "test-station"
     cameras = ["head", "wrist_left"]
     action_dim = ACTION_DIM
+    simulated = True
 
     def __init__(self, *, control_hz: float = 30.0, cycle_steps: int = 60, succeed: bool = True,
                  fault_at_step: int | None = None, failure_mode: FailureMode = "cross_threaded") -> None:
+        self.control_hz = control_hz
         self.dt = 1.0 / control_hz
         self.cycle_steps = cycle_steps
         self.succeed = succeed
