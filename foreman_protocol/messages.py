@@ -148,12 +148,31 @@ class FeatureSpec(Message):
         return self
 
 
+class TeleopSpec(Message):
+    """How a person drives the robot (`hello.features.teleop`): what the teleop axes move."""
+
+    # end_effector: vx, vy, vz move the arm's gripper in m/s (world frame); joint: they jog joints.
+    space: Literal["end_effector", "joint"]
+    arms: Annotated[list[Literal["left", "right"]], Field(min_length=1, max_length=2)]
+    spin: Annotated[str, Field(max_length=64)] | None = None  # what the spin axis does, for a person ("drive the nut"); None: nothing
+    grip: bool = True  # the arm has a gripper that `grip` opens and closes
+    axes: Annotated[str, Field(max_length=200)] = ""  # joint space: which action features the axes move, for a person
+
+    @model_validator(mode="after")
+    def _arms_unique(self) -> TeleopSpec:
+        if len(set(self.arms)) != len(self.arms):
+            raise ValueError(f"teleop arms repeat: {self.arms}")
+        return self
+
+
 class RobotFeatures(Message):
-    """What a robot declares about itself: its control rate and the numbers of its state and action."""
+    """What a robot declares about itself: its control rate, the numbers of its state and action,
+    and how a person drives it."""
 
     control_hz: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]
     state: Annotated[list[FeatureSpec], Field(max_length=256)]
     action: Annotated[list[FeatureSpec], Field(min_length=1, max_length=64)]
+    teleop: TeleopSpec | None = None  # None: the robot cannot be driven remotely
 
     @model_validator(mode="after")
     def _names_unique(self) -> RobotFeatures:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from foreman_learning.policies.base import Policy
-from foreman_protocol.messages import FailureMode, FeatureSpec, RobotFeatures
+from foreman_protocol.messages import FailureMode, FeatureSpec, RobotFeatures, TeleopSpec
 from robot_agent.modes import TeleopVelocity
 
 
@@ -69,6 +69,7 @@ class Robot(ABC):
     action_dim: int = 0
     state_features: tuple[Feature, ...] = ()  # what `state()` returns, in order
     action_features: tuple[Feature, ...] = ()  # what `step()` takes, in order; actions are clamped to their limits
+    teleop: TeleopSpec | None = None  # how `teleop_action` maps a person's commands (None: not remotely drivable)
 
     @abstractmethod
     def reset(self, seed: int) -> StationStatus:
@@ -136,7 +137,8 @@ def declared_features(robot: Robot, control_hz: float) -> RobotFeatures | None:
     if not robot.action_features:
         return None
     spec = lambda feature: FeatureSpec(name=feature.name, unit=feature.unit, low=feature.low, high=feature.high)  # noqa: E731
-    return RobotFeatures(control_hz=control_hz, state=[spec(f) for f in robot.state_features], action=[spec(f) for f in robot.action_features])
+    return RobotFeatures(control_hz=control_hz, state=[spec(f) for f in robot.state_features], action=[spec(f) for f in robot.action_features],
+                         teleop=robot.teleop)
 
 
 def needs_ground_truth(policy: Policy | None) -> bool:

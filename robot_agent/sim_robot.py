@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from foreman_learning.policies.base import Policy
+from foreman_protocol.messages import TeleopSpec
 from foreman_sim.render import VideoRenderer, observe, scene_of
 from foreman_sim.station import ARMS, DT, MAX_SPEED, MAX_SPIN, NutStation
 from robot_agent.modes import TeleopVelocity
@@ -60,6 +61,7 @@ class SimRobot(Robot):
     simulated = True
     state_features = SIM_STATE_FEATURES
     action_features = SIM_ACTION_FEATURES
+    teleop = TeleopSpec(space="end_effector", arms=list(ARMS), spin="drive the nut", grip=True)
 
     def __init__(self, control_hz: float = 1.0 / DT) -> None:
         if abs(control_hz * DT - 1.0) > 1e-6:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from foreman_learning.policies.base import Policy
+from foreman_protocol.messages import TeleopSpec
 from robot_agent.modes import TeleopVelocity
 from robot_agent.robot import Feature, Robot, StationStatus
 
@@ -47,6 +48,7 @@ PHASES = {
 PARTS = {"insertion": (("red_peg_joint", "peg"), ("blue_socket_joint", "socket")), "transfer_cube": (("red_box_joint", "cube"),)}
 DOFS_PER_ARM = 8  # 6 arm joints and 2 finger joints, in qpos and qvel alike
 POLICY_IMAGE_SIZE = (160, 120)  # (width, height) of the images an observation carries
+PHASE_HOLD_STEPS = 10  # 0.2 s
 TELEOP_DAMPING = 0.05  # damped least squares: the arm slows near a singularity instead of flailing
 
 
@@ -132,6 +134,7 @@ class AlohaRobot(Robot):
     # What the renderer can afford next to the physics and the video encoders (bench control):
     # the overview camera at 15 fps, the wrist cameras at 5.
     camera_fps = {"top": 15.0, "left_wrist": 5.0, "right_wrist": 5.0}
+    teleop = TeleopSpec(space="end_effector", arms=list(SIDES), spin="turn the wrist", grip=True)
 
     def __init__(self, env_id: str = "gym_aloha/AlohaInsertion-v0", control_hz: float | None = None) -> None:
         import gym_aloha  # noqa: F401 - registers the gym_aloha/ environments
@@ -180,8 +183,7 @@ class AlohaRobot(Robot):
         self.target = np.zeros(self.action_dim)  # the joint targets last applied
         self.holding = False
         self.steps = 0
-        self.reward = 0
-        self.best_reward = 0
+        self.reward = self.best_reward = self.phase_reward = self.reward_run = 0
         self.last_good_state = self.physics.get_state()
 
     # ------------------------------------------------------------------ state
@@ -208,9 +210,9 @@ class AlohaRobot(Robot):
         success = self.reward >= len(phases) - 1
         dropped = [label for address, label in self.part_qpos if self.data.qpos[address + 2] < -0.05]  # below the table top
         if dropped:
-            return StationStatus(phase=phases[self.reward], progress=self.best_reward / (len(phases) - 1), done=True, success=False,
+            return StationStatus(phase=phases[self.phase_reward], progress=self.best_reward / (len(phases) - 1), done=True, success=False,
                                  failure_mode="other", fault_detail=f"the {dropped[0]} fell off the table")
-        return StationStatus(phase=phases[self.reward], progress=self.best_reward / (len(phases) - 1), done=success,
+        return StationStatus(phase=phases[self.phase_reward], progress=self.best_reward / (len(phases) - 1), done=success,
                              success=True if success else None)
 
     # ------------------------------------------------------------------ Robot
@@ -229,7 +231,7 @@ class AlohaRobot(Robot):
             self.last_good_state = self.physics.get_state()
             self.holding = False
             self.steps = 0  # control periods that moved the arms this cycle (holds do not count)
-            self.reward = self.best_reward = 0
+            self.reward = self.best_reward = self.phase_reward = self.reward_run = 0
             return self._status()
 
     def observation(self) -> dict[str, Any]:
@@ -274,7 +276,13 @@ class AlohaRobot(Robot):
             self.task.before_step(action, self.physics)
             self.physics.step(self.substeps)
             self.task.after_step(self.physics)
-            self.reward = int(self.task.get_reward(self.physics))
+            reward = int(self.task.get_reward(self.physics))
+            # Contacts flicker from one period to the next: a phase changes when its reward has held
+            # PHASE_HOLD_STEPS periods (success counts at once: the task's own definition).
+            self.reward_run = self.reward_run + 1 if reward == self.reward else 1
+            self.reward = reward
+            if self.reward_run >= PHASE_HOLD_STEPS or reward == len(PHASES[self.task_name]) - 1:
+                self.phase_reward = reward
         except self.physics_error as error:
             with self.physics.reset_context():
                 self.physics.set_state(self.last_good_state)
@@ -289,12 +297,13 @@ class AlohaRobot(Robot):
 
     def arm_poses(self) -> dict[str, dict[str, Any]]:
         with self.lock:
-            qpos14 = self._qpos14()
             poses = {}
             for index, side in enumerate(SIDES):
                 x, y, z = (float(v) * 1000 for v in self.data.xpos[self.gripper_bodies[index]])
+                # ArmPose.grip is how closed the gripper is told to be (1 closed); gym-aloha's command is how open.
+                closed = 1.0 - float(self.target[7 * index + 6])
                 poses[side] = {"x_mm": round(x, 1), "y_mm": round(y, 1), "z_mm": round(z, 1),
-                               "grip": round(min(1.0, max(0.0, float(qpos14[7 * index + 6]))), 2), "nut": self.reward >= 2}
+                               "grip": round(min(1.0, max(0.0, closed)), 2), "nut": self.reward >= 2}
             return poses
 
     def observe_ground_truth(self, enabled: bool) -> None:

@@ -18,10 +18,11 @@ of their own (robot_agent/drivers/aloha.py), chosen by `make_robot`.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from foreman_protocol.messages import TeleopSpec
 from robot_agent.modes import TeleopVelocity
 from robot_agent.robot import Feature, Robot, StationStatus
 
@@ -66,6 +67,13 @@ class GymRobot(Robot):
             Feature(f"action.{index}", "", bound(low), bound(high)) for index, (low, high) in enumerate(zip(action_space.low, action_space.high, strict=True))
         )
         self.action_dim = len(self.action_features)
+        arms: list[Literal["left", "right"]] = ["left", "right"] if self.action_dim > TELEOP_AXES else ["left"]
+        self.teleop = TeleopSpec(
+            space="joint", arms=arms, grip=False, spin="action.3" if self.action_dim > 3 else None,
+            axes=f"vx vy vz spin move action.0-{min(self.action_dim, TELEOP_AXES) - 1}"
+                 + (f" (left), action.4-{min(self.action_dim, 2 * TELEOP_AXES) - 1} (right)" if len(arms) == 2 else "")
+                 + " by their value per second",
+        )
         self.state_keys: list[str | None] = []  # observation parts that make the state, in order (None: the whole Box)
         self.image_keys: dict[str, str | None] = {}  # camera name -> observation key (None: env.render())
         state: list[Feature] = []

@@ -71,6 +71,15 @@ def test_a_gym_environment_declares_what_its_spaces_say():
     assert robot.cameras == ["overhead"] and robot.control_hz == 20.0  # its metadata's render_fps
     features = declared_features(robot, robot.control_hz)
     assert features is not None and features.control_hz == 20.0 and len(features.action) == 2
+    # A person jogs its action features: one "arm", no gripper, no spin axis (2 actions).
+    assert features.teleop is not None and (features.teleop.space, features.teleop.arms, features.teleop.grip, features.teleop.spin) == (
+        "joint", ["left"], False, None)
+    assert "action.0-1" in features.teleop.axes
+
+
+def test_the_nut_station_and_aloha_declare_how_a_person_drives_them():
+    sim = declared_features(make_robot("sim"), 30.0)
+    assert sim is not None and sim.teleop is not None and sim.teleop.spin == "drive the nut" and sim.teleop.arms == ["left", "right"]
 
 
 def test_a_gym_robot_runs_a_cycle_to_its_success_and_a_person_jogs_it():

@@ -137,7 +137,9 @@ async def test_robot_must_say_hello_first_and_speak_protocol_1(fleet):
 FEATURES = {"control_hz": 30.0, "state": [{"name": "left.x", "unit": "m"}],
             "action": [{"name": "left.vx", "unit": "m/s", "low": -0.25, "high": 0.25}, {"name": "grip", "low": None, "high": 1.0}]}
 STORED = {"control_hz": 30.0, "state": [{"name": "left.x", "unit": "m", "low": None, "high": None}],  # every field, defaults filled
-          "action": [{"name": "left.vx", "unit": "m/s", "low": -0.25, "high": 0.25}, {"name": "grip", "unit": "", "low": None, "high": 1.0}]}
+          "action": [{"name": "left.vx", "unit": "m/s", "low": -0.25, "high": 0.25}, {"name": "grip", "unit": "", "low": None, "high": 1.0}],
+          "teleop": None}
+TELEOP = {"space": "end_effector", "arms": ["left"], "spin": "turn the wrist"}
 
 
 @pytest.mark.parametrize("features", [
@@ -149,6 +151,11 @@ STORED = {"control_hz": 30.0, "state": [{"name": "left.x", "unit": "m", "low": N
     {**FEATURES, "action": [{"name": "vx", "unit": "u" * 33}]},
     {**FEATURES, "action": [{"name": "v x"}]},
     {**FEATURES, "color": "red"},
+    {**FEATURES, "teleop": {**TELEOP, "space": "cartesian"}},
+    {**FEATURES, "teleop": {**TELEOP, "arms": []}},
+    {**FEATURES, "teleop": {**TELEOP, "arms": ["left", "left"]}},
+    {**FEATURES, "teleop": {**TELEOP, "arms": ["middle"]}},
+    {**FEATURES, "teleop": {**TELEOP, "spin": "s" * 65}},
 ])
 async def test_a_hello_with_malformed_features_is_refused_and_changes_nothing(fleet, features):
     robot, _ = await robot_socket(fleet.tokens["r1"], greet=False)
@@ -169,6 +176,9 @@ async def test_the_latest_hello_declares_the_features(fleet):
     robot, _ = await robot_socket(fleet.tokens["r1"], features=FEATURES)
     await robot.close()
     assert (await db(lambda: Robot.objects.get(name="r1").features)) == STORED
+    robot, _ = await robot_socket(fleet.tokens["r1"], features={**FEATURES, "teleop": TELEOP})  # and how a person drives it
+    await robot.close()
+    assert (await db(lambda: Robot.objects.get(name="r1").features))["teleop"] == {**TELEOP, "grip": True, "axes": ""}
     robot, _ = await robot_socket(fleet.tokens["r1"])  # an agent that declares nothing
     await robot.close()
     assert (await db(lambda: Robot.objects.get(name="r1").features)) == {}
