@@ -135,8 +135,10 @@ def celery_args(*, beat: bool = False, loglevel: str = "WARNING") -> list[str]:
 
 
 def sim_agent_args(server: str, token: str, name: str, *options: str) -> list[str]:
-    """A simulated robot (`python -m robot_agent --sim`); `options` are the agent's other flags."""
-    return [PYTHON, "-m", "robot_agent", "--server", server, "--token", token, "--sim", "--name", name, *options]
+    """A simulated robot: the nut station (`python -m robot_agent --robot sim`), or another robot when
+    `options` say `--robot DRIVER`; `options` are the agent's other flags."""
+    robot = [] if "--robot" in options else ["--robot", "sim"]
+    return [PYTHON, "-m", "robot_agent", "--server", server, "--token", token, *robot, "--name", name, *options]
 
 
 def manage_args(*args: str) -> list[str]:

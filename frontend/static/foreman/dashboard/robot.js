@@ -46,6 +46,13 @@ let supervisory = false;
 let slowChecks = 0;
 let fastChecks = 0;
 let lastGamepadButtons = /** @type {boolean[]} */ ([]);
+/**
+ * How this robot is driven, from its declaration (GET /api/robots/NAME/features, docs/protocol.md
+ * `features.teleop`); until it arrives (or for a robot that declares nothing), two arms with grippers.
+ * @type {{space: string, arms: ("left"|"right")[], spin: string|null, grip: boolean, axes: string}}
+ */
+let teleopSpec = { space: "end_effector", arms: ["left", "right"], spin: "spin", grip: true, axes: "" };
+let drivable = true;  // false: the robot declares that it cannot be driven remotely
 
 /** @param {string} text @param {boolean} [isError] */
 function say(text, isError = false) {
@@ -252,7 +259,7 @@ function velocity() {
   return { vx, vy, vz, spin };
 }
 
-/** The first connected gamepad: left stick x/y, right stick y for height, right trigger drives the nut, A toggles grip, LB/RB pick the arm. */
+/** The first connected gamepad: left stick x/y, right stick y for height, right trigger spins (what the robot declares), A toggles grip, LB/RB pick the arm. */
 function readGamepad() {
   const pads = typeof navigator.getGamepads === "function" ? navigator.getGamepads() : [];
   const pad = [...pads].find((p) => p && p.connected);
@@ -286,7 +293,8 @@ function sendCommand() {
   // Supervisory mode: no motion commands at all, so the agent's deadman holds the robot.
   if (supervisory) return;
   seq += 1;
-  const body = { type: "teleop", lease_id: lease.id, seq, sent_ms: performance.timeOrigin + performance.now(), arm, ...velocity(), grip: gripClosed ? "close" : "open" };
+  const body = { type: "teleop", lease_id: lease.id, seq, sent_ms: performance.timeOrigin + performance.now(), arm, ...velocity(),
+    ...(teleopSpec.grip ? { grip: gripClosed ? "close" : "open" } : {}) };
   sentAt.set(seq, performance.now());
   if (sentAt.size > 200) sentAt.delete(/** @type {number} */ (sentAt.keys().next().value));
   if (!player || !player.sendTeleop(body)) socket.send({ ...body, robot: NAME });  // WebSocket fallback
@@ -294,6 +302,7 @@ function sendCommand() {
 
 /** @param {"left"|"right"} side */
 function setArm(side) {
+  if (!teleopSpec.arms.includes(side)) return;
   arm = side;
   const pose = socket.robots.get(NAME)?.telemetry?.arms?.[side];
   gripClosed = Boolean(pose && pose.grip > 0.5);
@@ -366,12 +375,42 @@ function renderPad() {
   $("grip").setAttribute("aria-pressed", String(gripClosed));
 }
 
+/** Build the teleop panel from the robot's declaration: its arms, what spin does, whether it grips. */
+async function loadTeleopSpec() {
+  let response;
+  try {
+    response = await fetch(`/api/robots/${encodeURIComponent(NAME)}/features`, { credentials: "same-origin" });
+  } catch {
+    return;  // keep the defaults; the next page load asks again
+  }
+  if (!response.ok) return;  // 404: the robot has declared nothing (an older agent)
+  const features = await response.json();
+  drivable = Boolean(features.teleop);
+  if (features.teleop) teleopSpec = features.teleop;
+  for (const button of document.querySelectorAll("[data-arm]")) {
+    /** @type {HTMLElement} */ (button).hidden = !teleopSpec.arms.includes(/** @type {"left"|"right"} */ (button.getAttribute("data-arm")));
+  }
+  $("keys-arms").hidden = teleopSpec.arms.length < 2;
+  const spin = /** @type {HTMLElement} */ (document.querySelector("[data-hold=spin]"));
+  spin.hidden = !teleopSpec.spin;
+  spin.setAttribute("aria-label", teleopSpec.spin || "spin");
+  $("keys-spin").hidden = !teleopSpec.spin;
+  $("keys-spin-what").textContent = teleopSpec.spin || "";
+  $("grip").hidden = !teleopSpec.grip;
+  $("keys-grip").hidden = !teleopSpec.grip;
+  $("teleop-space").textContent = teleopSpec.space === "joint"
+    ? `Joint jog: ${teleopSpec.axes || "the keys move the robot's joints"}.`
+    : "The keys move the gripper in the station's frame (m/s).";
+  setArm(teleopSpec.arms.includes(arm) ? arm : teleopSpec.arms[0]);
+  render();
+}
+
 // ---------------------------------------------------------------- rendering
 
 /** @param {any} pose */
 function poseText(pose) {
   if (!pose) return "—";
-  return `x ${pose.x_mm.toFixed(1)} · y ${pose.y_mm.toFixed(1)} · z ${pose.z_mm.toFixed(1)} mm · ${pose.grip > 0.5 ? "closed" : "open"}${pose.nut ? " · nut" : ""}`;
+  return `x ${pose.x_mm.toFixed(1)} · y ${pose.y_mm.toFixed(1)} · z ${pose.z_mm.toFixed(1)} mm · ${pose.grip > 0.5 ? "closed" : "open"}${pose.nut ? " · holding" : ""}`;
 }
 
 /** @param {string} id @param {string} text @param {boolean} [bad] */
@@ -412,8 +451,9 @@ function render() {
   const canControl = socket.can("control") && robot.online && !robot.estopped;
   buttons.claimTeleop.hidden = !socket.can("control") || mine;
   buttons.claimShared.hidden = !socket.can("control") || mine;
-  buttons.claimTeleop.disabled = !canControl;
-  buttons.claimShared.disabled = !canControl;
+  buttons.claimTeleop.disabled = !canControl || !drivable;
+  buttons.claimShared.disabled = !canControl || !drivable;
+  buttons.claimTeleop.title = drivable ? "" : `${NAME} declares that it cannot be driven remotely`;
   buttons.takeover.hidden = !(socket.can("takeover") && other);
   buttons.release.hidden = !mine;
   buttons.pause.hidden = buttons.resume.hidden = !socket.can("estop");
@@ -457,6 +497,7 @@ function render() {
   figure("f-torque", t && fresh && t.torque_nm != null ? `${t.torque_nm.toFixed(2)} N·m` : "—");
   figure("f-left", fresh ? poseText(t?.arms?.left) : "—");
   figure("f-right", fresh ? poseText(t?.arms?.right) : "—");
+  for (const side of /** @type {("left"|"right")[]} */ (["left", "right"])) $(`f-${side}-row`).hidden = !teleopSpec.arms.includes(side);
 }
 
 buttons.claimTeleop.addEventListener("click", () => claim("teleop", false));
@@ -484,4 +525,5 @@ setArm("left");
 renderPad();
 render();
 socket.connect();
+loadTeleopSpec();
 Object.assign(window, { foreman: { socket, get player() { return player; }, get lease() { return lease; }, get seq() { return seq; } } });

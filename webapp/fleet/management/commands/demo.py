@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from webapp.fleet.models import Robot
-from webapp.fleet.services.demo import DEMO_USERS, demo_seed
+from webapp.fleet.services.demo import ALOHA_ROBOT, DEMO_USERS, demo_seed
 from webapp.launcher import Child, Launcher, LaunchError, agents_available, celery_args, daphne_args, sim_agent_args, wait_http
 
 DEMO_PASSWORD = "foreman"
@@ -23,6 +23,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--robots", type=int, default=4, help="how many simulated robots (default 4)")
+        parser.add_argument("--aloha", type=int, default=0, help="how many simulated ALOHA robots (MuJoCo) at the insertion station (default 0)")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--host", default="127.0.0.1", help="address daphne binds (default 127.0.0.1)")
         parser.add_argument("--password", default=None, help="password for the demo users (required when DEBUG is off)")
@@ -35,8 +36,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         robots: int = options["robots"]
+        aloha: int = options["aloha"]
         if not 0 <= robots <= 64:
             raise CommandError("--robots must be between 0 and 64")
+        if not 0 <= aloha <= 8:
+            raise CommandError("--aloha must be between 0 and 8")
         password = options["password"]
         if password is None:
             if not settings.DEBUG:
@@ -44,7 +48,7 @@ class Command(BaseCommand):
             password = DEMO_PASSWORD
         os.makedirs(settings.BASE_DIR / "var", exist_ok=True)
         call_command("migrate", interactive=False, verbosity=0)
-        fleet = demo_seed(robots=robots, password=password)
+        fleet = demo_seed(robots=robots, password=password, aloha=aloha)
         Robot.objects.update(online=False, connection="")  # nothing is connected before we start
 
         launcher = Launcher()  # the children share our terminal; SIGTERM and Ctrl-C stop them (finally)
@@ -56,7 +60,7 @@ class Command(BaseCommand):
             daphne = launcher.start("daphne", daphne_args(options["port"], options["host"]))
             if settings.REDIS_URL:
                 launcher.start("celery", celery_args(beat=True))
-            start_agents = agents_available() and not options["no_agents"] and robots > 0
+            start_agents = agents_available() and not options["no_agents"] and robots + aloha > 0
             if start_agents:
                 try:
                     wait_http(f"{url}/healthz", timeout_s=30, child=daphne)
@@ -70,6 +74,8 @@ class Command(BaseCommand):
                                      "--state-dir", str(Path(settings.MEDIA_ROOT).parent / "agent" / name)]
                     if options["ice_loopback"]:
                         agent_options.append("--ice-loopback")
+                    if name in fleet.aloha:
+                        agent_options += ["--robot", ALOHA_ROBOT]
                     agents.append(launcher.start(f"agent {name}", sim_agent_args(url, token, name, *agent_options)))
 
             self.stdout.write(self.style.SUCCESS(f"\nForeman demo running at {url}/"))
