@@ -30,9 +30,9 @@ class StartupError(Exception):
 def build_robot(config: AgentConfig) -> Robot:
     spec = config.robot_spec
     if spec is None:
-        raise StartupError("no robot driver: pass --robot sim, --robot gym:ENV_ID (docs/robots.md) or --sim")
+        raise StartupError("no robot driver: pass --robot sim, --robot gym:ENV_ID, --robot lerobot:TYPE (docs/robots.md) or --sim")
     try:
-        robot = make_robot(spec, config.control_hz)
+        robot = make_robot(spec, config.control_hz, config.robot_options, config.lerobot_python)
     except DriverError as error:
         raise StartupError(f"robot {spec}: {error}") from None
     if config.time_scale != 1.0 and not robot.simulated:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,53 @@ def _cameras(value: Any) -> dict[str, str]:
     return cameras
 
 
+def _robot_options(value: Any) -> dict[str, str]:
+    """KEY=VALUE pairs (the command line's --robot.KEY=VALUE) or a TOML table."""
+    if isinstance(value, dict):
+        return {str(k): v if isinstance(v, str) else _toml_value(v) for k, v in value.items()}
+    options: dict[str, str] = {}
+    for item in value.split(",") if isinstance(value, str) else list(value):
+        key, sep, option = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"robot option must be --robot.KEY=VALUE, got {item!r}")
+        options[key.strip()] = option
+    return options
+
+
+def _toml_value(value: Any) -> str:
+    """A TOML value as LeRobot's command line spells it (draccus parses YAML-like text)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return str(value)
+
+
+def split_robot_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(the agent's own arguments, the driver's KEY=VALUE options): `--robot.port=/dev/ttyACM0` or
+    `--robot.port /dev/ttyACM0` go to the driver, as LeRobot's commands spell them."""
+    own: list[str] = []
+    options: list[str] = []
+    items = list(argv)
+    index = 0
+    while index < len(items):
+        item = items[index]
+        if item.startswith("--robot.") and len(item) > len("--robot."):
+            key, sep, value = item[len("--robot."):].partition("=")
+            if not sep:
+                if index + 1 >= len(items):
+                    raise ConfigError(f"{item} needs a value")
+                index += 1
+                value = items[index]
+            options.append(f"{key}={value}")
+        else:
+            own.append(item)
+        index += 1
+    return own, options
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -71,7 +119,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("token", str, "robot token (frt_...), from `manage.py robot_token NAME`"),
     Setting("name", str, "robot name, used for the state directory and logs (default: robot)"),
     Setting("robot", str, "robot driver: sim (the simulated nut station), gym:ENV_ID (a Gymnasium environment, e.g. "
-            "gym:gym_aloha/AlohaInsertion-v0); docs/robots.md"),
+            "gym:gym_aloha/AlohaInsertion-v0), lerobot:TYPE (a LeRobot robot, e.g. lerobot:so101_follower); docs/robots.md"),
+    Setting("robot_options", _robot_options, "the robot driver's options: --robot.KEY=VALUE on the command line, as LeRobot's own "
+            "commands take them (--robot.port=/dev/ttyACM0 --robot.id=my_arm); a [robot_options] table in TOML"),
+    Setting("lerobot_python", Path, "the Python of LeRobot's own environment, for --robot lerobot:TYPE (default: the one "
+            "scripts/lerobot_env.sh builds)"),
     Setting("sim", _bool, "drive the simulated nut station (short for --robot sim)", flag_only=True),
     Setting("policy", str, "policy: a checkpoint PATH, 'expert' (the sim's scripted expert), xr0://HOST:PORT (XR0 deploy server) "
             "or ws(s)://HOST:PORT (openpi server); default with --sim: the shipped trained policy (foreman_learning/weights/bc-sim-v2.pt)"),
@@ -115,6 +167,8 @@ class AgentConfig:
     token: str = ""
     name: str = "robot"
     robot: str | None = None
+    robot_options: dict[str, str] = field(default_factory=dict)
+    lerobot_python: Path | None = None
     sim: bool = False
     policy: str | None = None
     camera: dict[str, str] = field(default_factory=dict)
@@ -215,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
         env = f"(env FOREMAN_{setting.name.upper()})"
         if setting.flag_only:
             parser.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=f"{setting.help} {env}")
+        elif setting.name == "robot_options":
+            continue  # --robot.KEY=VALUE, taken out before argparse sees it (split_robot_options)
         elif setting.name == "camera":
             parser.add_argument(flag, action="append", metavar="NAME=SOURCE", default=argparse.SUPPRESS, help=f"{setting.help} {env}")
         else:
@@ -225,7 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
 def load_config(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> AgentConfig:
     """Defaults < TOML file < environment < command line. Raises ConfigError with a one-line reason."""
     environ = dict(os.environ if environ is None else environ)
-    args = vars(build_parser().parse_args(argv))
+    own, robot_options = split_robot_options(list(argv) if argv is not None else sys.argv[1:])
+    args = vars(build_parser().parse_args(own))
+    if robot_options:
+        args["robot_options"] = robot_options
     raw: dict[str, Any] = {}
     config_file = args.pop("config", None) or environ.get("FOREMAN_CONFIG")
     if config_file:
