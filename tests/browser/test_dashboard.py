@@ -259,11 +259,15 @@ def test_estop_latches_until_a_supervisor_clears_it(browser: Any, demo: Demo) ->
     supervisor.click("#resume")
     # Resumed, the robot drives again — or, when its part ran out of takt while it stood e-stopped
     # (the demo's robots run through the whole session), it asks for help at once: both are a resume.
-    operator.wait_for_function("""() => {
-        const badge = document.querySelector('#badge').textContent;
-        return ['autonomous', 'warning'].includes(badge)
-            || (badge === 'needs help' && document.body.innerText.includes('takt overrun'));
-    }""", timeout=15_000)
+    try:
+        operator.wait_for_function("""() => {
+            const badge = document.querySelector('#badge').textContent;
+            return ['autonomous', 'warning'].includes(badge)
+                || (badge === 'needs help' && document.body.innerText.includes('takt overrun'));
+        }""", timeout=15_000)
+    except Exception as error:  # say what the page showed instead
+        raise AssertionError(f"after resume the badge says {operator.locator('#badge').inner_text()!r}; "
+                             f"the page: {operator.locator('main').inner_text()[:1500]!r}") from error
     operator.close()
     supervisor.close()
 
