@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test test-fast bench soak clean venv
+.PHONY: run test test-fast bench soak clean venv lerobot
 
 venv: $(STAMP)
 
@@ -28,6 +28,11 @@ bench: venv
 
 soak: venv
 	$(PY) -m bench soak
+
+# LeRobot's own environment, for --robot lerobot:TYPE (isolated: its torch pin; docs/robots.md).
+# Built once under ~/.cache/foreman; `make test` builds it too when it first needs it.
+lerobot:
+	bash scripts/lerobot_env.sh
 
 clean:
 	rm -rf var .pytest_cache bench/results/*.json
