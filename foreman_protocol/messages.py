@@ -548,6 +548,7 @@ class RobotStatus(Message):
     policy_version: str | None
     lease: LeaseInfo | None
     last_seen: str | None
+    retired: bool = False  # taken out of the fleet by an admin: a `robot` message with it removes the tile
 
 
 class RobotSnapshot(RobotStatus):

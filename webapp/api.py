@@ -17,6 +17,7 @@ from django.http import HttpRequest
 from ninja import NinjaAPI
 
 from webapp.dashboard.api import router as dashboard_router
+from webapp.fleet.admin_api import router as fleet_admin_router
 from webapp.fleet.api import router as fleet_router
 from webapp.fleet.api_auth import user_auth
 from webapp.fleet.robot_api import router as robot_router
@@ -85,6 +86,7 @@ def service_error(request: HttpRequest, error: ServiceError) -> Any:
 
 api.add_router("", fleet_router)
 api.add_router("/robot", robot_router)
+api.add_router("/fleet", fleet_admin_router)
 api.add_router("/dashboard", dashboard_router)
 api.add_router("/labeling", labeling_router)
 api.add_router("/learning", learning_router)

@@ -43,6 +43,23 @@ REQUIRED: dict[tuple[str, str], str | None] = {
     ("get", "/api/audit"): "audit",
     ("post", "/api/robot/episodes/{episode_id}/upload"): "robot",
     ("get", "/api/robot/policies/{version}"): "robot",
+    # Fleet administration: paths name their object by {site}, {line}, {station}, {robot}, which the
+    # matrix fills with names that do not exist (an admin gets 404, never a change to the fixture).
+    ("get", "/api/fleet/layout"): "administer",
+    ("post", "/api/fleet/sites"): "administer",
+    ("patch", "/api/fleet/sites/{site}"): "administer",
+    ("post", "/api/fleet/sites/{site}/retire"): "administer",
+    ("post", "/api/fleet/sites/{site}/lines"): "administer",
+    ("patch", "/api/fleet/sites/{site}/lines/{line}"): "administer",
+    ("post", "/api/fleet/sites/{site}/lines/{line}/retire"): "administer",
+    ("post", "/api/fleet/stations"): "administer",
+    ("patch", "/api/fleet/stations/{station}"): "administer",
+    ("post", "/api/fleet/stations/{station}/retire"): "administer",
+    ("post", "/api/fleet/robots"): "administer",
+    ("patch", "/api/fleet/robots/{robot}"): "administer",
+    ("post", "/api/fleet/robots/{robot}/token"): "administer",
+    ("delete", "/api/fleet/robots/{robot}/token"): "administer",
+    ("post", "/api/fleet/robots/{robot}/retire"): "administer",
 }
 # The dashboard's and labeling's tables live beside their tests (tests/<app>/api_permissions.py).
 for _module in ("tests.dashboard.api_permissions", "tests.labeling.api_permissions", "tests.learning.api_permissions"):
@@ -56,7 +73,7 @@ CAPS = {
     "supervisor": {"view", "ack", "estop", "clear_estop", "episodes", "audit", "rollout"},
     "operator": {"view", "ack", "estop", "control", "episodes"},
     "labeler": {"episodes", "label"},
-    "admin": {"view", "ack", "estop", "clear_estop", "control", "takeover", "episodes", "label", "audit", "rollout"},
+    "admin": {"view", "ack", "estop", "clear_estop", "control", "takeover", "episodes", "label", "audit", "rollout", "administer"},
 }
 
 
@@ -83,8 +100,18 @@ def call(client: Client, method: str, path: str, token: str | None) -> int:
         body = {"format": "lerobot_v3"}
     if path.endswith("/retraining"):
         body = {"export": str(uuid.uuid4())}
+    if path.endswith(("/api/fleet/sites", "/lines", "/api/fleet/sites/{site}", "/lines/{line}")):
+        body = {"name": f"matrix-{uuid.uuid4().hex[:8]}"}
+    if path == "/api/fleet/stations":
+        body = {"site": "no-such-site", "line": "no-such-line", "name": "matrix", "task": "matrix", "takt_s": 10}
+    if path == "/api/fleet/robots":
+        body = {"name": f"matrix-{uuid.uuid4().hex[:8]}"}
+    if path == "/api/fleet/robots/{robot}":
+        body = {"station": None}
     if method == "get":
         return client.get(fill(path), **headers).status_code
+    if method in ("patch", "delete"):
+        return getattr(client, method)(fill(path), json.dumps(body), content_type="application/json", **headers).status_code
     if "/upload" in path:
         return client.post(fill(path), {"metadata": "{}", "steps": io.BytesIO(b"x")}, **headers).status_code
     return client.post(fill(path), json.dumps(body), content_type="application/json", **headers).status_code

@@ -9,4 +9,5 @@ urlpatterns = [
     path("robots/<slug:name>/", views.robot, name="robot"),
     path("kpis/", views.kpis, name="kpis"),
     path("audit/", views.audit, name="audit"),
+    path("setup/", views.setup, name="setup"),
 ]

@@ -45,6 +45,12 @@ def kpis(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+def setup(request: HttpRequest) -> HttpResponse:
+    _require(request, "administer")
+    return render(request, "dashboard/setup.html", _context(request, "setup"))
+
+
+@login_required
 def audit(request: HttpRequest) -> HttpResponse:
     _require(request, "audit")
     from webapp.fleet.models import AuditEvent

@@ -376,6 +376,9 @@ class RobotConsumer(ProtocolConsumer):
         self.greeted = False  # the new connection owns the robot's status now
         await self.close(code=CLOSE_REPLACED)
 
+    async def robot_revoked(self, event: realtime.RobotRevokedEvent) -> None:
+        await self.close(code=CLOSE_AUTH_FAILED)  # as if it had connected with the revoked token
+
 
 def _origin_allowed(scope: dict[str, Any]) -> bool:
     origin = ""

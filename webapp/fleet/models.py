@@ -11,6 +11,8 @@ from django.db.models import Q
 
 class Site(models.Model):
     name = models.CharField(max_length=100, unique=True)
+    # Retired, never deleted: episodes, audit rows and exports still name it.
+    retired_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.name
@@ -19,6 +21,7 @@ class Site(models.Model):
 class Line(models.Model):
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="lines")
     name = models.CharField(max_length=100)
+    retired_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["site", "name"], name="line_unique_per_site")]
@@ -32,6 +35,7 @@ class Station(models.Model):
     name = models.CharField(max_length=100, unique=True)
     task = models.CharField(max_length=200, default="install self-tapping nuts, both sides")
     takt_s = models.FloatField(default=76.0)
+    retired_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.name
@@ -79,6 +83,8 @@ class Robot(models.Model):
     estopped_at = models.DateTimeField(null=True, blank=True)
     estopped_by = models.CharField(max_length=150, blank=True)
     estop_reason = models.CharField(max_length=500, blank=True)
+    # A retired robot has no token and leaves the fleet; its episodes and audit rows stay.
+    retired_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.name

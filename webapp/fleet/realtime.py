@@ -70,6 +70,12 @@ class RobotReplacedEvent(TypedDict):
     type: Literal["robot.replaced"]
 
 
+class RobotRevokedEvent(TypedDict):
+    """To a robot's connections: its token was revoked or rotated, or the robot retired."""
+
+    type: Literal["robot.revoked"]
+
+
 class FleetSendEvent(TypedDict):
     """To every dashboard: a server → browser message."""
 
@@ -110,6 +116,10 @@ def robot_replaced_event() -> RobotReplacedEvent:
     return {"type": "robot.replaced"}
 
 
+def robot_revoked_event() -> RobotRevokedEvent:
+    return {"type": "robot.revoked"}
+
+
 def fleet_send_event(message: ServerToBrowserMessage) -> FleetSendEvent:
     return {"type": "fleet.send", "payload": as_payload(message)}
 
@@ -127,7 +137,7 @@ def fleet_direct_event(message: SignalToViewer | TeleopStateRelay) -> FleetDirec
 # ---------------------------------------------------------------- sync publishers (services)
 
 
-Event = RobotSendEvent | RobotLeaseEvent | RobotSignalEvent | RobotReplacedEvent | FleetSendEvent | FleetTelemetryEvent | FleetDirectEvent
+Event = RobotSendEvent | RobotLeaseEvent | RobotSignalEvent | RobotReplacedEvent | RobotRevokedEvent | FleetSendEvent | FleetTelemetryEvent | FleetDirectEvent
 
 
 def _send_group(group: str, event: Event) -> None:
@@ -148,6 +158,12 @@ def to_robot(robot_name: str, message: Command | PolicyRollout) -> None:
 
 def lease_to_robot(robot_name: str, message: LeaseMessage, holder_channel: str = "") -> None:
     event = robot_lease_event(message, holder_channel)
+    after_commit(lambda: _send_group(robot_group(robot_name), event))
+
+
+def robot_revoked(robot_name: str) -> None:
+    """After commit, close the robot's connections (4401): the token they were made with is gone."""
+    event = robot_revoked_event()
     after_commit(lambda: _send_group(robot_group(robot_name), event))
 
 

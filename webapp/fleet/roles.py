@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-Capability = Literal["view", "ack", "estop", "clear_estop", "control", "takeover", "episodes", "label", "audit", "rollout"]
+Capability = Literal["view", "ack", "estop", "clear_estop", "control", "takeover", "episodes", "label", "audit", "rollout", "administer"]
 ROLES = ("supervisor", "operator", "labeler", "admin")
 
 CAPABILITIES: dict[str, frozenset[str]] = {
     "supervisor": frozenset({"view", "ack", "estop", "clear_estop", "episodes", "audit", "rollout"}),
     "operator": frozenset({"view", "ack", "estop", "control", "episodes"}),
     "labeler": frozenset({"episodes", "label"}),
-    "admin": frozenset({"view", "ack", "estop", "clear_estop", "control", "takeover", "episodes", "label", "audit", "rollout"}),
+    "admin": frozenset({"view", "ack", "estop", "clear_estop", "control", "takeover", "episodes", "label", "audit", "rollout", "administer"}),
 }
 
 

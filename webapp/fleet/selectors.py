@@ -53,6 +53,7 @@ def robot_status(robot: Robot, lease: ControlSession | None, telemetry: dict[str
         "policy_version": robot.policy_version or None,
         "lease": lease_dict(lease),
         "last_seen": (telemetry or {}).get("received_at") or iso(robot.last_seen),
+        "retired": robot.retired_at is not None,
     }
     if with_telemetry:
         status["telemetry"] = telemetry
@@ -68,7 +69,7 @@ def robot_status_by_name(name: str, with_telemetry: bool = True) -> dict[str, An
 
 
 def fleet_robots(with_telemetry: bool = True) -> list[dict[str, Any]]:
-    robots = list(Robot.objects.select_related("station").order_by("name"))
+    robots = list(Robot.objects.select_related("station").filter(retired_at__isnull=True).order_by("name"))
     leases = {
         lease.robot_id: lease
         for lease in ControlSession.objects.select_related("user").filter(ended_at__isnull=True)
@@ -130,10 +131,10 @@ def open_interventions() -> list[dict[str, Any]]:
 
 
 def stations_list() -> list[dict[str, Any]]:
-    stations = Station.objects.select_related("line__site").prefetch_related("robots").order_by("name")
+    stations = Station.objects.select_related("line__site").prefetch_related("robots").filter(retired_at__isnull=True).order_by("name")
     return [
         {"name": s.name, "line": s.line.name, "site": s.line.site.name, "task": s.task, "takt_s": s.takt_s,
-         "robots": sorted(r.name for r in s.robots.all())}
+         "robots": sorted(r.name for r in s.robots.all() if r.retired_at is None)}
         for s in stations
     ]
 
@@ -207,3 +208,39 @@ def fleet_snapshot(user: Any) -> Snapshot:
         "robots": fleet_robots(),
         "interventions": open_interventions(),
     })
+
+
+def fleet_layout() -> dict[str, Any]:
+    """What an admin sees: every active site, its lines, their stations and the robots on each, and
+    the robots on no station; per robot whether it has a token (its prefix, never the token)."""
+    from webapp.fleet.models import Line, Site
+
+    def robot_row(robot: Robot) -> dict[str, Any]:
+        return {"name": robot.name, "station": robot.station.name if robot.station else None, "online": robot.online,
+                "token_prefix": robot.token_prefix or None, "last_seen": iso(robot.last_seen),
+                "policy_version": robot.policy_version or None,
+                "declared": _declared(robot.features)}
+
+    robots = list(Robot.objects.select_related("station").filter(retired_at__isnull=True).order_by("name"))
+    by_station: dict[int | None, list[dict[str, Any]]] = {}
+    for robot in robots:
+        by_station.setdefault(robot.station_id, []).append(robot_row(robot))
+    stations = Station.objects.filter(retired_at__isnull=True).order_by("name")
+    by_line: dict[int, list[dict[str, Any]]] = {}
+    for station in stations:
+        by_line.setdefault(station.line_id, []).append(
+            {"name": station.name, "task": station.task, "takt_s": station.takt_s, "robots": by_station.get(station.pk, [])})
+    lines = Line.objects.filter(retired_at__isnull=True).order_by("name")
+    by_site: dict[int, list[dict[str, Any]]] = {}
+    for line in lines:
+        by_site.setdefault(line.site_id, []).append({"name": line.name, "stations": by_line.get(line.pk, [])})
+    sites = [{"name": site.name, "lines": by_site.get(site.pk, [])} for site in Site.objects.filter(retired_at__isnull=True).order_by("name")]
+    # A robot whose station was retired from under it cannot happen (retiring refuses); one on no station can.
+    return {"sites": sites, "unassigned": by_station.get(None, [])}
+
+
+def _declared(features: dict[str, Any]) -> str | None:
+    """What the robot last declared about itself, in a few words (its action count and control rate)."""
+    if not features:
+        return None
+    return f"{len(features.get('action', []))} actions at {features.get('control_hz', 0):g} Hz"

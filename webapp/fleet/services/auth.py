@@ -27,4 +27,4 @@ def robot_authenticate(token: str | None) -> Robot | None:
     """The robot of a robot token (frt_...), or None."""
     if not token or not token.startswith(ROBOT_TOKEN_PREFIX) or len(token) > MAX_TOKEN_LENGTH:
         return None
-    return Robot.objects.select_related("station").filter(token_hash=hash_token(token)).first()
+    return Robot.objects.select_related("station").filter(token_hash=hash_token(token), retired_at__isnull=True).first()

@@ -22,7 +22,7 @@ from webapp.fleet.tokens import ROBOT_TOKEN_PREFIX, hash_token, new_token
 
 def robot_issue_token(*, robot_name: str, actor: str = "admin") -> str:
     """Make a new token for the robot (the old one stops working) and return it: it is shown once."""
-    robot = Robot.objects.filter(name=robot_name).first()
+    robot = Robot.objects.filter(name=robot_name, retired_at__isnull=True).first()
     if robot is None:
         raise NotFound(f"no robot named {robot_name!r}")
     token = new_token(ROBOT_TOKEN_PREFIX)

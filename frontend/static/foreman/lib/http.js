@@ -8,15 +8,16 @@ function csrfToken() {
 }
 
 /**
- * GET (no body) or POST (with body) a JSON endpoint; throws an Error carrying the server's reason.
- * @param {string} url @param {any} [body] @returns {Promise<any>}
+ * GET (no body) or POST (with body) a JSON endpoint, or `method` (PATCH, DELETE); throws an Error
+ * carrying the server's reason.
+ * @param {string} url @param {any} [body] @param {string} [method] @returns {Promise<any>}
  */
-export async function api(url, body) {
+export async function api(url, body, method) {
   const init = /** @type {RequestInit} */ ({ credentials: "same-origin", headers: { Accept: "application/json" } });
-  if (body !== undefined) {
-    init.method = "POST";
+  if (body !== undefined || method) {
+    init.method = method || "POST";
     init.headers = { ...init.headers, "Content-Type": "application/json", "X-CSRFToken": csrfToken() };
-    init.body = JSON.stringify(body);
+    init.body = JSON.stringify(body ?? {});
   }
   const response = await fetch(url, init);
   const text = await response.text();

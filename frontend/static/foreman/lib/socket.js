@@ -130,7 +130,8 @@ export class FleetSocket extends EventTarget {
       }
       case "robot": {
         const previous = this.robots.get(message.robot.name);
-        this.robots.set(message.robot.name, { ...message.robot, telemetry: previous?.telemetry ?? null });
+        if (message.robot.retired) this.robots.delete(message.robot.name);  // an admin took it out of the fleet
+        else this.robots.set(message.robot.name, { ...message.robot, telemetry: previous?.telemetry ?? null });
         this.emit("robot", message.robot.name);
         break;
       }
