@@ -208,7 +208,7 @@ class ArmPose(Message):
     y_mm: FiniteFloat
     z_mm: FiniteFloat
     grip: Annotated[float, Field(ge=0.0, le=1.0)]
-    nut: bool = False
+    holding: bool = False  # the gripper holds its part (a nut, a peg)
 
 
 class TelemetryFields(Message):

@@ -81,7 +81,7 @@ class SimRobot(Robot):
             return {
                 side: {"x_mm": round(float(arm.position[0]) * 1000, 1), "y_mm": round(float(arm.position[1]) * 1000, 1),
                        "z_mm": round(float(arm.position[2]) * 1000, 1), "grip": round(min(1.0, max(0.0, float(arm.grip))), 2),
-                       "nut": arm.nut is not None}
+                       "holding": arm.nut is not None}
                 for side, arm in self.station.arms.items()
             }
 

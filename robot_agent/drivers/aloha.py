@@ -303,7 +303,7 @@ class AlohaRobot(Robot):
                 # ArmPose.grip is how closed the gripper is told to be (1 closed); gym-aloha's command is how open.
                 closed = 1.0 - float(self.target[7 * index + 6])
                 poses[side] = {"x_mm": round(x, 1), "y_mm": round(y, 1), "z_mm": round(z, 1),
-                               "grip": round(min(1.0, max(0.0, closed)), 2), "nut": self.reward >= 2}
+                               "grip": round(min(1.0, max(0.0, closed)), 2), "holding": self.reward >= 2}
             return poses
 
     def observe_ground_truth(self, enabled: bool) -> None:

@@ -130,6 +130,8 @@ def get_episode(request: HttpRequest, episode_id: uuid.UUID) -> dict[str, Any]:
             "fps": clip.fps, "duration_s": clip.duration_s, "timeline": clip.timeline,
             "videos": {camera: {**info, "url": media_url(episode.id, info["file"]), "thumbnail": media_url(episode.id, info.get("thumbnail"))}
                        for camera, info in clip.videos.items()},
+            # The robot's own camera order (its first is its main view); a stored JSON object keeps none.
+            "cameras": [c for c in episode.robot.cameras if c in clip.videos] + sorted(set(clip.videos) - set(episode.robot.cameras)),
         },
         "interventions": [{"id": str(i.id), "trigger": i.trigger, "severity": i.severity, "detail": i.detail, "raised_at": iso(i.raised_at),
                            "claimed_by": i.claimed_by.username if i.claimed_by else None}

@@ -410,7 +410,7 @@ async function loadTeleopSpec() {
 /** @param {any} pose */
 function poseText(pose) {
   if (!pose) return "—";
-  return `x ${pose.x_mm.toFixed(1)} · y ${pose.y_mm.toFixed(1)} · z ${pose.z_mm.toFixed(1)} mm · ${pose.grip > 0.5 ? "closed" : "open"}${pose.nut ? " · holding" : ""}`;
+  return `x ${pose.x_mm.toFixed(1)} · y ${pose.y_mm.toFixed(1)} · z ${pose.z_mm.toFixed(1)} mm · ${pose.grip > 0.5 ? "closed" : "open"}${pose.holding ? " · holding" : ""}`;
 }
 
 /** @param {string} id @param {string} text @param {boolean} [bad] */
@@ -495,6 +495,7 @@ function render() {
   figure("f-conf", t && fresh && typeof t.confidence === "number" ? t.confidence.toFixed(2) : "—", Boolean(t && typeof t.confidence === "number" && t.confidence < 0.5));
   figure("f-inference", t && fresh && t.latency?.inference_ms != null ? `${t.latency.inference_ms.toFixed(0)} ms` : "—");
   figure("f-torque", t && fresh && t.torque_nm != null ? `${t.torque_nm.toFixed(2)} N·m` : "—");
+  if (t?.torque_nm != null) $("f-torque-row").hidden = false;  // shown once the robot has reported a torque (a nut driver's)
   figure("f-left", fresh ? poseText(t?.arms?.left) : "—");
   figure("f-right", fresh ? poseText(t?.arms?.right) : "—");
   for (const side of /** @type {("left"|"right")[]} */ (["left", "right"])) $(`f-${side}-row`).hidden = !teleopSpec.arms.includes(side);

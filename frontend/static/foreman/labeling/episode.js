@@ -251,7 +251,7 @@ async function load(first) {
     fps = data.clip?.fps || 10;
     duration = data.clip?.duration_s || data.duration_s || 0;
     if (data.clip) {
-      const cameras = Object.keys(data.clip.videos).sort((a, b) => (a === "head" ? -1 : b === "head" ? 1 : a.localeCompare(b)));
+      const cameras = /** @type {string[]} */ (data.clip.cameras);  // the robot's order: its main view first
       videos = cameras.map((camera, index) => {
         const video = /** @type {HTMLVideoElement} */ (el("video", { src: data.clip.videos[camera].url, preload: "auto", muted: "", playsinline: "",
           poster: data.clip.videos[camera].thumbnail || "", "aria-label": `${camera} camera`, "data-camera": camera }));

@@ -117,7 +117,11 @@ export class RobotVideo extends EventTarget {
       this.refused("offline", robot && !robot.online ? `${this.robot} is offline` : "not connected to the server");
       return;
     }
-    const cameras = robot.cameras.length ? robot.cameras : ["head"];
+    const cameras = robot.cameras;
+    if (!cameras.length && !this.wantsTeleop) {
+      this.refused("error", `${this.robot} declares no cameras`);
+      return;
+    }
     if (!cameras.includes(this.camera)) this.camera = cameras[0];
     this.setState(this.attempt ? "reconnecting" : "connecting");
     this.via = this.socket.sfu && performance.now() > this.sfuDownUntil ? "sfu" : "p2p";
