@@ -20,7 +20,7 @@ from typing import Annotated, Final, Literal, get_args
 import pyarrow as pa
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from foreman_protocol.messages import FailureMode, Outcome
+from foreman_protocol.messages import FailureMode, Outcome, RobotFeatures
 
 METADATA_FILE: Final = "metadata.json"
 STEPS_FILE: Final = "steps.parquet"
@@ -69,6 +69,10 @@ class EpisodeMetadata(BaseModel):
     fps: Annotated[float, Field(gt=0.0, le=120.0, allow_inf_nan=False)]  # the videos' frame rate
     cameras: Annotated[list[CameraName], Field(max_length=16)]  # cameras with a video (an empty one is left out)
     steps: Annotated[int, Field(ge=0, le=MAX_STEPS)]  # rows in steps.parquet
+    # What the robot declared when it recorded this (hello.features): the step table's state and
+    # action columns in this order. Absent from agents older than the declaration.
+    robot_type: Annotated[str, Field(max_length=200)] = ""
+    features: RobotFeatures | None = None
 
 
 def step_schema_problem(schema: pa.Schema) -> str | None:

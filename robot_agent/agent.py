@@ -96,7 +96,8 @@ class Agent:
         # Frames are sampled at record_fps of wall time (a constant cost whatever the time scale), so
         # in robot time, which the video's clock and the step table share, the rate is record_fps / time_scale.
         self.recorder = EpisodeRecorder(self.state_dir, self.hub.names, record_fps=config.record_fps / config.time_scale,
-                                        control_hz=self.control_hz)
+                                        control_hz=self.control_hz, robot_type=robot.robot_type,
+                                        features=declared_features(robot, self.control_hz))
         self.outgoing: asyncio.Queue[tuple[RobotToServerMessage, bool]] = asyncio.Queue()
         self.uploader = Uploader(http_base_url(config.server), config.token, self.recorder.spool_dir)
         self.loop = ControlLoop(

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from foreman_protocol.episodes import METADATA_FILE, PRE_INTERVENTION_STEPS, STEP_SCHEMA, STEPS_FILE, ActionMode, EpisodeMetadata
-from foreman_protocol.messages import FailureMode, Outcome
+from foreman_protocol.messages import FailureMode, Outcome, RobotFeatures
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,10 @@ class _Episode:
 
 
 class EpisodeRecorder:
-    def __init__(self, state_dir: Path, cameras: list[str], *, record_fps: float = 10.0, control_hz: float = 30.0, max_seconds: float = 900.0) -> None:
+    def __init__(self, state_dir: Path, cameras: list[str], *, record_fps: float = 10.0, control_hz: float = 30.0, max_seconds: float = 900.0,
+                 robot_type: str = "", features: RobotFeatures | None = None) -> None:
+        self.robot_type = robot_type
+        self.features = features  # the robot's declaration: names the step table's state and action columns
         self.work_dir = state_dir / "recording"
         self.spool_dir = state_dir / "spool"
         self.cameras = cameras
@@ -205,7 +208,7 @@ class EpisodeRecorder:
             episode=episode.info.episode, cycle_index=episode.info.cycle_index, policy_version=episode.info.policy_version,
             seed=episode.info.seed, started_at=episode.info.started_at, duration_s=round(result.duration_s, 3),
             outcome=result.outcome, failure_mode=result.failure_mode, intervened=result.intervened or episode.intervened,
-            fps=self.record_fps, cameras=cameras, steps=len(steps),
+            fps=self.record_fps, cameras=cameras, steps=len(steps), robot_type=self.robot_type, features=self.features,
         )
         (episode.directory / METADATA_FILE).write_text(metadata.model_dump_json())
         target = self.spool_dir / episode.info.episode

@@ -60,6 +60,9 @@ class StationStatus:
 
 class Robot(ABC):
     name: str = "robot"
+    # What kind of robot it is, as a dataset names it (LeRobot's info.json robot_type): the same for
+    # every robot of a kind, unlike `name`.
+    robot_type: str = ""
     cameras: list[str] = []
     # A camera's highest capture rate, where drawing or reading it is costly (a software-rendered
     # MuJoCo camera costs 15-20 ms a frame here): live video and recording share what it captures.

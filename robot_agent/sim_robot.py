@@ -55,6 +55,7 @@ SIM_ACTION_FEATURES = tuple(
 
 class SimRobot(Robot):
     name = "sim-nut-station"
+    robot_type = "foreman_sim_nut_station"
     cameras = ["head", "wrist_left", "wrist_right"]
     action_dim = NutStation.ACTION_DIM
     control_hz = 1.0 / DT

@@ -128,6 +128,7 @@ class LazyImages(Mapping[str, np.ndarray]):
 
 
 class AlohaRobot(Robot):
+    robot_type = "aloha"  # as LeRobot's own ALOHA datasets name it
     simulated = True
     control_hz = 50.0
     cameras = ["top", "left_wrist", "right_wrist"]

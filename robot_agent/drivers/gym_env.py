@@ -60,6 +60,7 @@ class GymRobot(Robot):
         except TypeError:  # an environment that takes no render_mode
             self.env = gymnasium.make(env_id)
         self.name = env_id
+        self.robot_type = env_id
         action_space = self.env.action_space
         if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
             raise ValueError(f"{env_id}: its action space is {action_space}; a robot needs a 1-D Box")

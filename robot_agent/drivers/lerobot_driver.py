@@ -170,6 +170,7 @@ class LeRobotRobot(Robot):
         declared = self._start()
         self.declared = declared
         self.name = f"{declared.robot_type}:{options.get('id', '')}".rstrip(":")
+        self.robot_type = declared.robot_type  # so101_follower, ... as lerobot-record writes it
         self.control_hz = float(control_hz or 30.0)  # lerobot-record's default --dataset.fps
         feature = lambda key: Feature(key, declared.features[key]["unit"], declared.features[key]["low"], declared.features[key]["high"])  # noqa: E731
         self.state_features = tuple(feature(key) for key in declared.state)

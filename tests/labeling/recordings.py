@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from foreman_protocol.messages import Outcome
+from foreman_protocol.messages import FeatureSpec, Outcome, RobotFeatures
 from robot_agent.recording import EpisodeInfo, EpisodeRecorder, EpisodeResult, StepRecord, utc_iso
+from robot_agent.sim_robot import SIM_ACTION_FEATURES, SIM_STATE_FEATURES, SimRobot
 
 CAMERAS = ["head", "wrist_left"]
 FPS = 10.0
@@ -21,10 +22,22 @@ def sim_state(t: float) -> list[float]:
     return [*arm, *arm, t / 76.0]
 
 
+def sim_declaration() -> RobotFeatures:
+    """What the nut station's driver declares (its hello.features)."""
+    spec = lambda f: FeatureSpec(name=f.name, unit=f.unit, low=f.low, high=f.high)  # noqa: E731
+    return RobotFeatures(control_hz=HZ, state=[spec(f) for f in SIM_STATE_FEATURES], action=[spec(f) for f in SIM_ACTION_FEATURES],
+                         teleop=SimRobot.teleop)
+
+
 def record_episode(state_dir: Path, seconds: float = 6.0, takeover_at: float | None = 4.0, outcome: Outcome = "failure",
-                   started_unix: float = 1_795_600_000.0) -> Path:
-    """A real spool entry: steps at 30 Hz, frames at 10 fps, a person taking over at `takeover_at`."""
-    recorder = EpisodeRecorder(state_dir, CAMERAS, record_fps=FPS, control_hz=HZ)
+                   started_unix: float = 1_795_600_000.0, robot_type: str = SimRobot.robot_type,
+                   features: RobotFeatures | None = None, declared: bool = True) -> Path:
+    """A real spool entry: steps at 30 Hz, frames at 10 fps, a person taking over at `takeover_at`,
+    recorded with the nut station's declaration (`features` another one; `declared=False` none, as
+    agents before the declaration recorded)."""
+    features = (features or sim_declaration()) if declared else None
+    recorder = EpisodeRecorder(state_dir, CAMERAS, record_fps=FPS, control_hz=HZ, robot_type=robot_type if declared else "",
+                               features=features)
     episode = str(uuid.uuid4())
     t0 = 1000.0
     recorder.begin(EpisodeInfo(episode, 3, "bc-sim-v1", 7, utc_iso(started_unix), t0))

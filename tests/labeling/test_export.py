@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 from django.test import Client
 
-from tests.labeling.recordings import record_episode
+from foreman_protocol.messages import FeatureSpec, RobotFeatures
+from tests.labeling.recordings import record_episode, sim_declaration
 from tests.labeling.test_processing import post
 from webapp.fleet.services.errors import Invalid
 from webapp.labeling.models import Export
@@ -69,6 +70,11 @@ def test_lerobot_v3_export_is_what_lerobots_loader_requires(labeled: list[str], 
     assert info["codebase_version"] == "v3.0" and info["fps"] == 10.0 and info["total_episodes"] == 2
     assert info["total_frames"] == 60 + 90 and info["splits"] == {"train": "0:2"}
     features = info["features"]
+    # The columns are named as the robot declared them (hello.features, carried by each episode).
+    assert info["robot_type"] == "foreman_sim_nut_station"
+    assert features["observation.state"]["names"][:3] == ["left.x", "left.y", "left.z"] and features["observation.state"]["names"][-1] == "cycle_time"
+    assert features["action"]["names"] == [f"{side}.{a}" for side in ("left", "right") for a in ("vx", "vy", "vz", "grip", "spin")]
+    assert len(features["observation.state"]["names"]) == features["observation.state"]["shape"][0]
     for name in ("timestamp", "frame_index", "episode_index", "index", "task_index"):
         assert features[name]["shape"] == [1]
     cameras = [k for k, f in features.items() if f["dtype"] == "video"]
@@ -164,3 +170,43 @@ def test_export_refusals_and_http_flow(labeled: list[str], users: dict[str, Any]
     assert "meta/info.json" in archive.namelist()
     client.force_login(users["operator"])
     assert client.get(done["download"]).status_code == 403
+
+
+def label_one(fleet: Any, users: dict[str, Any], directory: Path, robot: str = "r2", **recording: Any) -> str:
+    spool = record_episode(directory, **recording)
+    upload = upload_process(post(Client(), fleet.tokens[robot], spool)["upload"])
+    assert upload.state == "ready", upload.reason
+    label = label_submit(episode_id=str(upload.episode_id), user=users["labeler"], failure_mode="cross_threaded", failure_t=3.0, good_demo=True)
+    label_review(label_id=str(label.id), user=users["admin"], verdict="confirm")
+    return str(upload.episode_id)
+
+
+def test_episodes_of_robots_that_declare_differently_are_exported_apart(labeled: list[str], fleet: Any, users: dict[str, Any],
+                                                                         settings: Any, tmp_path: Path) -> None:
+    renamed = sim_declaration()
+    renamed = RobotFeatures(control_hz=renamed.control_hz, state=renamed.state,
+                            action=[FeatureSpec(name=f"joint{i}", unit="rad") for i in range(len(renamed.action))], teleop=None)
+    other = label_one(fleet, users, tmp_path / "other", robot_type="so101_follower", features=renamed)
+    export = export_run(str(export_create(user=users["labeler"], format="lerobot_v3", episode_ids=[labeled[0], other]).id))
+    assert export.state == "failed" and "differ in robot type: export each kind of robot separately" in export.message, export.message
+    alone = export_run(str(export_create(user=users["labeler"], format="lerobot_v3", episode_ids=[other]).id))
+    assert alone.state == "done", alone.message
+    info = json.loads(zipfile.ZipFile(settings.MEDIA_ROOT / alone.file).read("meta/info.json"))
+    assert info["robot_type"] == "so101_follower" and info["features"]["action"]["names"] == [f"joint{i}" for i in range(10)]
+
+
+def test_an_episode_recorded_without_a_declaration_exports_unnamed(fleet: Any, users: dict[str, Any], settings: Any, tmp_path: Path) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    old = label_one(fleet, users, tmp_path / "old", declared=False)
+    export = export_run(str(export_create(user=users["labeler"], format="lerobot_v3", episode_ids=[old]).id))
+    assert export.state == "done", export.message
+    info = json.loads(zipfile.ZipFile(settings.MEDIA_ROOT / export.file).read("meta/info.json"))
+    assert info["robot_type"] == "unknown" and info["features"]["action"]["names"] is None
+
+
+def test_a_step_table_wider_than_the_declaration_is_rejected(fleet: Any, settings: Any, tmp_path: Path) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    narrow = sim_declaration()
+    narrow = RobotFeatures(control_hz=narrow.control_hz, state=narrow.state, action=narrow.action[:6], teleop=None)
+    upload = upload_process(post(Client(), fleet.tokens["r1"], record_episode(tmp_path / "bad", features=narrow))["upload"])
+    assert upload.state == "rejected" and "action has 10 numbers per step, the robot declares 6 action features" in upload.reason

@@ -71,6 +71,16 @@ def export_create(*, user: Any, format: str, episode_ids: list[str] | None = Non
     return export
 
 
+def _declaration(clip: Clip) -> dict[str, Any]:
+    """The robot type and feature names the episode was recorded with (its metadata.json). An upload
+    from before the agents sent them has none: the export then names nothing rather than guess."""
+    metadata = clip.upload.metadata or {}
+    features = metadata.get("features") or {}
+    names = lambda key: [f["name"] for f in features[key]] if features.get(key) is not None else None  # noqa: E731
+    return {"robot_type": metadata.get("robot_type") or "", "state": names("state") if features else None,
+            "action": names("action") if features else None}
+
+
 def _sources(export: Export) -> tuple[list[lerobot.EpisodeSource], dict[str, str]]:
     clips = {str(c.episode_id): c for c in Clip.objects.select_related("upload", "episode__station", "episode__robot")
              .filter(episode_id__in=export.episodes)}
@@ -83,13 +93,15 @@ def _sources(export: Export) -> tuple[list[lerobot.EpisodeSource], dict[str, str
         episode = clip.episode
         directory = Path(settings.MEDIA_ROOT) / clip.upload.directory
         label = labels.get(key)
+        declared = _declaration(clip)
         sources.append(lerobot.EpisodeSource(
-            key=key, task=(episode.station.task if episode.station else "") or "install self-tapping nuts, both sides",
+            key=key, task=(episode.station.task if episode.station else "") or "unspecified task",
             fps=clip.fps, steps=pq.read_table(directory / STEPS_FILE),
             videos={camera: directory / info["file"] for camera, info in sorted(clip.videos.items())},
             success=episode.outcome == Episode.Outcome.SUCCESS, failure_mode=label.failure_mode if label else "",
             failure_t=label.failure_t if label else None, good_demo=label.good_demo if label else None,
             robot=episode.robot.name, policy_version=episode.policy_version,
+            robot_type=declared["robot_type"], state_names=declared["state"], action_names=declared["action"],
         ))
         started[key] = iso(episode.started_at) or ""
     return sources, started
@@ -120,7 +132,7 @@ def export_run(export_id: str) -> Export:
         sources, started = _sources(export)
         root = work / f"foreman-{export.format}"
         if export.format == Export.Format.LEROBOT_V3:
-            lerobot.write_dataset(sources, root, robot_type="foreman_sim_nut_station", progress=progress)
+            lerobot.write_dataset(sources, root, progress=progress)
         else:
             xr0.write_episodes(sources, root, started=started, progress=progress)
         target = Path(settings.MEDIA_ROOT) / "exports" / f"{export.id}.zip"

@@ -43,6 +43,9 @@ class EpisodeSource:
     good_demo: bool | None
     robot: str
     policy_version: str
+    robot_type: str = ""  # what the robot declared itself to be (so101_follower, aloha, ...)
+    state_names: list[str] | None = None  # its declared state and action features, in column order
+    action_names: list[str] | None = None
 
 
 @dataclass
@@ -185,11 +188,24 @@ def tasks_table(tasks: list[str]) -> pa.Table:
     return table.replace_schema_metadata({b"pandas": json.dumps(pandas_meta).encode()})
 
 
-def write_dataset(sources: list[EpisodeSource], root: Path, *, robot_type: str,
+def _one(sources: list[EpisodeSource], what: str, value: Callable[[EpisodeSource], Any]) -> Any:
+    """The value every episode shares; a dataset has one robot type and one set of feature names."""
+    values = {json.dumps(value(s)) for s in sources}
+    if len(values) != 1:
+        robots = sorted({s.robot for s in sources})
+        raise ValueError(f"the episodes' robots ({', '.join(robots[:5])}) differ in {what}: export each kind of robot separately")
+    return value(sources[0])
+
+
+def write_dataset(sources: list[EpisodeSource], root: Path, *, robot_type: str = "",
                   progress: Callable[[float, str], None] = lambda fraction, message: None) -> dict[str, Any]:
-    """Write the dataset under `root`; returns info.json's content."""
+    """Write the dataset under `root`; returns info.json's content. Its robot type and the names of
+    its state and action columns are what the robots declared (`robot_type` when they did not)."""
     if not sources:
         raise ValueError("nothing to export: no episodes selected")
+    robot_type = _one(sources, "robot type", lambda s: s.robot_type) or robot_type or "unknown"
+    state_names = _one(sources, "state features", lambda s: s.state_names)
+    action_names = _one(sources, "action features", lambda s: s.action_names)
     fps_values = {s.fps for s in sources}
     if len(fps_values) != 1:
         raise ValueError(f"episodes have different frame rates ({sorted(fps_values)}): export them separately")
@@ -237,6 +253,9 @@ def write_dataset(sources: list[EpisodeSource], root: Path, *, robot_type: str,
 
     state_dim = len(written.rows["observation.state"][0])
     action_dim = len(written.rows["action"][0])
+    for what, names, dim in (("state", state_names, state_dim), ("action", action_names, action_dim)):
+        if names is not None and len(names) != dim:
+            raise ValueError(f"the robots declare {len(names)} {what} features but their step tables have {dim}")
     data = pa.table({
         "observation.state": pa.array(written.rows["observation.state"], pa.list_(pa.float32(), state_dim)),
         "action": pa.array(written.rows["action"], pa.list_(pa.float32(), action_dim)),
@@ -252,8 +271,8 @@ def write_dataset(sources: list[EpisodeSource], root: Path, *, robot_type: str,
     pq.write_table(data, root / "data" / "chunk-000" / "file-000.parquet")
 
     features: dict[str, Any] = {
-        "observation.state": {"dtype": "float32", "shape": [state_dim], "names": None},
-        "action": {"dtype": "float32", "shape": [action_dim], "names": None},
+        "observation.state": {"dtype": "float32", "shape": [state_dim], "names": state_names},
+        "action": {"dtype": "float32", "shape": [action_dim], "names": action_names},
         "action_mode": {"dtype": "int64", "shape": [1], "names": None},
         "intervention": {"dtype": "bool", "shape": [1], "names": None},
         "timestamp": {"dtype": "float32", "shape": [1], "names": None},

@@ -224,6 +224,13 @@ def _check_and_describe(upload: EpisodeUpload, directory: Path) -> dict[str, Any
         raise UploadRejected(f"{METADATA_FILE} is not valid: {str(error)[:300]}") from None
     fps = metadata.fps
     table = read_steps(directory / STEPS_FILE, metadata.steps)
+    if metadata.features is not None:
+        # The declaration names the step table's columns: a table of another width is not its robot's.
+        for column, declared in (("state", metadata.features.state), ("action", metadata.features.action)):
+            widths = {len(row) for row in table.column(column).to_pylist()}
+            if widths - {len(declared)}:
+                raise UploadRejected(f"steps.parquet: {column} has {sorted(widths)[0]} numbers per step, "
+                                     f"the robot declares {len(declared)} {column} features")
     t = table.column("t").to_numpy(zero_copy_only=False)
     steps_span = float(t[-1] - t[0]) if len(t) else 0.0
     episode = upload.episode
