@@ -248,6 +248,7 @@ class CycleEnded(Message):
     failure_mode: FailureMode | None = None
     duration_s: Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
     intervened: bool = False
+    actions_clamped: Annotated[int, Field(ge=0)] = 0  # action numbers outside the declared limits, sent clamped
 
 
 class InterventionRaised(Message):

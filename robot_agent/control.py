@@ -71,6 +71,7 @@ class Cycle:
     intervened: bool = False
     takt_triggered: bool = False
     steps: int = 0
+    actions_clamped: int = 0
 
 
 @dataclass
@@ -195,6 +196,8 @@ class ControlLoop:
             if action is not None:
                 action, clamped = clamp_action(action, self.robot.action_features)
                 self.stats.actions_clamped += clamped
+                if self.cycle is not None:
+                    self.cycle.actions_clamped += clamped
             self.status = self.robot.step(action) if action is not None else self.robot.hold()
         except Exception as error:  # a robot error faults and holds, never kills the agent
             log.exception("robot step failed")
@@ -256,7 +259,7 @@ class ControlLoop:
         self.stats.cycles_ended += 1
         self.stats.outcomes[outcome] = self.stats.outcomes.get(outcome, 0) + 1
         self.emit(CycleEnded(episode=cycle.episode, outcome=outcome, failure_mode=failure_mode,
-                             duration_s=round(duration, 3), intervened=cycle.intervened), True)
+                             duration_s=round(duration, 3), intervened=cycle.intervened, actions_clamped=cycle.actions_clamped), True)
         keep = outcome != "success" or cycle.intervened
         if self.recorder is not None:
             self.recorder.finish(result, keep=keep)

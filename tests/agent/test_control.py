@@ -258,6 +258,9 @@ def test_an_action_outside_the_declared_limits_is_clamped_and_counted(tmp_path):
     assert all(np.allclose(a, [0.1, -0.05, 0.0, 1.0, 0.0, 0.0, -0.1, 0.5, 0.0]) for a in h.station.received)
     assert h.loop.stats.actions_clamped == 4 * len(h.station.received)
     assert not h.of("fault")
+    h.loop.abort_cycle()
+    ended = h.of("cycle_ended")[-1]
+    assert ended["actions_clamped"] == h.loop.stats.actions_clamped  # the server learns it with the cycle (KPIs)
 
 
 def test_a_non_finite_action_faults_and_holds_instead_of_reaching_the_robot(tmp_path):

@@ -18,11 +18,11 @@ T0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)  # shift start
 
 
 def episode(robot: Robot, minute: float, duration_s: float, outcome: str, policy: str = "bc-sim-v1", failure_mode: str = "",
-            intervened: bool = False) -> Episode:
+            intervened: bool = False, actions_clamped: int = 0) -> Episode:
     ended = T0 + timedelta(minutes=minute)
     return Episode.objects.create(id=uuid.uuid4(), robot=robot, station=robot.station, policy_version=policy,
                                   started_at=ended - timedelta(seconds=duration_s), ended_at=ended, duration_s=duration_s,
-                                  outcome=outcome, failure_mode=failure_mode, intervened=intervened)
+                                  outcome=outcome, failure_mode=failure_mode, intervened=intervened, actions_clamped=actions_clamped)
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def records(fleet: Any, users: dict[str, Any]) -> dict[str, Any]:
     episode(r1, 20, 70, "success")
     episode(r1, 30, 80, "success")
     failed = episode(r1, 40, 90, "failure", failure_mode="cross_threaded", intervened=True)
-    episode(r2, 50, 50, "success", policy="bc-sim-v2")
+    episode(r2, 50, 50, "success", policy="bc-sim-v2", actions_clamped=12)
     episode(r2, 55, 30, "aborted", policy="bc-sim-v2")
     raised = T0 + timedelta(minutes=39)
     Intervention.objects.create(robot=r1, episode=failed, trigger="fault", severity="high", state="resolved", raised_at=raised,
@@ -66,6 +66,7 @@ def test_shift_kpis_match_the_records(records: dict[str, Any]) -> None:
     assert k["time_to_takeover_s"]["median"] == 10.0
     assert k["intervention_duration_s"]["p95"] == 40.0
     assert k["rohe"] == round(4 / (30 / 3600), 1)  # successful cycles per hour of human control
+    assert (k["actions_clamped"], k["cycles_with_clamped_actions"]) == (12, 1)
     # Series: 10-minute buckets.
     series = result["series"]
     assert series["cycles"] == [0, 1, 1, 1, 1, 1]
@@ -76,6 +77,7 @@ def test_shift_kpis_match_the_records(records: dict[str, Any]) -> None:
     by_policy = {row["name"]: row for row in result["by_policy"]}
     assert by_policy["bc-sim-v1"]["success_rate"] == 0.75 and by_policy["bc-sim-v1"]["failure_modes"] == {"cross_threaded": 1}
     assert by_policy["bc-sim-v2"]["cycles"] == 1 and by_policy["bc-sim-v2"]["success_rate"] == 1.0
+    assert by_policy["bc-sim-v2"]["actions_clamped"] == 12 and by_policy["bc-sim-v1"]["actions_clamped"] == 0
 
 
 def test_filters_narrow_every_figure(records: dict[str, Any]) -> None:

@@ -495,3 +495,26 @@ async def test_a_restarted_agent_closes_the_interventions_it_forgot(fleet, users
     assert update["intervention"]["state"] == "resolved" and update["intervention"]["resolution"] == "gone_on_robot"
     states = await database_sync_to_async(lambda: dict(Intervention.objects.values_list("id", "state")))()
     assert states[uuid.UUID(kept)] == "raised" and states[uuid.UUID(forgotten)] == "resolved"
+
+
+# ------------------------------------------------------------------ cycles
+
+
+async def test_a_cycle_the_robot_reports_becomes_an_episode_with_its_clamped_actions(fleet, cleanup):
+    robot, _ = await robot_socket(fleet.tokens["r1"])
+    cleanup.append(robot)
+    episode = str(uuid.uuid4())
+    await robot.send({"type": "cycle_started", "episode": episode, "cycle_index": 4, "policy_version": "bc-sim-v2", "seed": 7, "started_t": 12.0})
+    await robot.send({"type": "cycle_ended", "episode": episode, "outcome": "failure", "failure_mode": "dropped_nut", "duration_s": 8.5,
+                      "intervened": False, "actions_clamped": 37})
+
+    def stored() -> Any:
+        from webapp.fleet.models import Episode
+
+        return Episode.objects.filter(id=episode, ended_at__isnull=False).first()
+
+    deadline = asyncio.get_running_loop().time() + 5
+    while (row := await db(stored)) is None:
+        assert asyncio.get_running_loop().time() < deadline, "the episode was not recorded"
+        await asyncio.sleep(0.05)
+    assert (row.outcome, row.failure_mode, row.duration_s, row.actions_clamped, row.cycle_index) == ("failure", "dropped_nut", 8.5, 37, 4)

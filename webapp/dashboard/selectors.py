@@ -143,6 +143,8 @@ def kpis(f: KpiFilter, buckets: int = 24) -> dict[str, Any]:
         "time_to_takeover_s": _summary([s for i in interventions if (s := _seconds(i.raised_at, i.claimed_at)) is not None]),
         "intervention_duration_s": _summary([s for i in interventions if (s := _seconds(i.raised_at, i.resolved_at)) is not None]),
         "rohe": round(len(successes) / (human_seconds / 3600), 1) if human_seconds > 0 else None,
+        "actions_clamped": sum(e.actions_clamped for e in episodes),
+        "cycles_with_clamped_actions": sum(1 for e in episodes if e.actions_clamped),
         "robots": robots_seen,
     }
 
@@ -192,7 +194,8 @@ def kpis(f: KpiFilter, buckets: int = 24) -> dict[str, Any]:
             times = [e.duration_s for e in items if e.outcome == Episode.Outcome.SUCCESS and e.duration_s is not None]
             rows.append({"name": name or "(none)", "cycles": len(items), "success_rate": _rate(ok, len(items)),
                          "mean_cycle_s": round(sum(times) / len(times), 2) if times else None, "failure_modes": modes,
-                         "interventions": sum(1 for e in items if e.intervened)})
+                         "interventions": sum(1 for e in items if e.intervened),
+                         "actions_clamped": sum(e.actions_clamped for e in items)})
         return rows
 
     return {

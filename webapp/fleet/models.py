@@ -109,6 +109,8 @@ class Episode(models.Model):
     outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.RUNNING)
     failure_mode = models.CharField(max_length=32, blank=True)
     intervened = models.BooleanField(default=False)
+    # Action numbers the policy or a person asked outside the robot's declared limits (sent clamped).
+    actions_clamped = models.PositiveIntegerField(default=0)
 
     class Meta:
         indexes = [models.Index(fields=["robot", "started_at"]), models.Index(fields=["outcome"])]

@@ -148,5 +148,6 @@ def episode_ended(*, robot_name: str, message: CycleEnded) -> Episode:
     episode.outcome = message.outcome
     episode.failure_mode = message.failure_mode or ""
     episode.intervened = message.intervened or episode.intervened
+    episode.actions_clamped = message.actions_clamped
     episode.save()
     return episode

@@ -84,6 +84,7 @@ function renderCards(k) {
     ["Time to takeover", secs(k.time_to_takeover_s.median), `median · p95 ${secs(k.time_to_takeover_s.p95)}`],
     ["Intervention duration", secs(k.intervention_duration_s.median), `median raised → resolved · p95 ${secs(k.intervention_duration_s.p95)}`],
     ["ROHE", k.rohe == null ? "—" : num(k.rohe, 0), "successful cycles per hour of human effort"],
+    ["Actions clamped", String(k.actions_clamped ?? 0), `outside the robot's declared limits · in ${k.cycles_with_clamped_actions ?? 0} cycles`],
   ];
   /** @type {HTMLElement} */ (document.getElementById("cards")).replaceChildren(...cards.map(([label, value, note]) =>
     el("div", { class: "kpi", "data-kpi": label }, [el("div", { class: "label" }, [label]), el("div", { class: "value" }, [value]), el("div", { class: "note" }, [note])])));
@@ -153,14 +154,14 @@ function renderCharts(result) {
 /** @param {string} id @param {any[]} rows @param {string} first */
 function renderTable(id, rows, first) {
   const table = /** @type {HTMLTableElement} */ (document.getElementById(id));
-  const head = el("tr", {}, [first, "Cycles", "Success", "Mean cycle", "Cycles with intervention", "Failure modes"].map((h) => el("th", { scope: "col" }, [h])));
+  const head = el("tr", {}, [first, "Cycles", "Success", "Mean cycle", "Cycles with intervention", "Actions clamped", "Failure modes"].map((h) => el("th", { scope: "col" }, [h])));
   const body = rows.map((r) => el("tr", {}, [
     el("th", { scope: "row" }, [r.name]), el("td", {}, [String(r.cycles)]),
     el("td", {}, [el("span", { class: "bar", role: "img", "aria-label": pct(r.success_rate) }, [el("span", { style: `width:${(r.success_rate || 0) * 100}%` })]), ` ${pct(r.success_rate)}`]),
-    el("td", {}, [secs(r.mean_cycle_s)]), el("td", {}, [String(r.interventions)]),
+    el("td", {}, [secs(r.mean_cycle_s)]), el("td", {}, [String(r.interventions)]), el("td", {}, [String(r.actions_clamped ?? 0)]),
     el("td", {}, [Object.entries(r.failure_modes).map(([m, c]) => `${m.replace("_", " ")} ${c}`).join(", ") || "—"]),
   ]));
-  table.replaceChildren(el("thead", {}, [head]), el("tbody", {}, body.length ? body : [el("tr", {}, [el("td", { colspan: "6" }, ["No cycles in this window."])])]));
+  table.replaceChildren(el("thead", {}, [head]), el("tbody", {}, body.length ? body : [el("tr", {}, [el("td", { colspan: "7" }, ["No cycles in this window."])])]));
 }
 
 let first = true;
