@@ -77,6 +77,8 @@ def test_only_admins_change_the_fleet_and_bad_input_changes_nothing(fleet, users
         ("post", "/api/fleet/stations", {"site": "Die-casting workshop", "line": "Line 1", "name": "a/b", "task": "x", "takt_s": 5}, 422),
         ("post", "/api/fleet/stations", {"site": "Die-casting workshop", "line": "Line 1", "name": "nut-1", "task": "x", "takt_s": 5}, 409),
         ("post", "/api/fleet/sites", {"name": "   "}, 422),
+        ("post", "/api/fleet/sites", {"name": "Plant\u0000B"}, 422),  # PostgreSQL cannot store a NUL (found by schemathesis)
+        ("post", "/api/fleet/sites", {"name": "Plant\x07B"}, 422),
         ("patch", "/api/fleet/stations/nut-1", {"site": "Die-casting workshop"}, 422),  # a move needs the line too
     ]
     before = (Robot.objects.count(), Station.objects.count(), AuditEvent.objects.count())

@@ -27,6 +27,8 @@ def _text(value: str, what: str, max_length: int = 100) -> str:
     value = " ".join(value.split())
     if not value:
         raise Invalid(f"{what} must not be empty")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise Invalid(f"{what} must not contain control characters")
     if "/" in value and what != "task":
         raise Invalid(f"{what} must not contain '/' (it is part of the API's paths)")
     if len(value) > max_length:
