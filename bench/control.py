@@ -25,7 +25,7 @@ from robot_agent.chunking import ChunkExecutor, thread_submit
 from robot_agent.clock import MonotonicClock
 from robot_agent.control import ControlLoop, LoopSettings
 from robot_agent.modes import ModeController
-from robot_agent.robot import Robot, needs_ground_truth
+from robot_agent.robot import Robot, give_ground_truth, simulation_of
 from robot_agent.safety import EstopLatch, VelocityLimits
 from robot_agent.sim_robot import SimRobot
 
@@ -51,9 +51,11 @@ class RecordingClock(MonotonicClock):
 
 def one_cycle(synchronous: bool, state_dir: Path, robot: Robot | None = None, seed: int = SEED, takt_s: float = 76.0) -> dict[str, Any]:
     robot = robot or SimRobot()
-    policy = robot.default_policy()
+    simulation = simulation_of(robot)
+    assert simulation is not None, "bench control runs simulated robots"
+    policy = simulation.default_policy()
     assert policy is not None
-    robot.observe_ground_truth(needs_ground_truth(policy))
+    give_ground_truth(robot, policy)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
 
     def infer(observation: Any, prefix: Any) -> Any:
@@ -85,11 +87,11 @@ def render_ms(robot: Robot, camera: str) -> dict[str, float | None]:
     """Median ms to render one frame of `camera` at each of RENDER_SIZES (after one warm-up frame)."""
     result: dict[str, float | None] = {}
     for width, height in RENDER_SIZES:
-        robot.render(camera, (width, height))
+        robot.capture(camera, (width, height))
         times = []
         for _ in range(RENDER_FRAMES):
             started = time.perf_counter()
-            robot.render(camera, (width, height))
+            robot.capture(camera, (width, height))
             times.append((time.perf_counter() - started) * 1000.0)
         result[f"{width}x{height}"] = percentile(times, 50)
     return result

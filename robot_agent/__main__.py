@@ -18,7 +18,7 @@ from robot_agent.cameras import CameraError, check_camera_source
 from robot_agent.config import AgentConfig, ConfigError, load_config
 from robot_agent.drivers import DriverError, make_robot
 from robot_agent.link import FatalLinkError
-from robot_agent.robot import Robot
+from robot_agent.robot import Robot, simulation_of
 
 log = logging.getLogger("robot_agent")
 
@@ -46,13 +46,13 @@ def build_robot(config: AgentConfig) -> Robot:
 
 def build_policy(config: AgentConfig, robot: Robot) -> Policy | None:
     spec = config.policy
+    simulation = simulation_of(robot)
     if spec is None:
-        return robot.default_policy()
+        return simulation.default_policy() if simulation is not None else None
     if spec == EXPERT:  # the robot's own: each simulation has its expert
-        expert = robot.expert_policy()
-        if expert is None:
+        if simulation is None:
             raise StartupError(f"robot {robot.name} has no scripted expert (a simulator's, which reads its ground truth)")
-        return expert
+        return simulation.expert_policy()
     try:
         return load_policy(spec, language=config.language, action_dim=robot.action_dim or None)
     except FileNotFoundError:

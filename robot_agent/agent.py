@@ -42,7 +42,7 @@ from robot_agent.control import ControlLoop, LoopSettings
 from robot_agent.link import Link
 from robot_agent.modes import ModeController
 from robot_agent.recording import EpisodeRecorder
-from robot_agent.robot import Robot, declared_features, needs_ground_truth
+from robot_agent.robot import Robot, declared_features, give_ground_truth
 from robot_agent.safety import EstopLatch, VelocityLimits
 from robot_agent.sfu import SfuPublisher
 from robot_agent.upload import Uploader
@@ -80,7 +80,7 @@ class Agent:
         self.policy = policy
         self.control_hz = config.control_hz or robot.control_hz  # --control-hz, or the robot's native rate
         self.sped_up_sim = robot.simulated and config.time_scale > 1.0
-        robot.observe_ground_truth(needs_ground_truth(policy))
+        give_ground_truth(robot, policy)
         self.load_policy = load_policy
         self.version = policy.version[:500] if policy is not None else "none"  # the protocol's ShortText
         self.state_dir = config.resolved_state_dir
@@ -313,7 +313,7 @@ class Agent:
 
             def swap() -> None:
                 self.policy = policy
-                self.robot.observe_ground_truth(needs_ground_truth(policy))
+                give_ground_truth(self.robot, policy)
                 self.version = version
                 log.info("policy %s is live", version)
 
@@ -371,7 +371,7 @@ def default_cameras(robot: Robot, config: AgentConfig) -> list[Camera]:
     """The robot's own (rendered) cameras, with --camera NAME=SOURCE replacing or adding cameras."""
     cameras: dict[str, Camera] = {}
     for name in robot.cameras:
-        cameras[name] = RenderedCamera(name, robot.render, max_fps=robot.camera_fps.get(name))
+        cameras[name] = RenderedCamera(name, robot.capture, max_fps=robot.camera_fps.get(name))
     for name, source in config.camera.items():
         cameras[name] = PlayerCamera(name, source)
     return list(cameras.values())

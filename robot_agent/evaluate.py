@@ -19,7 +19,7 @@ from typing import Any
 
 from foreman_learning.policies.base import Policy, PolicyOutput
 from robot_agent.chunking import ChunkExecutor, inline_submit
-from robot_agent.robot import Robot, clamp_action, needs_ground_truth
+from robot_agent.robot import Robot, clamp_action, give_ground_truth
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if not robot.simulated or policy is None:
         print("robot_agent.evaluate: needs a simulated robot and a policy", file=sys.stderr)
         return 2
-    robot.observe_ground_truth(needs_ground_truth(policy))
+    give_ground_truth(robot, policy)
     started = time.perf_counter()
     episodes = []
     try:

@@ -1,8 +1,10 @@
 """The Robot interface the agent drives (small and abstract, LeRobot style).
 
 A Robot steps one control period at a time, reports the station's status (phase, progress, done,
-outcome, torque, station faults), renders or captures its cameras, and maps teleop velocities into
-its own action space. `SimRobot` (robot_agent/sim_robot.py) adapts the simulated nut station (foreman_sim/).
+outcome, torque, station faults), captures its cameras, and maps teleop velocities into its own
+action space. What only a simulator has (ground truth, a scripted expert, a shipped policy) is a
+separate interface, `Simulation`. `SimRobot` (robot_agent/sim_robot.py) adapts the simulated nut
+station (foreman_sim/); docs/robots.md lists the other drivers.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ class Robot(ABC):
         """One control period without motion (protective stop: brakes on, tools off)."""
 
     @abstractmethod
-    def render(self, camera: str, size: tuple[int, int]) -> np.ndarray:
+    def capture(self, camera: str, size: tuple[int, int]) -> np.ndarray:
         """(H, W, 3) uint8 RGB image of `camera`. Called from camera threads."""
 
     @abstractmethod
@@ -119,20 +121,39 @@ class Robot(ABC):
         """Each arm's end-effector pose for telemetry (protocol `ArmPose`), if the robot knows it."""
         return None
 
-    def observe_ground_truth(self, enabled: bool) -> None:
-        """Add what only a simulator knows to observations, for a policy that reads it (the sim's
-        scripted expert says so with `needs_ground_truth`). A real robot has none to add."""
-
-    def expert_policy(self) -> Policy | None:
-        """A simulator's scripted expert (`--policy expert`), which reads its ground truth; None for a real robot."""
-        return None
-
-    def default_policy(self) -> Policy | None:
-        """A policy that comes with the robot (the sim's scripted expert), if any."""
-        return None
-
     def close(self) -> None:
         pass
+
+
+class Simulation(ABC):
+    """What only a simulator has beside its Robot driver: ground truth, which its scripted expert plans
+    on (demonstrations and scoring only: nothing in a product path reads it), and the policy that
+    ships with it. A driver of a simulated robot subclasses both Robot and Simulation."""
+
+    @abstractmethod
+    def observe_ground_truth(self, enabled: bool) -> None:
+        """Add what only the simulator knows to observations, for a policy that reads it (the
+        scripted expert says so with `needs_ground_truth`)."""
+
+    @abstractmethod
+    def expert_policy(self) -> Policy:
+        """The simulator's scripted expert (`--policy expert`)."""
+
+    def default_policy(self) -> Policy | None:
+        """The policy that runs when --policy says nothing (the shipped trained one, or the expert)."""
+        return None
+
+
+def simulation_of(robot: Robot) -> Simulation | None:
+    """The robot's simulator side, if it is a simulation with one (a real robot has none)."""
+    return robot if isinstance(robot, Simulation) else None
+
+
+def give_ground_truth(robot: Robot, policy: Policy | None) -> None:
+    """Ground truth in the observations exactly when the policy is a simulator's expert that reads it."""
+    simulation = simulation_of(robot)
+    if simulation is not None:
+        simulation.observe_ground_truth(needs_ground_truth(policy))
 
 
 def declared_features(robot: Robot, control_hz: float) -> RobotFeatures | None:

@@ -22,7 +22,7 @@ from foreman_protocol.messages import TeleopSpec
 from foreman_sim.render import VideoRenderer, observe, scene_of
 from foreman_sim.station import ARMS, DT, MAX_SPEED, MAX_SPIN, NutStation
 from robot_agent.modes import TeleopVelocity
-from robot_agent.robot import Feature, Robot, StationStatus
+from robot_agent.robot import Feature, Robot, Simulation, StationStatus
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ SIM_ACTION_FEATURES = tuple(
 )
 
 
-class SimRobot(Robot):
+class SimRobot(Robot, Simulation):
     name = "sim-nut-station"
     robot_type = "foreman_sim_nut_station"
     cameras = ["head", "wrist_left", "wrist_right"]
@@ -122,7 +122,7 @@ class SimRobot(Robot):
             action = self.station.last_action
             return None if action is None else action.copy()
 
-    def render(self, camera: str, size: tuple[int, int]) -> np.ndarray:
+    def capture(self, camera: str, size: tuple[int, int]) -> np.ndarray:
         with self.lock:  # copy what the cameras see under the lock, draw outside it: the control loop never waits for video
             scene = scene_of(self.station)
         return self.video.render(scene, camera, size)

@@ -33,7 +33,7 @@ import numpy as np
 from foreman_learning.policies.base import Policy
 from foreman_protocol.messages import TeleopSpec
 from robot_agent.modes import TeleopVelocity
-from robot_agent.robot import Feature, Robot, StationStatus
+from robot_agent.robot import Feature, Robot, Simulation, StationStatus
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class LazyImages(Mapping[str, np.ndarray]):
         return len(self.cameras)
 
 
-class AlohaRobot(Robot):
+class AlohaRobot(Robot, Simulation):
     robot_type = "aloha"  # as LeRobot's own ALOHA datasets name it
     simulated = True
     control_hz = 50.0
@@ -319,7 +319,7 @@ class AlohaRobot(Robot):
         """The scripted expert, until a policy trained on its demonstrations ships."""
         return self.expert_policy()
 
-    def render(self, camera: str, size: tuple[int, int]) -> np.ndarray:
+    def capture(self, camera: str, size: tuple[int, int]) -> np.ndarray:
         with self.lock:
             qpos = self.data.qpos.copy()
         return self.renderer.render(qpos, camera, size)

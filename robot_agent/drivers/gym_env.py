@@ -144,7 +144,7 @@ class GymRobot(Robot):
         with self.lock:
             return self.last_action.copy()
 
-    def render(self, camera: str, size: tuple[int, int]) -> np.ndarray:
+    def capture(self, camera: str, size: tuple[int, int]) -> np.ndarray:
         with self.lock:
             image = self.images.get(camera)
         if image is None:

@@ -282,7 +282,7 @@ class LeRobotRobot(Robot):
         with self.lock:
             return self.sent.copy()
 
-    def render(self, camera: str, size: tuple[int, int]) -> np.ndarray:
+    def capture(self, camera: str, size: tuple[int, int]) -> np.ndarray:
         with self.lock:
             image = self.images.get(camera)
         if image is None:

@@ -76,7 +76,7 @@ class KinematicStation(Robot):
             torque_nm=1.5, fault=fault, fault_detail="torque 9.1 N·m > 4.0" if fault else "",
         )
 
-    def render(self, camera: str, size: tuple[int, int]) -> np.ndarray:
+    def capture(self, camera: str, size: tuple[int, int]) -> np.ndarray:
         image = np.zeros((size[1], size[0], 3), np.uint8)
         with self.lock:
             x = int((self.position[0] * 1000) % size[0])
@@ -125,7 +125,7 @@ def make_agent(server_url: str, token: str, state_dir: Any, station: Robot, poli
     settings = {"video_fps": 15.0, "record_fps": 5.0, **settings}
     config = AgentConfig(server=server_url, token=token, name="r1", sim=True, ice_loopback=True, state_dir=state_dir, **settings)
     config.validate()
-    cameras = [RenderedCamera(name, station.render, size=camera_size) for name in station.cameras]
+    cameras = [RenderedCamera(name, station.capture, size=camera_size) for name in station.cameras]
     agent = Agent(config, station, policy, cameras=cameras)
     agent.link.backoff_initial_s = 0.1
     agent.link.backoff_max_s = 0.5

@@ -88,7 +88,7 @@ def test_end_effector_jog_moves_the_commanded_gripper_only(aloha):
 
 def test_cameras_render_what_the_physics_shows(aloha):
     aloha.reset(3)
-    top = aloha.render("top", (320, 240))
+    top = aloha.capture("top", (320, 240))
     assert top.shape == (240, 320, 3) and top.dtype == np.uint8
     red = (top[..., 0] > 150) & (top[..., 1] < 80) & (top[..., 2] < 80)
     blue = (top[..., 2] > 150) & (top[..., 0] < 80) & (top[..., 1] < 80)

@@ -90,7 +90,7 @@ def test_a_gym_robot_runs_a_cycle_to_its_success_and_a_person_jogs_it():
     assert np.array_equal(robot.state(), start) and not status.done  # a hold does not step the simulation
     jogged = robot.teleop_action(TeleopVelocity("lease", 1, "left", 0.5, -0.5, 0.0, 0.0, None, 0.0))
     assert np.allclose(jogged, [0.5 / 20, -0.5 / 20])  # axis value per second, from the last action
-    image = robot.render("overhead", (128, 96))
+    image = robot.capture("overhead", (128, 96))
     assert image.shape == (96, 128, 3) and image.max() == 255
     for _ in range(200):
         status = robot.step(-np.clip(robot.state() * 5, -1, 1))

@@ -132,10 +132,10 @@ def test_a_person_jogs_joints_and_the_gripper_by_the_teleop_axes(arm: LeRobotRob
 
 def test_camera_frames_cross_the_pipe_and_move(arm: LeRobotRobot) -> None:
     arm.reset(0)
-    first = arm.render("front", (320, 240)).copy()
+    first = arm.capture("front", (320, 240)).copy()
     time.sleep(0.3)
     arm.hold()
-    second = arm.render("front", (320, 240))
+    second = arm.capture("front", (320, 240))
     assert first.shape == (240, 320, 3) and first.max() > 200  # the stand-in's white bar
     assert np.argmax(first[120, :, 0] > 200) != np.argmax(second[120, :, 0] > 200)
     assert arm.observation()["images"]["front"].shape == (240, 320, 3)

@@ -51,7 +51,7 @@ def record_aloha_cycle(state_dir: Path) -> tuple[Path, AlohaRobot]:
                                      state=robot.state().tolist(), action=action.tolist()))
         if i % int(robot.control_hz / FPS) == 0:
             for camera in CAMERAS:
-                recorder.add_frame(camera, robot.render(camera, (320, 240)))
+                recorder.add_frame(camera, robot.capture(camera, (320, 240)))
     spool = recorder.finish(EpisodeResult(outcome="failure", failure_mode="other", duration_s=SECONDS, intervened=False),
                             keep=True).result(timeout=60)
     recorder.close()

@@ -52,7 +52,7 @@ def record_sim_cycle(state_dir: Path, *, seed: int = 1003, hold_at: int = 300, c
         loop.tick()
         if cameras and ticks % frame_every == 0:
             for camera in cameras:
-                recorder.add_frame(camera, robot.render(camera, frame_size))
+                recorder.add_frame(camera, robot.capture(camera, frame_size))
         ticks += 1
         clock.advance(1 / 30)
 

@@ -24,7 +24,7 @@ def test_same_seed_same_cycle_and_frames() -> None:
     assert np.array_equal(a.state_vector(), b.state_vector())
     robot_a, robot_b = SimRobot(), SimRobot()
     robot_a.station, robot_b.station = a, b
-    assert np.array_equal(robot_a.render("head", (160, 120)), robot_b.render("head", (160, 120)))
+    assert np.array_equal(robot_a.capture("head", (160, 120)), robot_b.capture("head", (160, 120)))
     assert not np.array_equal(run_expert(8, until=600).state_vector(), a.state_vector())
 
 
@@ -188,9 +188,9 @@ def test_cameras_render_640x480_and_small() -> None:
     robot = SimRobot()
     robot.reset(2)
     for camera in robot.cameras:
-        frame = robot.render(camera, (640, 480))
+        frame = robot.capture(camera, (640, 480))
         assert frame.shape == (480, 640, 3) and frame.dtype == np.uint8 and frame.std() > 3
-        assert robot.render(camera, (160, 120)).shape == (120, 160, 3)
+        assert robot.capture(camera, (160, 120)).shape == (120, 160, 3)
     observation = robot.observation()
     assert set(observation["images"]) == {"wrist_left", "wrist_right"}
     assert observation["images"]["wrist_left"].shape == (32, 32)
@@ -200,7 +200,7 @@ def test_cameras_render_640x480_and_small() -> None:
     robot.step(np.full(robot.action_dim, 0.1))
     assert snapshot.steps == robot.station.steps - 1  # a copy: later steps do not change it
     with pytest.raises(ValueError):
-        robot.render("nowhere", (64, 48))
+        robot.capture("nowhere", (64, 48))
     with pytest.raises(ValueError):
         SimRobot(control_hz=50)
 
