@@ -70,10 +70,10 @@ def _load_file(path: Path) -> Policy:
     if magic != b"PK\x03\x04":  # torch.save and TorchScript both write zip archives
         raise ValueError(f"{path}: not a PyTorch checkpoint")
     from foreman_learning.policies.torchscript import TorchScriptPolicy
-    from foreman_learning.policies.visuomotor import load_visuomotor
+    from foreman_learning.policies.visuomotor import load_checkpoint_policy
 
     try:
-        return load_visuomotor(path)
+        return load_checkpoint_policy(path)
     except Exception as error:  # noqa: BLE001 - not ours: try TorchScript next
         try:
             return TorchScriptPolicy(str(path))

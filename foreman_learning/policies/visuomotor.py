@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from foreman_learning.policies.base import PolicyOutput
+from foreman_learning.policies.base import Policy, PolicyOutput
 
 CHECKPOINT_FORMAT = "foreman-visuomotor"
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "bc-sim-v2.pt"  # what --sim runs by default
@@ -45,6 +45,12 @@ class PolicyConfig:
     confidence_steps: int = 10
     version: str = "bc-sim-v2"
     trained: dict[str, Any] = field(default_factory=dict)
+    # What one per-arm sample is, so the same network and training serve another robot: the nut
+    # station's (its checkpoints carry no such keys) or ALOHA's (policies/aloha_visuomotor.py).
+    embodiment: str = "nut_station"
+    state_dim: int = NET_STATE_DIM
+    action_dim: int = ARM_ACTION_DIM
+    image_channels: int = 1
 
 
 class VisuomotorNet(nn.Module):
@@ -52,24 +58,24 @@ class VisuomotorNet(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = nn.Sequential(
-            nn.Conv2d(1, 16, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv2d(config.image_channels, 16, 5, stride=2, padding=2), nn.ReLU(),
             nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.ReLU(),
             nn.Flatten(),
         )
         with torch.no_grad():
-            image_features = self.encoder(torch.zeros(1, 1, config.image_pixels, config.image_pixels)).shape[1]
+            image_features = self.encoder(torch.zeros(1, config.image_channels, config.image_pixels, config.image_pixels)).shape[1]
         self.trunk = nn.Sequential(
-            nn.Linear(image_features + NET_STATE_DIM, config.width), nn.ReLU(),
+            nn.Linear(image_features + config.state_dim, config.width), nn.ReLU(),
             nn.Linear(config.width, config.width), nn.ReLU(),
         )
-        self.heads = nn.Linear(config.width, config.heads * config.horizon * ARM_ACTION_DIM)
+        self.heads = nn.Linear(config.width, config.heads * config.horizon * config.action_dim)
 
     def forward(self, images: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
-        """images (B, 1, P, P) in [0, 1], states (B, NET_STATE_DIM) → (B, heads, horizon, ARM_ACTION_DIM)."""
+        """images (B, C, P, P) in [0, 1], states (B, state_dim) → (B, heads, horizon, action_dim)."""
         features = torch.cat([self.encoder(images - 0.35), states], dim=1)
         out = self.heads(self.trunk(features))
-        return out.view(-1, self.config.heads, self.config.horizon, ARM_ACTION_DIM)
+        return out.view(-1, self.config.heads, self.config.horizon, self.config.action_dim)
 
 
 def arm_inputs(state: np.ndarray, images: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -142,12 +148,32 @@ def save_checkpoint(net: VisuomotorNet, path: str | Path) -> Path:
     return path
 
 
-def load_visuomotor(path: str | Path) -> VisuomotorPolicy:
+def load_net(path: str | Path) -> VisuomotorNet:
     data = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
     net = VisuomotorNet(PolicyConfig(**data["config"]))
     net.load_state_dict(data["state_dict"])
+    return net
+
+
+def load_visuomotor(path: str | Path) -> VisuomotorPolicy:
+    """A nut-station policy checkpoint (what retraining fine-tunes)."""
+    net = load_net(path)
+    if net.config.embodiment != "nut_station":
+        raise ValueError(f"{path} is a policy for {net.config.embodiment}, not the nut station")
+    return VisuomotorPolicy(net)
+
+
+def load_checkpoint_policy(path: str | Path) -> Policy:
+    """Any embodiment's checkpoint as the agent's policy: the nut station's or ALOHA's."""
+    net = load_net(path)
+    if net.config.embodiment == "aloha":
+        from foreman_learning.policies.aloha_visuomotor import AlohaVisuomotorPolicy
+
+        return AlohaVisuomotorPolicy(net)
+    if net.config.embodiment != "nut_station":
+        raise ValueError(f"{path}: a policy for {net.config.embodiment!r}, which this version does not know")
     return VisuomotorPolicy(net)
 
 
