@@ -48,6 +48,13 @@ def resize_nearest(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(image[rows][:, columns])
 
 
+def frame_at(image: np.ndarray | None, size: tuple[int, int]) -> np.ndarray:
+    """A camera's latest image at `size`; black before its first one."""
+    if image is None:
+        return np.zeros((size[1], size[0], 3), dtype=np.uint8)
+    return resize_nearest(image, size)
+
+
 class GymRobot(Robot):
     simulated = True
 
@@ -147,9 +154,7 @@ class GymRobot(Robot):
     def capture(self, camera: str, size: tuple[int, int]) -> np.ndarray:
         with self.lock:
             image = self.images.get(camera)
-        if image is None:
-            return np.zeros((size[1], size[0], 3), dtype=np.uint8)
-        return resize_nearest(image, size)
+        return frame_at(image, size)
 
     def teleop_action(self, command: TeleopVelocity) -> np.ndarray:
         with self.lock:

@@ -38,7 +38,7 @@ from typing import IO, Any, Literal
 import numpy as np
 
 from foreman_protocol.messages import TeleopSpec
-from robot_agent.drivers.gym_env import resize_nearest
+from robot_agent.drivers.gym_env import frame_at
 from robot_agent.modes import TeleopVelocity
 from robot_agent.robot import Feature, Robot, StationStatus
 
@@ -285,9 +285,7 @@ class LeRobotRobot(Robot):
     def capture(self, camera: str, size: tuple[int, int]) -> np.ndarray:
         with self.lock:
             image = self.images.get(camera)
-        if image is None:
-            return np.zeros((size[1], size[0], 3), dtype=np.uint8)
-        return resize_nearest(image, size)
+        return frame_at(image, size)
 
     def teleop_action(self, command: TeleopVelocity) -> np.ndarray:
         with self.lock:
