@@ -195,13 +195,18 @@ def test_episodes_of_robots_that_declare_differently_are_exported_apart(labeled:
     assert info["robot_type"] == "so101_follower" and info["features"]["action"]["names"] == [f"joint{i}" for i in range(10)]
 
 
-def test_an_episode_recorded_without_a_declaration_exports_unnamed(fleet: Any, users: dict[str, Any], settings: Any, tmp_path: Path) -> None:
-    settings.MEDIA_ROOT = tmp_path / "media"
+def test_an_episode_recorded_without_a_declaration_exports_unnamed_or_beside_declared_ones(
+        labeled: list[str], fleet: Any, users: dict[str, Any], settings: Any, tmp_path: Path) -> None:
     old = label_one(fleet, users, tmp_path / "old", declared=False)
     export = export_run(str(export_create(user=users["labeler"], format="lerobot_v3", episode_ids=[old]).id))
     assert export.state == "done", export.message
     info = json.loads(zipfile.ZipFile(settings.MEDIA_ROOT / export.file).read("meta/info.json"))
     assert info["robot_type"] == "unknown" and info["features"]["action"]["names"] is None
+    # Beside episodes recorded after the agent's upgrade, it takes their declaration (same widths).
+    mixed = export_run(str(export_create(user=users["labeler"], format="lerobot_v3", episode_ids=[old, labeled[0]]).id))
+    assert mixed.state == "done", mixed.message
+    info = json.loads(zipfile.ZipFile(settings.MEDIA_ROOT / mixed.file).read("meta/info.json"))
+    assert info["robot_type"] == "foreman_sim_nut_station" and info["features"]["action"]["names"][0] == "left.vx"
 
 
 def test_a_step_table_wider_than_the_declaration_is_rejected(fleet: Any, settings: Any, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from robot_agent.clock import FakeClock
 from robot_agent.control import ControlLoop, LoopSettings
 from robot_agent.modes import ModeController
 from robot_agent.recording import EpisodeRecorder
+from robot_agent.robot import declared_features
 from robot_agent.safety import EstopLatch
 from robot_agent.sim_robot import SimRobot
 
@@ -41,7 +42,8 @@ def record_sim_cycle(state_dir: Path, *, seed: int = 1003, hold_at: int = 300, c
     executor = ChunkExecutor(lambda observation, prefix: policy.infer(observation), inline_submit, refill_below=10,
                              action_dim=robot.action_dim)
     sent: list[dict[str, Any]] = []
-    recorder = EpisodeRecorder(state_dir, list(cameras), record_fps=record_fps, control_hz=30)
+    recorder = EpisodeRecorder(state_dir, list(cameras), record_fps=record_fps, control_hz=30, robot_type=robot.robot_type,
+                               features=declared_features(robot, 30))  # as the agent records
     loop = ControlLoop(robot, modes, executor, clock, lambda m, r: sent.append(m.model_dump(mode="json")), recorder=recorder,
                        settings=LoopSettings(seed=seed, max_cycles=1), wall_time=clock.now, policy_version=lambda: "bc-sim-v1")
     frame_every = round(30 / record_fps)

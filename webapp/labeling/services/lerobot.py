@@ -189,12 +189,14 @@ def tasks_table(tasks: list[str]) -> pa.Table:
 
 
 def _one(sources: list[EpisodeSource], what: str, value: Callable[[EpisodeSource], Any]) -> Any:
-    """The value every episode shares; a dataset has one robot type and one set of feature names."""
-    values = {json.dumps(value(s)) for s in sources}
-    if len(values) != 1:
+    """The value every episode that declares one shares (a dataset has one robot type and one set of
+    feature names), or None when none declares it. An episode recorded before agents sent their
+    declaration takes the others' (the widths are checked against it below)."""
+    declared = {json.dumps(value(s)): value(s) for s in sources if value(s)}
+    if len(declared) > 1:
         robots = sorted({s.robot for s in sources})
         raise ValueError(f"the episodes' robots ({', '.join(robots[:5])}) differ in {what}: export each kind of robot separately")
-    return value(sources[0])
+    return next(iter(declared.values()), None)
 
 
 def write_dataset(sources: list[EpisodeSource], root: Path, *, robot_type: str = "",
