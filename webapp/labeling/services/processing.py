@@ -16,6 +16,7 @@ from typing import Any
 import av
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from django.conf import settings
 from django.db import transaction
@@ -227,9 +228,9 @@ def _check_and_describe(upload: EpisodeUpload, directory: Path) -> dict[str, Any
     if metadata.features is not None:
         # The declaration names the step table's columns: a table of another width is not its robot's.
         for column, declared in (("state", metadata.features.state), ("action", metadata.features.action)):
-            widths = {len(row) for row in table.column(column).to_pylist()}
-            if widths - {len(declared)}:
-                raise UploadRejected(f"steps.parquet: {column} has {sorted(widths)[0]} numbers per step, "
+            wrong = set(pc.unique(pc.list_value_length(table.column(column))).to_pylist()) - {len(declared)}
+            if wrong:
+                raise UploadRejected(f"steps.parquet: {column} has {min(w or 0 for w in wrong)} numbers per step, "
                                      f"the robot declares {len(declared)} {column} features")
     t = table.column("t").to_numpy(zero_copy_only=False)
     steps_span = float(t[-1] - t[0]) if len(t) else 0.0
