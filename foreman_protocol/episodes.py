@@ -18,7 +18,7 @@ import uuid
 from typing import Annotated, Final, Literal, get_args
 
 import pyarrow as pa
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from foreman_protocol.messages import FailureMode, Outcome, RobotFeatures
 
@@ -73,6 +73,12 @@ class EpisodeMetadata(BaseModel):
     # action columns in this order. Absent from agents older than the declaration.
     robot_type: Annotated[str, Field(max_length=200)] = ""
     features: RobotFeatures | None = None
+
+    @model_validator(mode="after")
+    def _failure_mode_declared(self) -> EpisodeMetadata:
+        if self.failure_mode is not None and self.features is not None and not self.features.reports(self.failure_mode):
+            raise ValueError(f"failure mode {self.failure_mode!r} is not one the robot declares")
+        return self
 
 
 def step_schema_problem(schema: pa.Schema) -> str | None:

@@ -25,17 +25,10 @@ Velocity = Annotated[float, Field(allow_inf_nan=False, ge=-10.0, le=10.0)]
 
 RobotMode = Literal["autonomous", "paused", "teleop", "shared", "estopped", "hold"]
 Outcome = Literal["success", "failure", "aborted"]
-FailureMode = Literal[
-    "misaligned_nut",
-    "cross_threaded",
-    "over_torque",
-    "under_torque",
-    "dropped_nut",
-    "missed_pick",
-    "takt_overrun",
-    "fault",
-    "other",
-]
+# A failure mode is a key: one of the robot's declared `features.failure_modes` (the nut station's
+# misaligned_nut, ALOHA's dropped_part, ...) or one that every robot may report.
+FailureMode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+GENERIC_FAILURE_MODES: tuple[str, ...] = ("takt_overrun", "fault", "other")
 RobotTrigger = Literal["policy_uncertainty", "fault", "takt_overrun"]
 # The server raises these itself: a person taking a robot over unprompted, and an e-stop.
 InterventionTrigger = Literal["policy_uncertainty", "fault", "takt_overrun", "supervisor", "estop"]
@@ -165,14 +158,23 @@ class TeleopSpec(Message):
         return self
 
 
+class FailureModeSpec(Message):
+    """One way the robot's task can fail, as the robot reports it and a labeler chooses it."""
+
+    key: FailureMode
+    label: Annotated[str, Field(min_length=1, max_length=100)]  # for a person: "Dropped nut"
+
+
 class RobotFeatures(Message):
     """What a robot declares about itself: its control rate, the numbers of its state and action,
-    and how a person drives it."""
+    how a person drives it, the phases of its cycle and the ways its task fails."""
 
     control_hz: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]
     state: Annotated[list[FeatureSpec], Field(max_length=256)]
     action: Annotated[list[FeatureSpec], Field(min_length=1, max_length=64)]
     teleop: TeleopSpec | None = None  # None: the robot cannot be driven remotely
+    phases: Annotated[list[Name], Field(max_length=32)] = []  # a cycle's phases in order ([]: it reports none)
+    failure_modes: Annotated[list[FailureModeSpec], Field(max_length=32)] = []  # besides GENERIC_FAILURE_MODES; []: says nothing
 
     @model_validator(mode="after")
     def _names_unique(self) -> RobotFeatures:
@@ -180,7 +182,18 @@ class RobotFeatures(Message):
             names = [feature.name for feature in features]
             if len(set(names)) != len(names):
                 raise ValueError(f"{vector} feature names repeat: {sorted({n for n in names if names.count(n) > 1})}")
+        for what, keys in (("phases", list(self.phases)), ("failure modes", [mode.key for mode in self.failure_modes])):
+            if len(set(keys)) != len(keys):
+                raise ValueError(f"{what} repeat: {sorted({k for k in keys if keys.count(k) > 1})}")
+        generic = sorted({mode.key for mode in self.failure_modes} & set(GENERIC_FAILURE_MODES))
+        if generic:
+            raise ValueError(f"failure modes {generic} need no declaration: every robot may report them")
         return self
+
+    def reports(self, failure_mode: str) -> bool:
+        """Whether a robot with this declaration may report `failure_mode` (a robot that declares no
+        failure modes, as agents did before they could, may report any)."""
+        return not self.failure_modes or failure_mode in GENERIC_FAILURE_MODES or any(mode.key == failure_mode for mode in self.failure_modes)
 
 
 class Hello(Message):
@@ -341,6 +354,13 @@ class Welcome(Message):
     station: StationInfo | None
 
 
+class StationChanged(Message):
+    """The robot's station changed (its takt edited, or the robot moved to another station or to none)."""
+
+    type: Literal["station"] = "station"
+    station: StationInfo | None
+
+
 class Command(Message):
     type: Literal["command"] = "command"
     id: RequestId
@@ -401,7 +421,7 @@ class SfuPublish(Message):
 
 
 ServerToRobot: TypeAlias = Annotated[
-    Welcome | Command | LeaseMessage | TeleopCommand | ViewerSignal | SfuPublish | PolicyRollout | ErrorMessage,
+    Welcome | Command | LeaseMessage | TeleopCommand | ViewerSignal | SfuPublish | PolicyRollout | StationChanged | ErrorMessage,
     Field(discriminator="type"),
 ]
 
@@ -707,7 +727,7 @@ AgentToViewer: TypeAlias = Annotated[Pong | FrameClock, Field(discriminator="typ
 RobotToServerMessage: TypeAlias = (
     Hello | Telemetry | CycleStarted | CycleEnded | InterventionRaised | Fault | Warning | CommandAck | RobotSignal | TeleopState
 )
-ServerToRobotMessage: TypeAlias = Welcome | Command | LeaseMessage | TeleopCommand | ViewerSignal | PolicyRollout | ErrorMessage
+ServerToRobotMessage: TypeAlias = Welcome | Command | LeaseMessage | TeleopCommand | ViewerSignal | SfuPublish | PolicyRollout | StationChanged | ErrorMessage
 BrowserToServerMessage: TypeAlias = (
     Subscribe | Ack | Claim | Heartbeat | Release | Pause | Resume | Estop | ClearEstop | BrowserTeleop | BrowserSignal | Ping
 )

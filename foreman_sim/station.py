@@ -23,10 +23,9 @@ action sequence give one outcome.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
-
-from foreman_protocol.messages import FailureMode
 
 DT = 1.0 / 30.0
 TAKT_S = 76.0
@@ -69,7 +68,14 @@ TORQUE_FAULT_NM = 9.0  # station fault: stop and ask for a person before the thr
 NUTS_PER_ARM = 2
 ARMS = ("left", "right")
 
-FAILURE_MODES = ("misaligned_nut", "cross_threaded", "over_torque", "under_torque", "dropped_nut", "missed_pick", "takt_overrun")
+FailureMode = Literal["misaligned_nut", "cross_threaded", "over_torque", "under_torque", "dropped_nut", "missed_pick", "takt_overrun"]
+FAILURE_MODES: tuple[FailureMode, ...] = ("misaligned_nut", "cross_threaded", "over_torque", "under_torque", "dropped_nut", "missed_pick", "takt_overrun")
+# What the station reports and a labeler chooses, for a person (a fixturing fault is seen, never reported).
+FAILURE_MODE_LABELS: dict[str, str] = {
+    "misaligned_nut": "Misaligned nut", "cross_threaded": "Cross-threaded", "over_torque": "Over-torque / stripped thread",
+    "under_torque": "Under-torque / not seated", "dropped_nut": "Dropped nut", "missed_pick": "Missed pick",
+    "part_misfixtured": "Part mis-fixtured",
+}
 
 
 @dataclass

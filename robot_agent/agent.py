@@ -28,6 +28,8 @@ from foreman_protocol.messages import (
     RobotToServerMessage,
     ServerToRobotMessage,
     SfuPublish,
+    StationChanged,
+    StationInfo,
     TeleopCommand,
     TeleopState,
     ViewerSignal,
@@ -230,8 +232,7 @@ class Agent:
     async def on_welcome(self, welcome: Welcome) -> None:
         log.info("connected to the server as %s", welcome.robot)
         self.server_name = welcome.robot
-        if welcome.station is not None:
-            self.loop.settings.takt_s = welcome.station.takt_s
+        self.on_station(welcome.station)
         self.gateway.ice_servers = list(welcome.ice_servers)
         self.gateway.ice_transport_policy = welcome.ice_transport_policy
         asyncio.create_task(self.sfu.set_grant(welcome.sfu))
@@ -241,6 +242,13 @@ class Agent:
         self.loop.online = True
         for message in list(self.loop.open_interventions.values()):
             await self.link.send(message)  # idempotent per id at the server
+
+    def on_station(self, station: StationInfo | None) -> None:
+        """The station's takt counts from now on, in the running cycle too (a takt shortened below the
+        time it has used raises takt_overrun at once). On no station the last takt stays."""
+        if station is not None and station.takt_s != self.loop.settings.takt_s:
+            log.info("station %s: takt %.1f s (was %.1f s)", station.name, station.takt_s, self.loop.settings.takt_s)
+            self.loop.settings.takt_s = station.takt_s
 
     async def on_disconnect(self) -> None:
         log.warning("lost the server; offline policy: %s", self.config.offline_policy)
@@ -263,6 +271,8 @@ class Agent:
                 asyncio.create_task(self.sfu.publish(message))
             case PolicyRollout():
                 asyncio.create_task(self.rollout(message))
+            case StationChanged():
+                self.on_station(message.station)
             case Welcome():
                 await self.on_welcome(message)
 

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from foreman_protocol.episodes import ActionMode
 from foreman_protocol.messages import (
+    GENERIC_FAILURE_MODES,
     CycleEnded,
     CycleStarted,
     FailureMode,
@@ -253,7 +254,7 @@ class ControlLoop:
             return
         if outcome is None:
             outcome = "success" if self.status.success else "failure"
-            failure_mode = None if self.status.success else (self.status.failure_mode or "other")
+            failure_mode = None if self.status.success else self._declared_failure_mode(self.status.failure_mode)
         duration = max(0.0, self.clock.now() - cycle.started_t)
         result = EpisodeResult(outcome=outcome, failure_mode=failure_mode, duration_s=duration, intervened=cycle.intervened)
         self.stats.cycles_ended += 1
@@ -269,6 +270,17 @@ class ControlLoop:
             self.executor.reset()
         log.info("cycle %d ended: %s%s%s in %.1f s", cycle.index, outcome, f" ({failure_mode})" if failure_mode else "",
                  " after intervention" if cycle.intervened else "", duration)
+
+    def _declared_failure_mode(self, reported: str | None) -> str:
+        """What the driver reported if the robot declares it (or it is generic, or the robot declares
+        none); else `other`, so the server and the labelers see only the robot's own vocabulary."""
+        if reported is None:
+            return "other"
+        declared = self.robot.failure_modes
+        if not declared or reported in GENERIC_FAILURE_MODES or any(mode.key == reported for mode in declared):
+            return reported
+        log.warning("the robot reported the undeclared failure mode %r: sent as other", reported)
+        return "other"
 
     def abort_cycle(self) -> None:
         if self.cycle is not None:

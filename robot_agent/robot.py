@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from foreman_learning.policies.base import Policy
-from foreman_protocol.messages import FailureMode, FeatureSpec, RobotFeatures, TeleopSpec
+from foreman_protocol.messages import FailureMode, FailureModeSpec, FeatureSpec, RobotFeatures, TeleopSpec
 from robot_agent.modes import TeleopVelocity
 
 
@@ -75,6 +75,10 @@ class Robot(ABC):
     state_features: tuple[Feature, ...] = ()  # what `state()` returns, in order
     action_features: tuple[Feature, ...] = ()  # what `step()` takes, in order; actions are clamped to their limits
     teleop: TeleopSpec | None = None  # how `teleop_action` maps a person's commands (None: not remotely drivable)
+    phases: tuple[str, ...] = ()  # the phases `StationStatus.phase` takes, in a cycle's order (none: free text)
+    # The ways its task fails that `StationStatus.failure_mode` reports and labelers choose from,
+    # besides the generic takt_overrun, fault and other.
+    failure_modes: tuple[FailureModeSpec, ...] = ()
 
     @abstractmethod
     def reset(self, seed: int) -> StationStatus:
@@ -162,7 +166,7 @@ def declared_features(robot: Robot, control_hz: float) -> RobotFeatures | None:
         return None
     spec = lambda feature: FeatureSpec(name=feature.name, unit=feature.unit, low=feature.low, high=feature.high)  # noqa: E731
     return RobotFeatures(control_hz=control_hz, state=[spec(f) for f in robot.state_features], action=[spec(f) for f in robot.action_features],
-                         teleop=robot.teleop)
+                         teleop=robot.teleop, phases=list(robot.phases), failure_modes=list(robot.failure_modes))
 
 
 def needs_ground_truth(policy: Policy | None) -> bool:

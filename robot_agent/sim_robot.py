@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 import numpy as np
 
 from foreman_learning.policies.base import Policy
-from foreman_protocol.messages import TeleopSpec
+from foreman_protocol.messages import FailureModeSpec, TeleopSpec
 from foreman_sim.render import VideoRenderer, observe, scene_of
-from foreman_sim.station import ARMS, DT, MAX_SPEED, MAX_SPIN, NutStation
+from foreman_sim.station import ARMS, DT, FAILURE_MODE_LABELS, MAX_SPEED, MAX_SPIN, NutStation
 from robot_agent.modes import TeleopVelocity
 from robot_agent.robot import Feature, Robot, Simulation, StationStatus
 
@@ -63,6 +63,7 @@ class SimRobot(Robot, Simulation):
     state_features = SIM_STATE_FEATURES
     action_features = SIM_ACTION_FEATURES
     teleop = TeleopSpec(space="end_effector", arms=list(ARMS), spin="drive the nut", grip=True)
+    failure_modes = tuple(FailureModeSpec(key=key, label=label) for key, label in FAILURE_MODE_LABELS.items())
 
     def __init__(self, control_hz: float = 1.0 / DT) -> None:
         if abs(control_hz * DT - 1.0) > 1e-6:

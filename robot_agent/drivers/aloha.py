@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from foreman_learning.policies.base import Policy
-from foreman_protocol.messages import TeleopSpec
+from foreman_protocol.messages import FailureModeSpec, TeleopSpec
 from robot_agent.modes import TeleopVelocity
 from robot_agent.robot import Feature, Robot, Simulation, StationStatus
 
@@ -43,6 +43,12 @@ ARM_JOINTS = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wris
 PHASES = {
     "insertion": ("reach", "grasp", "lift", "insert", "inserted"),
     "transfer_cube": ("reach", "grasp", "lift", "hand_over", "transferred"),
+}
+# How each task fails, for the labelers (a part off the table is the one the driver sees itself).
+FAILURE_MODES = {
+    "insertion": (("missed_grasp", "Missed grasp"), ("dropped_part", "Dropped peg or socket"),
+                  ("misaligned_insertion", "Peg missed the socket"), ("parts_collided", "Parts knocked away")),
+    "transfer_cube": (("missed_grasp", "Missed grasp"), ("dropped_part", "Dropped cube"), ("failed_handover", "Failed hand-over")),
 }
 # Each task's loose parts: (free joint in the model, what a person calls it).
 PARTS = {"insertion": (("red_peg_joint", "peg"), ("blue_socket_joint", "socket")), "transfer_cube": (("red_box_joint", "cube"),)}
@@ -136,6 +142,7 @@ class AlohaRobot(Robot, Simulation):
     # the overview camera at 15 fps, the wrist cameras at 5.
     camera_fps = {"top": 15.0, "left_wrist": 5.0, "right_wrist": 5.0}
     teleop = TeleopSpec(space="end_effector", arms=list(SIDES), spin="turn the wrist", grip=True)
+    # phases and failure_modes: the task's, set in __init__
 
     def __init__(self, env_id: str = "gym_aloha/AlohaInsertion-v0", control_hz: float | None = None) -> None:
         import gym_aloha  # noqa: F401 - registers the gym_aloha/ environments
@@ -152,6 +159,8 @@ class AlohaRobot(Robot, Simulation):
         self.task_name: str = aloha.task  # type: ignore[attr-defined]
         if self.task_name not in PHASES:
             raise ValueError(f"{env_id}: gym-aloha task {self.task_name!r} is not one this driver knows ({', '.join(PHASES)})")
+        self.phases = PHASES[self.task_name]
+        self.failure_modes = tuple(FailureModeSpec(key=key, label=label) for key, label in FAILURE_MODES[self.task_name])
         control = aloha._env  # type: ignore[attr-defined] # dm_control's Environment: its physics and task
         self.physics = control.physics
         self.task = control.task
@@ -184,7 +193,7 @@ class AlohaRobot(Robot, Simulation):
         self.target = np.zeros(self.action_dim)  # the joint targets last applied
         self.holding = False
         self.steps = 0
-        self.reward = self.best_reward = self.phase_reward = self.reward_run = 0
+        self.reward = self.phase_reward = self.reward_run = 0
         self.last_good_state = self.physics.get_state()
 
     # ------------------------------------------------------------------ state
@@ -207,14 +216,14 @@ class AlohaRobot(Robot, Simulation):
 
     def _status(self) -> StationStatus:
         phases = PHASES[self.task_name]
-        self.best_reward = max(self.best_reward, self.reward)
         success = self.reward >= len(phases) - 1
+        # Progress is where the cycle is now: a grasp lost goes back to reach, and so does progress.
+        progress = self.phase_reward / (len(phases) - 1)
         dropped = [label for address, label in self.part_qpos if self.data.qpos[address + 2] < -0.05]  # below the table top
         if dropped:
-            return StationStatus(phase=phases[self.phase_reward], progress=self.best_reward / (len(phases) - 1), done=True, success=False,
-                                 failure_mode="other", fault_detail=f"the {dropped[0]} fell off the table")
-        return StationStatus(phase=phases[self.phase_reward], progress=self.best_reward / (len(phases) - 1), done=success,
-                             success=True if success else None)
+            return StationStatus(phase=phases[self.phase_reward], progress=progress, done=True, success=False,
+                                 failure_mode="dropped_part", fault_detail=f"the {dropped[0]} fell off the table")
+        return StationStatus(phase=phases[self.phase_reward], progress=progress, done=success, success=True if success else None)
 
     # ------------------------------------------------------------------ Robot
 
@@ -232,7 +241,7 @@ class AlohaRobot(Robot, Simulation):
             self.last_good_state = self.physics.get_state()
             self.holding = False
             self.steps = 0  # control periods that moved the arms this cycle (holds do not count)
-            self.reward = self.best_reward = self.phase_reward = self.reward_run = 0
+            self.reward = self.phase_reward = self.reward_run = 0
             return self._status()
 
     def observation(self) -> dict[str, Any]:

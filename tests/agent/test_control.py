@@ -263,6 +263,22 @@ def test_an_action_outside_the_declared_limits_is_clamped_and_counted(tmp_path):
     assert ended["actions_clamped"] == h.loop.stats.actions_clamped  # the server learns it with the cycle (KPIs)
 
 
+def test_a_failure_mode_the_robot_did_not_declare_goes_to_the_server_as_other(tmp_path):
+    from foreman_protocol.messages import FailureModeSpec
+
+    declared = KinematicStation(cycle_steps=10, succeed=False, failure_mode="cross_threaded")
+    declared.failure_modes = (FailureModeSpec(key="cross_threaded", label="Cross-threaded"),)
+    silent = KinematicStation(cycle_steps=10, succeed=False, failure_mode="stripped_thread")  # declares none: any key goes
+    wrong = KinematicStation(cycle_steps=10, succeed=False, failure_mode="stripped_thread")
+    wrong.failure_modes = declared.failure_modes
+    sent = {}
+    for name, station in (("declared", declared), ("silent", silent), ("wrong", wrong)):
+        h = Harness(tmp_path / name, ConfidencePolicy(), station=station)
+        h.run(12)
+        sent[name] = h.of("cycle_ended")[0]["failure_mode"]
+    assert sent == {"declared": "cross_threaded", "silent": "stripped_thread", "wrong": "other"}
+
+
 def test_a_non_finite_action_faults_and_holds_instead_of_reaching_the_robot(tmp_path):
     broken = np.array([np.nan, 0, 0, 0, 0, 0, 0, 0, 0])
     h = Harness(tmp_path, lambda observation: PolicyOutput(np.tile(broken, (30, 1)), confidence=0.95), station=LimitedStation())
@@ -295,3 +311,7 @@ def test_the_sims_declaration_is_what_its_hello_sends_and_the_server_reads():
     assert len(raw.encode()) < MAX_MESSAGE_BYTES // 8
     assert parse_robot_message(raw).features == features
     assert declared_features(KinematicStation(), 30.0) is None  # declares no actions: hello says nothing
+    # The station's failure modes are what its labelers choose from (the default taxonomy's keys).
+    assert [mode.key for mode in features.failure_modes] == ["misaligned_nut", "cross_threaded", "over_torque", "under_torque",
+                                                             "dropped_nut", "missed_pick", "part_misfixtured"]
+    assert features.phases == []  # its phase is free text: "nut 2/4: L drive, R align"

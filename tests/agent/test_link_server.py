@@ -174,3 +174,21 @@ async def test_intervention_raised_while_offline_is_delivered_after_reconnect(fl
         assert count == 1
     finally:
         await stop_agent(agent, task)
+
+
+async def test_a_takt_edited_at_the_server_reaches_the_running_agent(fleet, users, daphne, tmp_path, cleanup):
+    from webapp.fleet.services.administration import station_update
+
+    agent = make_agent(daphne.url, fleet.tokens["r1"], tmp_path / "r1", KinematicStation(cycle_steps=100_000), ConfidencePolicy())
+    task = asyncio.create_task(agent.run())
+    try:
+        supervisor, _ = await fleet_socket(users["supervisor"])
+        cleanup.append(supervisor)
+        await eventually(lambda: agent.link.is_connected, what="welcome")
+        assert agent.loop.settings.takt_s == 76.0  # the demo nut station's, from the welcome
+        await database_sync_to_async(station_update)(name="nut-1", takt_s=40.0, actor="admin")
+        await eventually(lambda: agent.loop.settings.takt_s == 40.0, what="the new takt at the agent")
+        batch = await supervisor.recv_until(lambda m: m["type"] == "telemetry_batch" and m["robots"].get("r1", {}).get("takt_s") == 40.0)
+        assert batch["robots"]["r1"]["takt_s"] == 40.0  # what the tile shows against
+    finally:
+        await stop_agent(agent, task)

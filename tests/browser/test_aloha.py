@@ -46,6 +46,9 @@ def test_an_aloha_robot_beside_a_nut_station_robot_decodes_and_is_driven_and_han
     page.wait_for_function("window.foreman.player && window.foreman.player.state === 'live' && window.foreman.player.frames > 10", timeout=30_000)
     # The teleop panel follows the robot's declaration: the spin key turns the wrist here.
     page.wait_for_function("document.querySelector('#keys-spin-what').textContent === 'turn the wrist'", timeout=10_000)
+    # Where the cycle is among its declared phases.
+    assert page.locator("#phases li").all_inner_texts() == ["reach", "grasp", "lift", "insert", "inserted"]
+    page.wait_for_function("document.querySelectorAll('#phases li[aria-current=step]').length === 1", timeout=10_000)
     page.click("#claim-teleop")
     page.locator("#teleop").wait_for(state="visible")
     assert "gripper in the station's frame" in page.locator("#teleop-space").inner_text()

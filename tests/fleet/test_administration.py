@@ -18,6 +18,7 @@ from tests.conftest import fleet_socket, robot_socket
 from webapp.fleet.models import AuditEvent, Intervention, Robot, Station
 from webapp.fleet.selectors import fleet_robots
 from webapp.fleet.services.auth import robot_authenticate
+from webapp.fleet.services.demo import LINE, SITE
 from webapp.fleet.services.users import api_token_issue
 
 
@@ -152,6 +153,31 @@ async def test_rotating_or_revoking_a_token_closes_the_robots_connection(fleet, 
     assert retire.status_code == 200
     gone = await dash.recv_until(lambda m: m["type"] == "robot" and m["robot"]["name"] == "r3")
     assert gone["robot"]["retired"] is True  # the dashboards drop its tile
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_connected_robot_learns_its_stations_new_takt_at_once(fleet, users, cleanup):
+    admin = await database_sync_to_async(as_user)(users["admin"])
+    robot, welcome = await robot_socket(fleet.tokens["r1"])
+    other, _ = await robot_socket(fleet.tokens["r2"])
+    cleanup.extend([robot, other])
+    assert welcome is not None and welcome["station"] == {"name": "nut-1", "takt_s": 76.0}
+
+    edited = await database_sync_to_async(send)(Client(), "patch", "/api/fleet/stations/nut-1", admin, {"takt_s": 70.0})
+    assert edited.status_code == 200
+    for socket in (robot, other):  # every robot on the station
+        assert (await socket.recv_until(lambda m: m["type"] == "station"))["station"] == {"name": "nut-1", "takt_s": 70.0}
+
+    await database_sync_to_async(send)(Client(), "post", "/api/fleet/stations", admin,
+                                       {"site": SITE, "line": LINE, "name": "nut-2", "task": "nuts", "takt_s": 60.0})
+    moved = await database_sync_to_async(send)(Client(), "patch", "/api/fleet/robots/r1", admin, {"station": "nut-2"})
+    assert moved.status_code == 200
+    assert (await robot.recv_until(lambda m: m["type"] == "station"))["station"] == {"name": "nut-2", "takt_s": 60.0}
+    await database_sync_to_async(send)(Client(), "patch", "/api/fleet/robots/r1", admin, {"station": None})
+    assert (await robot.recv_until(lambda m: m["type"] == "station"))["station"] is None
+    # An edit that changes neither name nor takt tells nobody.
+    await database_sync_to_async(send)(Client(), "patch", "/api/fleet/stations/nut-1", admin, {"task": "nuts, both sides"})
+    assert await other.nothing(0.5)
 
 
 @pytest.mark.django_db

@@ -138,7 +138,7 @@ FEATURES = {"control_hz": 30.0, "state": [{"name": "left.x", "unit": "m"}],
             "action": [{"name": "left.vx", "unit": "m/s", "low": -0.25, "high": 0.25}, {"name": "grip", "low": None, "high": 1.0}]}
 STORED = {"control_hz": 30.0, "state": [{"name": "left.x", "unit": "m", "low": None, "high": None}],  # every field, defaults filled
           "action": [{"name": "left.vx", "unit": "m/s", "low": -0.25, "high": 0.25}, {"name": "grip", "unit": "", "low": None, "high": 1.0}],
-          "teleop": None}
+          "teleop": None, "phases": [], "failure_modes": []}
 TELEOP = {"space": "end_effector", "arms": ["left"], "spin": "turn the wrist"}
 
 
@@ -156,6 +156,13 @@ TELEOP = {"space": "end_effector", "arms": ["left"], "spin": "turn the wrist"}
     {**FEATURES, "teleop": {**TELEOP, "arms": ["left", "left"]}},
     {**FEATURES, "teleop": {**TELEOP, "arms": ["middle"]}},
     {**FEATURES, "teleop": {**TELEOP, "spin": "s" * 65}},
+    {**FEATURES, "phases": ["reach", "grasp", "reach"]},
+    {**FEATURES, "phases": ["p"] * 33},
+    {**FEATURES, "failure_modes": [{"key": "Dropped Part", "label": "Dropped part"}]},
+    {**FEATURES, "failure_modes": [{"key": "dropped_part", "label": ""}]},
+    {**FEATURES, "failure_modes": [{"key": "dropped_part", "label": "x" * 101}]},
+    {**FEATURES, "failure_modes": [{"key": "dropped_part", "label": "a"}, {"key": "dropped_part", "label": "b"}]},
+    {**FEATURES, "failure_modes": [{"key": "other", "label": "Other"}]},  # generic: every robot has it
 ])
 async def test_a_hello_with_malformed_features_is_refused_and_changes_nothing(fleet, features):
     robot, _ = await robot_socket(fleet.tokens["r1"], greet=False)
@@ -518,3 +525,32 @@ async def test_a_cycle_the_robot_reports_becomes_an_episode_with_its_clamped_act
         assert asyncio.get_running_loop().time() < deadline, "the episode was not recorded"
         await asyncio.sleep(0.05)
     assert (row.outcome, row.failure_mode, row.duration_s, row.actions_clamped, row.cycle_index) == ("failure", "dropped_nut", 8.5, 37, 4)
+
+
+async def test_a_failure_mode_the_robot_did_not_declare_is_refused_and_a_declared_one_recorded(fleet, cleanup):
+    declared = {**FEATURES, "phases": ["reach", "grasp", "insert"], "failure_modes": [{"key": "dropped_part", "label": "Dropped part"}]}
+    robot, _ = await robot_socket(fleet.tokens["r1"], features=declared)
+    cleanup.append(robot)
+    assert (await db(lambda: Robot.objects.get(name="r1").features))["phases"] == ["reach", "grasp", "insert"]
+
+    def ended(episode: str) -> dict[str, Any]:
+        return {"type": "cycle_ended", "episode": episode, "outcome": "failure", "duration_s": 3.0}
+
+    def stored(episode: str) -> Any:
+        from webapp.fleet.models import Episode
+
+        return Episode.objects.filter(id=episode).values_list("outcome", "failure_mode").first()
+
+    nut = str(uuid.uuid4())
+    await robot.send({**ended(nut), "failure_mode": "dropped_nut"})  # another robot's vocabulary
+    error = await robot.recv_until(lambda m: m["type"] == "error")
+    assert error["code"] == "bad_message" and "dropped_nut" in error["message"] and "dropped_part, takt_overrun, fault, other" in error["message"]
+    assert await db(lambda: stored(nut)) is None
+    for mode in ("dropped_part", "takt_overrun"):  # its own and a generic one
+        episode = str(uuid.uuid4())
+        await robot.send({**ended(episode), "failure_mode": mode})
+        deadline = asyncio.get_running_loop().time() + 5
+        while (row := await db(lambda episode=episode: stored(episode))) is None:
+            assert asyncio.get_running_loop().time() < deadline, "the episode was not recorded"
+            await asyncio.sleep(0.05)
+        assert row == ("failure", mode)

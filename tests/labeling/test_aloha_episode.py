@@ -19,9 +19,11 @@ from robot_agent.drivers.aloha import AlohaRobot
 from robot_agent.recording import EpisodeInfo, EpisodeRecorder, EpisodeResult, StepRecord, utc_iso
 from robot_agent.robot import clamp_action, declared_features
 from tests.labeling.test_processing import post
+from webapp.fleet.models import Episode
+from webapp.fleet.services.errors import Invalid
 from webapp.labeling.models import Clip
 from webapp.labeling.services.exports import export_create, export_run
-from webapp.labeling.services.labels import label_review, label_submit
+from webapp.labeling.services.labels import episode_taxonomy, label_review, label_submit
 from webapp.labeling.services.processing import upload_process
 
 pytestmark = pytest.mark.django_db
@@ -70,7 +72,14 @@ def test_an_aloha_cycle_is_recorded_processed_and_exported_with_its_own_features
         assert set(clip.videos) == set(CAMERAS)
         assert {run["phase"] for run in clip.timeline["phases"]} >= {"reach"}  # ALOHA's own phases, from its reward
 
-        label = label_submit(episode_id=str(upload.episode_id), user=users["labeler"], failure_mode="other", other_text="the peg slipped", failure_t=2.0,
+        # Its labelers choose from what the ALOHA robot declared when it recorded, not the nut station's
+        # taxonomy (the robot is on the demo's nut station, which has none of its own).
+        episode = Episode.objects.select_related("robot").get(pk=upload.episode_id)
+        assert [mode.key for mode in episode_taxonomy(episode)] == ["missed_grasp", "dropped_part", "misaligned_insertion", "parts_collided",
+                                                                    "takt_overrun", "fault", "other"]
+        with pytest.raises(Invalid, match="dropped_nut"):
+            label_submit(episode_id=str(upload.episode_id), user=users["labeler"], failure_mode="dropped_nut", failure_t=2.0, good_demo=False)
+        label = label_submit(episode_id=str(upload.episode_id), user=users["labeler"], failure_mode="misaligned_insertion", failure_t=2.0,
                              good_demo=False)
         label_review(label_id=str(label.id), user=users["admin"], verdict="confirm")
         export = export_run(str(export_create(user=users["labeler"], format="lerobot_v3", episode_ids=[str(upload.episode_id)]).id))

@@ -25,6 +25,7 @@ from foreman_protocol.messages import (
     ServerToBrowserMessage,
     SfuPublish,
     SignalToViewer,
+    StationChanged,
     TeleopCommand,
     TeleopStateRelay,
     ViewerSignal,
@@ -42,7 +43,7 @@ def robot_group(robot_name: str) -> str:
 
 
 class RobotSendEvent(TypedDict):
-    """To a robot's connection: a server → robot message (command, teleop relay, rollout)."""
+    """To a robot's connection: a server → robot message (command, teleop relay, rollout, station)."""
 
     type: Literal["robot.send"]
     payload: dict[str, Any]
@@ -100,7 +101,7 @@ class FleetDirectEvent(TypedDict):
 # ---------------------------------------------------------------- event builders
 
 
-def robot_send_event(message: Command | PolicyRollout | TeleopCommand | SfuPublish) -> RobotSendEvent:
+def robot_send_event(message: Command | PolicyRollout | TeleopCommand | SfuPublish | StationChanged) -> RobotSendEvent:
     return {"type": "robot.send", "payload": as_payload(message)}
 
 
@@ -151,7 +152,7 @@ def after_commit(callback: Callable[[], None]) -> None:
     transaction.on_commit(callback, robust=True)
 
 
-def to_robot(robot_name: str, message: Command | PolicyRollout) -> None:
+def to_robot(robot_name: str, message: Command | PolicyRollout | StationChanged) -> None:
     event = robot_send_event(message)
     after_commit(lambda: _send_group(robot_group(robot_name), event))
 

@@ -21,7 +21,7 @@ from webapp.fleet.models import Episode, Intervention
 from webapp.fleet.paging import Offset
 from webapp.fleet.selectors import iso
 from webapp.labeling.models import Clip, Label, QueueItem
-from webapp.labeling.services.labels import label_review, label_submit, queue_assign, taxonomy_for
+from webapp.labeling.services.labels import episode_taxonomy, label_review, label_submit, queue_assign
 
 router = Router(tags=["labeling"])
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -139,7 +139,7 @@ def get_episode(request: HttpRequest, episode_id: uuid.UUID) -> dict[str, Any]:
         "queue": None if item is None else {"state": item.state, "assigned_to": item.assigned_to.username if item.assigned_to else None,
                                             "trigger": item.trigger or None},
         "labels": [label_dict(label) for label in Label.objects.select_related("author", "reviewer").filter(episode=episode)],
-        "taxonomy": [{"key": m.key, "label": m.label, "needs_text": m.needs_text} for m in taxonomy_for(episode.station_id)],
+        "taxonomy": [{"key": m.key, "label": m.label, "needs_text": m.needs_text} for m in episode_taxonomy(episode)],
     }
 
 

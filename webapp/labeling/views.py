@@ -11,7 +11,7 @@ from django.shortcuts import render
 
 from webapp.fleet.models import Episode, Robot, Station
 from webapp.fleet.roles import user_can, user_capabilities, user_roles
-from webapp.labeling.models import FailureMode
+from webapp.labeling.services.labels import failure_mode_keys
 
 
 def _context(request: HttpRequest, **extra: object) -> dict[str, object]:
@@ -27,7 +27,7 @@ def queue(request: HttpRequest) -> HttpResponse:
         "stations": list(Station.objects.order_by("name").values_list("name", flat=True)),
         "robots": list(Robot.objects.order_by("name").values_list("name", flat=True)),
         "policies": sorted(set(Episode.objects.exclude(policy_version="").values_list("policy_version", flat=True).distinct())),
-        "failure_modes": list(FailureMode.objects.filter(active=True).order_by("order").values_list("key", flat=True).distinct()),
+        "failure_modes": failure_mode_keys(),
     }
     return render(request, "labeling/queue.html", _context(request, options=options))
 

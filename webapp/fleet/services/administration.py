@@ -13,6 +13,7 @@ import re
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from foreman_protocol.messages import StationChanged, StationInfo
 from webapp.fleet import realtime
 from webapp.fleet.models import ControlSession, Intervention, Line, Robot, Site, Station
 from webapp.fleet.services.audit import audit_record
@@ -162,8 +163,8 @@ def station_create(*, site: str, line: str, name: str, task: str, takt_s: float,
 
 def station_update(*, name: str, actor: str, source: str = "", new_name: str | None = None, task: str | None = None, takt_s: float | None = None,
                    site: str | None = None, line: str | None = None) -> Station:
-    """Edit a station; `site` and `line` together move it to another line. Its robots learn a new
-    takt at their next connection (the welcome carries it)."""
+    """Edit a station; `site` and `line` together move it to another line. Its connected robots
+    are told its new name and takt at once (`station`); others get them with their next welcome."""
     with transaction.atomic():
         station = station_get(name)
         changes: dict[str, tuple[object, object]] = {}
@@ -189,7 +190,15 @@ def station_update(*, name: str, actor: str, source: str = "", new_name: str | N
             station.save()
             audit_record(actor=actor, source=source, action="station_updated", station=station.name,
                          changes={field: {"from": old, "to": new} for field, (old, new) in changes.items()})
+            if "name" in changes or "takt_s" in changes:
+                for robot_name in station.robots.filter(retired_at__isnull=True).values_list("name", flat=True):
+                    _tell_station(robot_name, station)
     return station
+
+
+def _tell_station(robot_name: str, station: Station | None) -> None:
+    """After commit, the robot's connection learns its station (its takt counts from then on)."""
+    realtime.to_robot(robot_name, StationChanged(station=StationInfo(name=station.name, takt_s=station.takt_s) if station else None))
 
 
 def station_retire(*, name: str, actor: str, source: str = "") -> Station:
@@ -225,7 +234,7 @@ def robot_create(*, name: str, station: str | None, actor: str, source: str = ""
 
 
 def robot_assign(*, name: str, station: str | None, actor: str, source: str = "") -> Robot:
-    """Put the robot on `station` (None: on none). Its takt comes with its next connection."""
+    """Put the robot on `station` (None: on none); a connected robot is told its new takt at once."""
     with transaction.atomic():
         robot = robot_get(name)
         place = station_get(station) if station else None
@@ -235,6 +244,7 @@ def robot_assign(*, name: str, station: str | None, actor: str, source: str = ""
             robot.save(update_fields=["station"])
             audit_record(actor=actor, source=source, action="robot_assigned", robot=robot, station=station or None, was=was)
             realtime.broadcast_robot(robot.name)
+            _tell_station(robot.name, place)
     return robot
 
 

@@ -9,13 +9,24 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from foreman_protocol.messages import PROTOCOL_VERSION, CycleEnded, CycleStarted, Hello, LeaseInfo, RobotMode, StationInfo, Welcome
+from foreman_protocol.messages import (
+    GENERIC_FAILURE_MODES,
+    PROTOCOL_VERSION,
+    CycleEnded,
+    CycleStarted,
+    Hello,
+    LeaseInfo,
+    RobotFeatures,
+    RobotMode,
+    StationInfo,
+    Welcome,
+)
 from webapp.fleet import realtime
 from webapp.fleet.models import ControlSession, Episode, Robot
 from webapp.fleet.selectors import iso, lease_dict
 from webapp.fleet.services.audit import audit_record
 from webapp.fleet.services.custody import robot_estop
-from webapp.fleet.services.errors import NotFound
+from webapp.fleet.services.errors import Invalid, NotFound
 from webapp.fleet.services.ice import ice_servers_for
 from webapp.fleet.tokens import ROBOT_TOKEN_PREFIX, hash_token, new_token
 
@@ -135,6 +146,10 @@ def episode_started(*, robot_name: str, message: CycleStarted) -> Episode:
 
 def episode_ended(*, robot_name: str, message: CycleEnded) -> Episode:
     robot = Robot.objects.select_related("station").get(name=robot_name)
+    declared = RobotFeatures.model_validate(robot.features) if robot.features else None
+    if message.failure_mode and declared is not None and not declared.reports(message.failure_mode):
+        raise Invalid(f"failure mode {message.failure_mode!r} is not one the robot declares "
+                      f"({', '.join([mode.key for mode in declared.failure_modes] + list(GENERIC_FAILURE_MODES))})")
     now = timezone.now()
     episode, created = Episode.objects.get_or_create(
         id=uuid.UUID(message.episode),

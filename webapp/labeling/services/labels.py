@@ -8,17 +8,60 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from webapp.fleet.models import Episode
+from webapp.fleet.models import Episode, EpisodeUpload, Robot
 from webapp.fleet.roles import Capability, user_can
 from webapp.fleet.services.audit import audit_record
 from webapp.fleet.services.errors import Conflict, Forbidden, Invalid, NotFound
 from webapp.labeling.models import FailureMode, Label, QueueItem
 
+# Every robot may report these (foreman_protocol GENERIC_FAILURE_MODES), so every declared taxonomy ends with them.
+GENERIC_LABELS = {"takt_overrun": "Takt overrun", "fault": "Station fault", "other": "Other (say what)"}
 
-def taxonomy_for(station_id: int | None) -> list[FailureMode]:
-    """The station's own taxonomy if it has one, else the default (data, editable in the admin)."""
-    own = list(FailureMode.objects.filter(station_id=station_id, active=True)) if station_id else []
-    return own or list(FailureMode.objects.filter(station__isnull=True, active=True))
+
+def declared_taxonomy(declaration: dict[str, Any] | None) -> list[FailureMode]:
+    """The failure modes a robot declares (hello.features.failure_modes) in its order, then the
+    generic ones; unsaved rows, read like the stored ones. None when it declares none."""
+    declared = (declaration or {}).get("failure_modes") or []
+    if not declared:
+        return []
+    modes = {mode["key"]: FailureMode(key=mode["key"], label=mode["label"]) for mode in declared}
+    for key, label in GENERIC_LABELS.items():
+        modes.setdefault(key, FailureMode(key=key, label=label, needs_text=key == "other"))
+    for order, mode in enumerate(modes.values()):
+        mode.order = order
+    return list(modes.values())
+
+
+def taxonomy_for(station_id: int | None, declarations: list[dict[str, Any] | None] | None = None) -> list[FailureMode]:
+    """What a labeler chooses from at this station: the station's own taxonomy if an admin gave it
+    one; else the first of `declarations` that declares failure modes, then its robots'; else the
+    default (the nut station's, for robots that declare none)."""
+    if station_id:
+        own = list(FailureMode.objects.filter(station_id=station_id, active=True))
+        if own:
+            return own
+        declarations = [*(declarations or []),
+                        *Robot.objects.filter(station_id=station_id, retired_at__isnull=True).order_by("name").values_list("features", flat=True)]
+    for declaration in declarations or []:
+        declared = declared_taxonomy(declaration)
+        if declared:
+            return declared
+    return list(FailureMode.objects.filter(station__isnull=True, active=True))
+
+
+def episode_taxonomy(episode: Episode) -> list[FailureMode]:
+    """An episode's taxonomy: its station's, else what the robot declared when it recorded the
+    episode (the upload's metadata), else what it declares now."""
+    upload = EpisodeUpload.objects.filter(episode=episode).values_list("metadata", flat=True).first()
+    return taxonomy_for(episode.station_id, [(upload or {}).get("features"), episode.robot.features])
+
+
+def failure_mode_keys() -> list[str]:
+    """Every failure mode a filter may pick: the stored taxonomies' and what the robots declare."""
+    stored = FailureMode.objects.filter(active=True).order_by("order").values_list("key", flat=True)
+    declared = [mode.key for features in Robot.objects.filter(retired_at__isnull=True).order_by("name").values_list("features", flat=True)
+                for mode in declared_taxonomy(features)]
+    return list(dict.fromkeys([*stored, *declared]))
 
 
 def _require(user: Any, capability: Capability) -> None:
@@ -33,7 +76,7 @@ def label_submit(*, episode_id: str, user: Any, failure_mode: str, failure_t: fl
         episode = Episode.objects.select_for_update().select_related("robot").filter(pk=episode_id).first()
         if episode is None:
             raise NotFound(f"no episode {episode_id}")
-        modes = {m.key: m for m in taxonomy_for(episode.station_id)}
+        modes = {m.key: m for m in episode_taxonomy(episode)}
         if failure_mode and failure_mode not in modes:
             raise Invalid(f"failure mode {failure_mode!r} is not in this station's taxonomy ({', '.join(modes)})")
         if failure_mode and modes[failure_mode].needs_text and not other_text.strip():

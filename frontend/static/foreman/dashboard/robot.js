@@ -375,6 +375,27 @@ function renderPad() {
   $("grip").setAttribute("aria-pressed", String(gripClosed));
 }
 
+/** @type {string[]} the cycle's phases in order, as the robot declares them ([]: free-text phases) */
+let phases = [];
+
+/** @param {string[]} declared */
+function showPhases(declared) {
+  phases = declared;
+  const list = $("phases");
+  list.replaceChildren(...declared.map((phase) => el("li", { "data-phase": phase }, [phase.replaceAll("_", " ")])));
+  list.hidden = declared.length === 0;
+}
+
+/** Mark the phase the cycle is in, and those it has passed (a lost grasp goes back). @param {string | null} current */
+function markPhase(current) {
+  const at = current == null ? -1 : phases.indexOf(current);
+  $("phases").querySelectorAll("li").forEach((item, index) => {
+    item.classList.toggle("passed", at >= 0 && index < at);
+    item.classList.toggle("now", index === at);
+    if (index === at) item.setAttribute("aria-current", "step"); else item.removeAttribute("aria-current");
+  });
+}
+
 /** Build the teleop panel from the robot's declaration: its arms, what spin does, whether it grips. */
 async function loadTeleopSpec() {
   let response;
@@ -385,6 +406,7 @@ async function loadTeleopSpec() {
   }
   if (!response.ok) return;  // 404: the robot has declared nothing (an older agent)
   const features = await response.json();
+  showPhases(features.phases || []);
   drivable = Boolean(features.teleop);
   if (features.teleop) teleopSpec = features.teleop;
   for (const button of document.querySelectorAll("[data-arm]")) {
@@ -438,6 +460,7 @@ function render() {
   $("cycle").textContent = t && fresh
     ? `Cycle ${t.cycle_index} · ${t.phase.replaceAll("_", " ")} · ${(t.progress * 100).toFixed(0)}% · ${t.takt_elapsed_s.toFixed(1)} / ${t.takt_s} s${t.warning ? ` · ⚠ ${t.warning}` : ""}`
     : status.key === "offline" ? "The robot is offline." : "No fresh telemetry from the robot.";
+  markPhase(t && fresh ? t.phase : null);
 
   // Our lease ended elsewhere (expiry, takeover, e-stop)? The claim's answer can arrive before the
   // robot's status shows the new lease, so judge only once the status has shown it (or 3 s passed).
