@@ -47,14 +47,13 @@ from foreman_learning.policies.visuomotor import (
     save_checkpoint,
 )
 from foreman_learning.train import DEFAULT_NOISE, Samples, collect_demonstrations, fit, samples_from_steps
+from foreman_learning.weights import share_human_weight, step_weights
 from foreman_protocol.episodes import ACTION_MODES, HUMAN_ACTION_MODES, PRE_INTERVENTION_STEPS, ActionMode
 from foreman_sim.expert import PICK_CLOSE_M, Expert
 from foreman_sim.render import policy_image
 from foreman_sim.station import ARMS, TAKT_S, NutStation
 from foreman_sim.supervisor import CAREFUL_PICK_M, choose_arm, pick_going_wrong, takeover_done
 
-HUMAN_WEIGHT_SHARE = 0.3  # measured with a full rehearsal: 0.5 gave 93–96% on held-out seeds, 0.3 gave 98–99%
-PRE_INTERVENTION_WEIGHT = 0.1
 REHEARSAL_FALLBACK_EPISODES = 34  # the shipped policy's whole set
 
 
@@ -181,16 +180,15 @@ def _teleop_action(station: NutStation, takeover: _Takeover) -> np.ndarray:
     return action
 
 
-def arm_weights(modes: np.ndarray, actions: np.ndarray) -> np.ndarray:
-    """(T, 2) weights by who acted: robot 1, pre-intervention PRE_INTERVENTION_WEIGHT, human 1 — except an
-    arm the person was not driving (teleop moves one arm at a time; the other stands still, its grip
-    held), which teaches nothing about that arm: 0. Shared steps count as the person's.
+def arm_weights(modes: np.ndarray, actions: np.ndarray, success: bool = True) -> np.ndarray:
+    """(T, 2) weights by who acted (foreman_learning.weights.step_weights) — except an arm the person
+    was not driving (teleop moves one arm at a time; the other stands still, its grip held), which
+    teaches nothing about that arm: 0. Shared steps count as the person's.
 
     The driven arm is the one the person last commanded: its steps where it stands still and only
     closes its gripper on a nut, or waits for the gripper, belong to the demonstration (they are the
     most important steps of a pick), while the other arm's standing still does not."""
-    weights = np.select([modes == "pre_intervention", np.isin(modes, [m for m in ACTION_MODES if m != "pre_intervention"])],
-                        [PRE_INTERVENTION_WEIGHT, 1.0], 0.0)[:, None].repeat(2, axis=1)  # anything else: left out
+    weights = step_weights(modes, success)[:, None].repeat(2, axis=1)
     moved = np.stack([np.abs(actions[:, 5 * i: 5 * i + 5][:, [0, 1, 2, 4]]).max(axis=1) > 0.0 for i in range(2)], axis=1)
     grip = actions[:, [3, 8]]
     gripped = np.vstack([np.zeros((1, 2), dtype=bool), np.diff(grip, axis=0) != 0.0])
@@ -220,9 +218,7 @@ def round_samples(episodes: list[SupervisedEpisode], horizon: int) -> tuple[Samp
             continue  # a failure nobody caught teaches nothing good
         actions = np.asarray(episode.actions)
         kept = [t for t in episode.kept if t < len(modes)]
-        weights = arm_weights(modes, actions)
-        if not episode.success:  # the robot's part of a failed cycle is not worth imitating; the person's is
-            weights[~np.isin(modes, HUMAN_ACTION_MODES)] = 0.0
+        weights = arm_weights(modes, actions, episode.success)
         parts.append(samples_from_steps(episode.images[: len(kept)], episode.states[: len(kept)], actions,
                                         kept, horizon, weights))
         human_masks.append(np.repeat(np.isin(modes[kept], HUMAN_ACTION_MODES), 2))  # two per-arm samples per step
@@ -233,10 +229,7 @@ def round_samples(episodes: list[SupervisedEpisode], horizon: int) -> tuple[Samp
     samples = Samples.concat(parts)
     # Interventions carry a fixed share of the total weight, however few they are.
     # (When nothing else carries weight — every cycle failed — the person's steps are all there is.)
-    human = np.concatenate(human_masks)
-    total_human, total_other = samples.weights[human].sum(), samples.weights[~human].sum()
-    if total_human > 0 and total_other > 0:
-        samples.weights[human] *= (HUMAN_WEIGHT_SHARE / (1 - HUMAN_WEIGHT_SHARE)) * total_other / total_human
+    share_human_weight(samples.weights, np.concatenate(human_masks))
     return samples, counts
 
 

@@ -46,7 +46,16 @@ STEP_SCHEMA: Final = pa.schema([
     ("torque_nm", pa.float64()),
     ("state", pa.list_(pa.float32())),
     ("action", pa.list_(pa.float32())),
+    ("lease_id", pa.string()),  # the lease a person drove the step under (teleop, shared); null: nobody
 ])
+# Columns an older agent's table may lack: read as all null.
+OPTIONAL_STEP_COLUMNS: Final = frozenset({"lease_id"})
+
+# Who held control at a step, from its `mode` (a dataset's control_source): the policy, a person
+# (teleop), both (shared), or nobody (paused, a protective hold, e-stopped).
+ControlSource = Literal["policy", "person", "shared", "none"]
+CONTROL_SOURCES: Final[tuple[ControlSource, ...]] = get_args(ControlSource)  # this order is the export's control_source index
+CONTROL_SOURCE_OF_MODE: Final[dict[str, ControlSource]] = {"autonomous": "policy", "teleop": "person", "shared": "shared"}
 
 # Camera names become file names on both sides: nothing that could be a path.
 CameraName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
@@ -85,6 +94,8 @@ def step_schema_problem(schema: pa.Schema) -> str | None:
     """Why a step table's schema is not STEP_SCHEMA's (a column missing or of another type), or None."""
     for field in STEP_SCHEMA:
         if field.name not in schema.names:
+            if field.name in OPTIONAL_STEP_COLUMNS:
+                continue
             return f"no column {field.name!r}"
         found = schema.field(field.name).type
         if not found.equals(field.type):

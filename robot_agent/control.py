@@ -376,6 +376,7 @@ class ControlLoop:
             progress=float(self.status.progress), confidence=confidence, torque_nm=self.status.torque_nm,
             state=[float(x) for x in state],
             action=[float(x) for x in action] if action is not None else [0.0] * self.robot.action_dim,
+            lease_id=self.modes.lease.id if self.modes.lease is not None and self.modes.mode in ("teleop", "shared") else None,
         ))
 
     def _telemetry(self) -> None:

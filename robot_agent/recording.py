@@ -49,6 +49,7 @@ class StepRecord:
     torque_nm: float | None
     state: list[float]
     action: list[float]
+    lease_id: str | None = None  # the lease a person drove this step under (teleop, shared)
 
 
 @dataclass

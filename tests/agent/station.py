@@ -131,3 +131,14 @@ def make_agent(server_url: str, token: str, state_dir: Any, station: Robot, poli
     agent.link.backoff_max_s = 0.5
     agent.uploader.backoff_max_s = 1.0
     return agent
+
+
+async def stop_agent(agent: Any, task: Any, timeout: float = 15.0) -> None:
+    """Stop an agent started with `asyncio.create_task(agent.run())` and wait for it to end."""
+    import asyncio
+
+    agent.stop()
+    try:
+        await asyncio.wait_for(task, timeout=timeout)
+    except asyncio.CancelledError:
+        pass

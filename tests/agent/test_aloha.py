@@ -149,7 +149,7 @@ async def test_agent_with_aloha_declares_it_and_a_person_drives_it(fleet, users,
     robot holds with no policy and asks for a person at the takt, and WebSocket teleop moves its arm."""
     from channels.db import database_sync_to_async
 
-    from tests.agent.station import make_agent
+    from tests.agent.station import make_agent, stop_agent
     from tests.conftest import fleet_socket
     from tests.servers import eventually
 
@@ -178,11 +178,7 @@ async def test_agent_with_aloha_declares_it_and_a_person_drives_it(fleet, users,
         await operator.send({"type": "release", "id": "rel", "robot": "r1", "lease_id": lease_id})
         await eventually(lambda: agent.modes.lease is None, what="hand-back")
     finally:
-        agent.stop()
-        try:
-            await asyncio.wait_for(task, timeout=15)
-        except asyncio.CancelledError:
-            pass
+        await stop_agent(agent, task)
 
 
 def test_the_scripted_expert_inserts_the_peg_on_most_held_out_seeds(aloha):

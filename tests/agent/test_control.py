@@ -138,6 +138,9 @@ def test_teleop_after_intervention_then_hand_back_records_labels(tmp_path):
     assert {"robot", "pre_intervention", "human"} <= set(modes)
     assert modes.index("pre_intervention") < modes.index("human")
     assert len(table["state"][0]) == 9 and len(table["action"][0]) == 9
+    # Every step a person drove names the lease it was driven under; no other step names one.
+    assert {lease for lease, mode in zip(table["lease_id"], modes, strict=True) if mode == "human"} == {lease.id}
+    assert all(lease is None for lease, mode in zip(table["lease_id"], modes, strict=True) if mode != "human")
 
 
 def test_shared_mode_adds_nudges_to_policy_actions(tmp_path):

@@ -21,6 +21,7 @@ from robot_agent.drivers import DriverError, lerobot_driver, make_robot
 from robot_agent.drivers.lerobot_driver import BridgeError, LeRobotRobot
 from robot_agent.modes import TeleopVelocity
 from tests.agent.feetech_standin import FeetechBusStandIn
+from tests.agent.station import stop_agent
 from tests.agent.test_cli import run_agent
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -233,9 +234,5 @@ async def test_agent_on_a_lerobot_arm_declares_it_and_a_person_drives_it(fleet, 
         await operator.send({"type": "release", "id": "rel", "robot": "r1", "lease_id": lease_id})
         await eventually(lambda: agent.modes.lease is None, what="hand-back")
     finally:
-        agent.stop()
-        try:
-            await asyncio.wait_for(task, timeout=15)
-        except asyncio.CancelledError:
-            pass
+        await stop_agent(agent, task)
         robot.close()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 
-from tests.agent.station import ConfidencePolicy, KinematicStation, make_agent
+from tests.agent.station import ConfidencePolicy, KinematicStation, make_agent, stop_agent
 from tests.conftest import fleet_socket, wait_for_servers_to_settle
 from tests.servers import eventually
 
@@ -24,14 +24,6 @@ def server_settles_before_flush(transactional_db: Any) -> Iterator[None]:
     rows); under load the flush's TRUNCATE raced those writes and deadlocked."""
     yield
     wait_for_servers_to_settle()
-
-
-async def stop_agent(agent, task) -> None:
-    agent.stop()
-    try:
-        await asyncio.wait_for(task, timeout=10)
-    except asyncio.CancelledError:
-        pass
 
 
 async def test_hello_telemetry_intervention_claim_teleop_release_estop(fleet, users, daphne, tmp_path, cleanup):

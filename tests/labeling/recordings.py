@@ -31,10 +31,10 @@ def sim_declaration() -> RobotFeatures:
 
 def record_episode(state_dir: Path, seconds: float = 6.0, takeover_at: float | None = 4.0, outcome: Outcome = "failure",
                    started_unix: float = 1_795_600_000.0, robot_type: str = SimRobot.robot_type,
-                   features: RobotFeatures | None = None, declared: bool = True) -> Path:
-    """A real spool entry: steps at 30 Hz, frames at 10 fps, a person taking over at `takeover_at`,
-    recorded with the nut station's declaration (`features` another one; `declared=False` none, as
-    agents before the declaration recorded)."""
+                   features: RobotFeatures | None = None, declared: bool = True, lease_id: str | None = None) -> Path:
+    """A real spool entry: steps at 30 Hz, frames at 10 fps, a person taking over at `takeover_at`
+    (under `lease_id`, when given), recorded with the nut station's declaration (`features` another
+    one; `declared=False` none, as agents before the declaration recorded)."""
     features = (features or sim_declaration()) if declared else None
     recorder = EpisodeRecorder(state_dir, CAMERAS, record_fps=FPS, control_hz=HZ, robot_type=robot_type if declared else "",
                                features=features)
@@ -50,7 +50,8 @@ def record_episode(state_dir: Path, seconds: float = 6.0, takeover_at: float | N
         recorder.add_step(StepRecord(t=t - t0, phase="nut 1/4: L pick, R pick", mode="teleop" if human else "autonomous",
                                      action_mode="human" if human else "robot", progress=i / steps,
                                      confidence=None if human else 0.9 - 0.4 * i / steps, torque_nm=0.0,
-                                     state=sim_state(i / HZ), action=[0.02, 0.0, -0.01, 1.0, 0.0] * 2))
+                                     state=sim_state(i / HZ), action=[0.02, 0.0, -0.01, 1.0, 0.0] * 2,
+                                     lease_id=lease_id if human else None))
         if i % int(HZ / FPS) == 0:
             for k, camera in enumerate(CAMERAS):
                 image = np.full((480, 640, 3), (i * 3 + 80 * k) % 255, dtype=np.uint8)

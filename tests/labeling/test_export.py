@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 import zipfile
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from django.test import Client
+from django.utils import timezone
 
+from foreman_learning.weights import HUMAN_WEIGHT_SHARE, PRE_INTERVENTION_WEIGHT
+from foreman_protocol.episodes import ACTION_MODES
 from foreman_protocol.messages import FeatureSpec, RobotFeatures
 from tests.labeling.recordings import record_episode, sim_declaration
 from tests.labeling.test_processing import post
+from webapp.fleet.models import ControlSession, Robot
 from webapp.fleet.services.errors import Invalid
 from webapp.labeling.models import Export
 from webapp.labeling.services.exports import export_create, export_run
@@ -121,6 +127,60 @@ def test_lerobot_v3_export_is_what_lerobots_loader_requires(labeled: list[str], 
     assert stats["intervention"]["min"] == [False] and stats["intervention"]["max"] == [True]
     assert np.asarray(stats["observation.images.head"]["mean"]).shape == (3, 1, 1)
     assert len(stats["observation.state"]["mean"]) == features["observation.state"]["shape"][0]
+
+
+def test_every_row_says_who_held_control_under_which_lease_and_its_training_weight(fleet: Any, users: dict[str, Any], settings: Any,
+                                                                                    tmp_path: Path) -> None:
+    """A cycle a person finished (success, good demonstration) under a lease the server knows, and a
+    failed one whose recovery the labeler rejected, under a lease the server never saw."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    known, unknown = str(uuid.uuid4()), str(uuid.uuid4())
+    started = timezone.now()
+    ControlSession.objects.create(id=known, robot=Robot.objects.get(name="r1"), user=users["operator"], mode="teleop",
+                                  started_at=started, ended_at=started + timedelta(seconds=2), expires_at=started + timedelta(seconds=5))
+    episodes = []
+    for index, (outcome, lease, good_demo) in enumerate((("success", known, True), ("failure", unknown, False))):
+        spool = record_episode(tmp_path / f"agent{index}", seconds=6.0, takeover_at=4.0, outcome=outcome, lease_id=lease,
+                               started_unix=1_795_600_000.0 + 100 * index)
+        upload = upload_process(post(Client(), fleet.tokens["r1"], spool)["upload"])
+        assert upload.state == "ready", upload.reason
+        episodes.append(str(upload.episode_id))
+        label = label_submit(episode_id=episodes[-1], user=users["labeler"], failure_mode="" if outcome == "success" else "dropped_nut",
+                             failure_t=None if outcome == "success" else 3.0, good_demo=good_demo)
+        label_review(label_id=str(label.id), user=users["admin"], verdict="confirm")
+    export = export_run(str(export_create(user=users["labeler"], format="lerobot_v3", episode_ids=episodes).id))
+    assert export.state == "done", export.message
+    root = unzip(export, settings.MEDIA_ROOT, tmp_path / "dataset")
+    info = json.loads((root / "meta" / "info.json").read_text())
+    data = pq.read_table(root / "data" / "chunk-000" / "file-000.parquet").to_pydict()
+    foreman = info["foreman"]
+    assert foreman["control_sources"] == ["policy", "person", "shared", "none"]
+    assert [(lease["index"], lease["lease_id"], lease["operator"], lease["mode"]) for lease in foreman["leases"]] == [
+        (0, known, "operator", "teleop"), (1, unknown, None, None)]  # what the server knows of each
+    assert {name: info["features"][name]["dtype"] for name in ("control_source", "lease_index", "sample_weight")} == {
+        "control_source": "int64", "lease_index": "int64", "sample_weight": "float32"}
+
+    first, second = slice(0, 60), slice(60, 120)  # 6 s at 10 fps each; the person took over at 4 s
+    assert data["control_source"][first] == [0] * 40 + [1] * 20  # the policy, then a person
+    assert data["lease_index"][first] == [-1] * 40 + [0] * 20 and data["lease_index"][second] == [-1] * 40 + [1] * 20
+    modes = np.asarray(data["action_mode"])
+    weights = np.asarray(data["sample_weight"], dtype=np.float64)
+    robot, pre, human = (ACTION_MODES.index(m) for m in ("robot", "pre_intervention", "human"))
+    # The successful cycle: the robot's steps 1, its last ones before the takeover down-weighted, the
+    # person's scaled to the round's share; the failed cycle whose recovery was rejected: nothing.
+    assert set(weights[first][modes[first] == robot]) == {1.0}
+    assert set(np.round(weights[first][modes[first] == pre], 6)) == {PRE_INTERVENTION_WEIGHT}
+    assert weights[second].sum() == 0.0
+    share = weights[modes == human].sum() / weights.sum()
+    assert share == pytest.approx(HUMAN_WEIGHT_SHARE, abs=1e-5)
+    assert foreman["sample_weight"] == {"pre_intervention": PRE_INTERVENTION_WEIGHT, "human_share": HUMAN_WEIGHT_SHARE}
+
+
+def test_an_upload_naming_leases_by_anything_but_their_ids_is_rejected(fleet: Any, settings: Any, tmp_path: Path) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    spool = record_episode(tmp_path / "agent", lease_id="../../etc/passwd")
+    upload = upload_process(post(Client(), fleet.tokens["r1"], spool)["upload"])
+    assert upload.state == "rejected" and "lease_id" in upload.reason
 
 
 def test_exports_are_deterministic(labeled: list[str], users: dict[str, Any], settings: Any) -> None:

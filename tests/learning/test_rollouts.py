@@ -12,7 +12,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import Client
 
-from tests.agent.station import ConfidencePolicy, KinematicStation, make_agent
+from tests.agent.station import ConfidencePolicy, KinematicStation, make_agent, stop_agent
 from tests.conftest import wait_for_servers_to_settle
 from tests.servers import eventually_async
 from webapp.fleet.models import AuditEvent, Robot
@@ -111,11 +111,7 @@ async def test_canary_then_fleet_then_rollback(fleet, users, daphne, daphne_env,
             assert action in actions
     finally:
         for agent, task in ((r1, task1), (r2, task2)):
-            agent.stop()
-            try:
-                await asyncio.wait_for(task, timeout=10)
-            except asyncio.CancelledError:
-                pass
+            await stop_agent(agent, task)
 
 
 async def test_a_robot_that_refuses_the_checkpoint_fails_the_canary(fleet, users, daphne, daphne_env, tmp_path, settings):

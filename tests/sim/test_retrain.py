@@ -8,6 +8,7 @@ import pytest
 import foreman_learning.retrain as retrain
 from foreman_learning.policies.visuomotor import DEFAULT_WEIGHTS, load_visuomotor
 from foreman_learning.train import collect_demonstrations
+from foreman_learning.weights import HUMAN_WEIGHT_SHARE
 
 
 @pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no shipped weights")
@@ -37,7 +38,7 @@ def test_takeovers_are_labeled_and_carry_a_fixed_share_of_the_weight(monkeypatch
     assert counts["human"] > 0 and counts["robot"] > 0 and len(samples) == 2 * sum(counts.values())
     human = np.repeat([m == "human" for e in episodes for m in np.asarray(e.action_modes)[e.kept]], 2)
     share = samples.weights[human].sum() / samples.weights.sum()
-    assert share == pytest.approx(retrain.HUMAN_WEIGHT_SHARE, abs=1e-4)
+    assert share == pytest.approx(HUMAN_WEIGHT_SHARE, abs=1e-4)
 
 
 def test_the_supervisor_takes_over_a_pick_going_off_centre():

@@ -20,7 +20,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from foreman_protocol.episodes import STEPS_FILE
-from webapp.fleet.models import Episode
+from webapp.fleet.models import ControlSession, Episode
 from webapp.fleet.roles import user_can
 from webapp.fleet.selectors import iso
 from webapp.fleet.services.audit import audit_record
@@ -81,6 +81,14 @@ def _declaration(clip: Clip) -> dict[str, Any]:
             "action": names("action") if features else None}
 
 
+def _leases(sources: list[lerobot.EpisodeSource]) -> dict[str, dict[str, Any]]:
+    """Who held each lease the episodes' steps were driven under, as the server recorded it."""
+    ids = {lease for source in sources for lease in lerobot.lease_ids(source.steps)}  # uuids: processing checked them
+    return {str(session.id): {"operator": session.user.username, "mode": session.mode, "started_at": iso(session.started_at),
+                              "ended_at": iso(session.ended_at)}
+            for session in ControlSession.objects.select_related("user").filter(id__in=ids)}
+
+
 def _sources(export: Export) -> tuple[list[lerobot.EpisodeSource], dict[str, str]]:
     clips = {str(c.episode_id): c for c in Clip.objects.select_related("upload", "episode__station", "episode__robot")
              .filter(episode_id__in=export.episodes)}
@@ -132,7 +140,7 @@ def export_run(export_id: str) -> Export:
         sources, started = _sources(export)
         root = work / f"foreman-{export.format}"
         if export.format == Export.Format.LEROBOT_V3:
-            lerobot.write_dataset(sources, root, progress=progress)
+            lerobot.write_dataset(sources, root, leases=_leases(sources), progress=progress)
         else:
             xr0.write_episodes(sources, root, started=started, progress=progress)
         target = Path(settings.MEDIA_ROOT) / "exports" / f"{export.id}.zip"

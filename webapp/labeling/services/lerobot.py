@@ -2,7 +2,10 @@
 lists what LeRobot's loader requires and the mistakes that load silently wrong.
 
 One row per video frame. A clip's video frame k shows robot time k/fps into the episode; its row
-takes the step recorded at (or just before) that time: state, action, action mode. Videos go one
+takes the step recorded at (or just before) that time: state, action, action mode (the Sirius
+segment: robot / pre_intervention / human / shared), who held control (control_source) and under
+which lease (lease_index into info.json's foreman.leases: the lease id, its operator and mode), and
+its training weight (sample_weight, foreman_learning/weights.py). Videos go one
 file per episode and camera, each from timestamp 0: the agent's H.264 packets copied as they are
 when their timing already is k/fps (the usual case), else re-encoded (H.264, yuv420p, GOP 2, one
 thread: deterministic bytes).
@@ -22,7 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from foreman_protocol.episodes import ACTION_MODES, HUMAN_ACTION_MODES
+from foreman_learning.weights import HUMAN_WEIGHT_SHARE, PRE_INTERVENTION_WEIGHT, share_human_weight, step_weights
+from foreman_protocol.episodes import ACTION_MODES, CONTROL_SOURCE_OF_MODE, CONTROL_SOURCES, HUMAN_ACTION_MODES
 
 CHUNK_SIZE = 1000
 QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
@@ -136,17 +140,32 @@ def reencode(source: Path, target: Path, fps: Fraction, frames: int, samples: li
     return width, height
 
 
-def rows_for(source: EpisodeSource, frames: int) -> dict[str, np.ndarray]:
-    """For each video frame, the step recorded at (or just before) its moment."""
+def lease_ids(steps: pa.Table) -> list[str]:
+    """The leases a step table's steps were driven under, in order of first use (none for a table
+    from an agent older than the column)."""
+    if "lease_id" not in steps.column_names:
+        return []
+    return list(dict.fromkeys(lease for lease in steps.column("lease_id").to_pylist() if lease))
+
+
+def rows_for(source: EpisodeSource, frames: int, lease_index: dict[str, int]) -> dict[str, np.ndarray]:
+    """For each video frame, the step recorded at (or just before) its moment. `sample_weight` is the
+    step's own weight, before the person's share of the whole dataset is applied."""
     t = source.steps.column("t").to_numpy(zero_copy_only=False).astype(np.float64)
     t = t - t[0]
     moments = np.arange(frames) / source.fps
     index = np.clip(np.searchsorted(t, moments + 1e-9, side="right") - 1, 0, len(t) - 1)
     state = np.asarray(source.steps.column("state").to_pylist(), dtype=np.float32)[index]
     action = np.asarray(source.steps.column("action").to_pylist(), dtype=np.float32)[index]
-    modes = np.asarray([ACTION_MODES.index(m) for m in source.steps.column("action_mode").to_pylist()], dtype=np.int64)[index]
+    action_modes = np.asarray(source.steps.column("action_mode").to_pylist())
+    modes = np.asarray([ACTION_MODES.index(m) for m in action_modes], dtype=np.int64)[index]
+    sources = [CONTROL_SOURCES.index(CONTROL_SOURCE_OF_MODE.get(mode, "none")) for mode in source.steps.column("mode").to_pylist()]
+    leases = source.steps.column("lease_id").to_pylist() if "lease_id" in source.steps.column_names else [None] * len(t)
     return {"observation.state": state, "action": action, "action_mode": modes,
-            "intervention": np.isin(modes, [ACTION_MODES.index(m) for m in HUMAN_ACTION_MODES])}
+            "intervention": np.isin(modes, [ACTION_MODES.index(m) for m in HUMAN_ACTION_MODES]),
+            "control_source": np.asarray(sources, dtype=np.int64)[index],
+            "lease_index": np.asarray([lease_index[lease] if lease else -1 for lease in leases], dtype=np.int64)[index],
+            "sample_weight": step_weights(action_modes, source.success, source.good_demo)[index]}
 
 
 def feature_stats(values: np.ndarray) -> dict[str, Any]:
@@ -199,10 +218,11 @@ def _one(sources: list[EpisodeSource], what: str, value: Callable[[EpisodeSource
     return next(iter(declared.values()), None)
 
 
-def write_dataset(sources: list[EpisodeSource], root: Path, *, robot_type: str = "",
+def write_dataset(sources: list[EpisodeSource], root: Path, *, robot_type: str = "", leases: dict[str, dict[str, Any]] | None = None,
                   progress: Callable[[float, str], None] = lambda fraction, message: None) -> dict[str, Any]:
     """Write the dataset under `root`; returns info.json's content. Its robot type and the names of
-    its state and action columns are what the robots declared (`robot_type` when they did not)."""
+    its state and action columns are what the robots declared (`robot_type` when they did not).
+    `leases`: what the server knows of each lease the steps name (operator, mode, start, end)."""
     if not sources:
         raise ValueError("nothing to export: no episodes selected")
     robot_type = _one(sources, "robot type", lambda s: s.robot_type) or robot_type or "unknown"
@@ -216,16 +236,17 @@ def write_dataset(sources: list[EpisodeSource], root: Path, *, robot_type: str =
     if not cameras:
         raise ValueError("the selected episodes share no camera")
     tasks = sorted({s.task for s in sources})
-    written = _Written(rows={k: [] for k in ("observation.state", "action", "action_mode", "intervention", "timestamp",
-                                             "frame_index", "episode_index", "index", "task_index")},
+    written = _Written(rows={k: [] for k in ("observation.state", "action", "action_mode", "intervention", "control_source", "lease_index",
+                                             "sample_weight", "timestamp", "frame_index", "episode_index", "index", "task_index")},
                        image_samples={c: [] for c in cameras})
+    lease_index = {lease: i for i, lease in enumerate(dict.fromkeys(lease for s in sources for lease in lease_ids(s.steps)))}
     shapes: dict[str, tuple[int, int]] = {}
     total = 0
     for episode_index, source in enumerate(sources):
         frames = min([frame_count(source.videos[c]) for c in cameras])
         if frames == 0:
             raise ValueError(f"episode {source.key} has an empty video")
-        rows = rows_for(source, frames)
+        rows = rows_for(source, frames, lease_index)
         chunk, file_index = episode_index // CHUNK_SIZE, episode_index % CHUNK_SIZE
         episode_row: dict[str, Any] = {
             "episode_index": episode_index, "tasks": [source.task], "length": frames,
@@ -258,11 +279,17 @@ def write_dataset(sources: list[EpisodeSource], root: Path, *, robot_type: str =
     for what, names, dim in (("state", state_names, state_dim), ("action", action_names, action_dim)):
         if names is not None and len(names) != dim:
             raise ValueError(f"the robots declare {len(names)} {what} features but their step tables have {dim}")
+    # The person's rows carry the fixed share of the dataset's weight that a retraining round gives them.
+    written.rows["sample_weight"] = share_human_weight(np.asarray(written.rows["sample_weight"], dtype=np.float64),
+                                                       np.asarray(written.rows["intervention"], dtype=bool)).tolist()
     data = pa.table({
         "observation.state": pa.array(written.rows["observation.state"], pa.list_(pa.float32(), state_dim)),
         "action": pa.array(written.rows["action"], pa.list_(pa.float32(), action_dim)),
         "action_mode": pa.array(written.rows["action_mode"], pa.int64()),
         "intervention": pa.array(written.rows["intervention"], pa.bool_()),
+        "control_source": pa.array(written.rows["control_source"], pa.int64()),
+        "lease_index": pa.array(written.rows["lease_index"], pa.int64()),
+        "sample_weight": pa.array(written.rows["sample_weight"], pa.float32()),
         "timestamp": pa.array(written.rows["timestamp"], pa.float32()),
         "frame_index": pa.array(written.rows["frame_index"], pa.int64()),
         "episode_index": pa.array(written.rows["episode_index"], pa.int64()),
@@ -277,6 +304,9 @@ def write_dataset(sources: list[EpisodeSource], root: Path, *, robot_type: str =
         "action": {"dtype": "float32", "shape": [action_dim], "names": action_names},
         "action_mode": {"dtype": "int64", "shape": [1], "names": None},
         "intervention": {"dtype": "bool", "shape": [1], "names": None},
+        "control_source": {"dtype": "int64", "shape": [1], "names": None},
+        "lease_index": {"dtype": "int64", "shape": [1], "names": None},
+        "sample_weight": {"dtype": "float32", "shape": [1], "names": None},
         "timestamp": {"dtype": "float32", "shape": [1], "names": None},
         "frame_index": {"dtype": "int64", "shape": [1], "names": None},
         "episode_index": {"dtype": "int64", "shape": [1], "names": None},
@@ -292,7 +322,8 @@ def write_dataset(sources: list[EpisodeSource], root: Path, *, robot_type: str =
         }
 
     stats: dict[str, Any] = {}
-    for name in ("observation.state", "action", "action_mode", "intervention", "timestamp", "frame_index", "episode_index", "index", "task_index"):
+    for name in ("observation.state", "action", "action_mode", "intervention", "control_source", "lease_index", "sample_weight",
+                 "timestamp", "frame_index", "episode_index", "index", "task_index"):
         stats[name] = feature_stats(np.asarray(written.rows[name]))
     for camera in cameras:
         stats[f"observation.images.{camera}"] = image_stats(written.image_samples[camera])
@@ -314,8 +345,15 @@ def write_dataset(sources: list[EpisodeSource], root: Path, *, robot_type: str =
         "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
         "video_path": "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
         "features": features, "splits": {"train": f"0:{len(episodes)}"},
-        "foreman": {"action_modes": list(ACTION_MODES),
-                    "note": "action_mode indexes action_modes; intervention is true where a person drove (human or shared)"},
+        "foreman": {
+            "action_modes": list(ACTION_MODES), "control_sources": list(CONTROL_SOURCES),
+            "leases": [{"index": i, "lease_id": lease, "operator": None, "mode": None, "started_at": None, "ended_at": None,
+                        **(leases or {}).get(lease, {})} for lease, i in lease_index.items()],
+            "sample_weight": {"pre_intervention": PRE_INTERVENTION_WEIGHT, "human_share": HUMAN_WEIGHT_SHARE},
+            "note": ("action_mode indexes action_modes (the Sirius segments); intervention is true where a person drove (human or "
+                     "shared); control_source indexes control_sources; lease_index indexes leases (-1: nobody held a lease); "
+                     "sample_weight is the retraining round's weight (docs/labeling.md)"),
+        },
     }
     (root / "meta" / "info.json").write_text(json.dumps(info, indent=2, sort_keys=True))
     (root / "meta" / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True))

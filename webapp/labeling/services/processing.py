@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 MAX_PIXELS = 1920 * 1080
 MAX_FRAMES = 300 * 60
 ALLOWED_CODECS = {"h264"}
+MAX_LEASES = 1000  # leases one cycle's steps were driven under (a takeover and hand-back is one)
+LEASE_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 CURVE_POINTS = 400
 THUMB_SIZE = (160, 120)
 
@@ -81,6 +84,10 @@ def read_steps(path: Path, expected: int) -> pa.Table:
     modes = set(table.column("action_mode").to_pylist())
     if not modes <= set(ACTION_MODES):
         raise UploadRejected(f"steps.parquet: unknown action_mode {sorted(modes - set(ACTION_MODES))[:3]}")
+    if "lease_id" in table.column_names:
+        leases = {lease for lease in table.column("lease_id").unique().to_pylist() if lease is not None}
+        if len(leases) > MAX_LEASES or any(not LEASE_ID.match(lease) for lease in leases):
+            raise UploadRejected(f"steps.parquet: lease_id must name at most {MAX_LEASES} leases by their ids (uuids)")
     return table
 
 

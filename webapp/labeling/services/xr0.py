@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from webapp.labeling.services.lerobot import EpisodeSource, copy_video, frame_count, rows_for
+from webapp.labeling.services.lerobot import EpisodeSource, copy_video, frame_count, lease_ids, rows_for
 
 VIEWS = {"head": "ego", "wrist_left": "wrist_left", "wrist_right": "wrist_right"}
 ARM_STATE = 9  # per arm in the sim's state vector: x, y, z, vx, vy, vz, grip, torque/10, installed
@@ -46,7 +46,7 @@ def write_episodes(sources: list[EpisodeSource], root: Path, *, started: dict[st
         if not cameras:
             raise ValueError(f"episode {source.key} has none of the cameras XR0 expects ({', '.join(VIEWS)})")
         frames = min(frame_count(source.videos[c]) for c in cameras)
-        rows = rows_for(source, frames)
+        rows = rows_for(source, frames, {lease: i for i, lease in enumerate(lease_ids(source.steps))})
         state_dim, action_dim = rows["observation.state"].shape[1], rows["action"].shape[1]
         if state_dim < 2 * ARM_STATE or action_dim < 2 * ARM_ACTION:
             raise ValueError(f"episode {source.key}: the XR0 export knows the simulated station's layout "
