@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from foreman_learning.weights import HUMAN_WEIGHT_SHARE, PRE_INTERVENTION_WEIGHT
 from foreman_protocol.episodes import ACTION_MODES
-from foreman_protocol.messages import FeatureSpec, RobotFeatures
+from foreman_protocol.messages import FeatureSpec, Outcome, RobotFeatures
 from tests.labeling.recordings import record_episode, sim_declaration
 from tests.labeling.test_processing import post
 from webapp.fleet.models import ControlSession, Robot
@@ -139,7 +139,8 @@ def test_every_row_says_who_held_control_under_which_lease_and_its_training_weig
     ControlSession.objects.create(id=known, robot=Robot.objects.get(name="r1"), user=users["operator"], mode="teleop",
                                   started_at=started, ended_at=started + timedelta(seconds=2), expires_at=started + timedelta(seconds=5))
     episodes = []
-    for index, (outcome, lease, good_demo) in enumerate((("success", known, True), ("failure", unknown, False))):
+    cycles: list[tuple[Outcome, str, bool]] = [("success", known, True), ("failure", unknown, False)]
+    for index, (outcome, lease, good_demo) in enumerate(cycles):
         spool = record_episode(tmp_path / f"agent{index}", seconds=6.0, takeover_at=4.0, outcome=outcome, lease_id=lease,
                                started_unix=1_795_600_000.0 + 100 * index)
         upload = upload_process(post(Client(), fleet.tokens["r1"], spool)["upload"])
