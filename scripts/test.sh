@@ -42,6 +42,10 @@ if [ "${#targets[@]}" -gt 0 ] && [ "${FOREMAN_SKIP_LINT:-0}" != "1" ]; then
   .venv/bin/mypy || { echo "FAIL: mypy found the type errors above" >&2; exit 1; }
 fi
 
+# LeRobot's own environment (the LeRobot driver and loader tests), built once and cached: here, not
+# inside a test, so its first build never counts against a test's timeout.
+echo "LeRobot environment: $(bash scripts/lerobot_env.sh)"
+
 status=0
 DATABASE_URL="$PG_URL" REDIS_URL="$REDIS" \
 FOREMAN_TEST_DB_NAME="test_foreman_${run_id}" FOREMAN_CHANNEL_PREFIX="foreman_test_${run_id}" \

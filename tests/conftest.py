@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -164,3 +166,12 @@ def wait_for_servers_to_settle(timeout_s: float = 10.0) -> None:
                                            or ControlSession.objects.filter(ended_at__isnull=True).exists()):
         time.sleep(0.1)
     time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def lerobot_python() -> Path:
+    """LeRobot 0.4.4's own Python (scripts/lerobot_env.sh builds it once, cached outside the checkout)."""
+    result = subprocess.run(["bash", str(Path(__file__).resolve().parents[1] / "scripts" / "lerobot_env.sh")],
+                            capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return Path(result.stdout.strip().splitlines()[-1])

@@ -30,13 +30,6 @@ MOTORS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_ro
 CALIBRATION = {1: (-48, 1000, 3000), 2: (0, 900, 3100), 3: (0, 1000, 3000), 4: (0, 1000, 3000), 5: (0, 0, 4095), 6: (0, 2000, 3000)}
 
 
-@pytest.fixture(scope="session")
-def lerobot_python() -> Path:
-    result = subprocess.run(["bash", str(ROOT / "scripts" / "lerobot_env.sh")], capture_output=True, text=True, timeout=1800)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return Path(result.stdout.strip().splitlines()[-1])
-
-
 def write_calibration(directory: Path, robot_id: str) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / f"{robot_id}.json").write_text(json.dumps({
