@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from foreman_learning.policies.base import Policy
-from foreman_learning.policies.factory import EXPERT, is_file_spec, load_policy
+from foreman_learning.policies.factory import EXPERT, LEROBOT_PREFIX, is_file_spec, load_policy
 from robot_agent.cameras import CameraError, check_camera_source
 from robot_agent.config import AgentConfig, ConfigError, load_config
 from robot_agent.drivers import DriverError, make_robot
@@ -53,6 +53,13 @@ def build_policy(config: AgentConfig, robot: Robot) -> Policy | None:
         if simulation is None:
             raise StartupError(f"robot {robot.name} has no scripted expert (a simulator's, which reads its ground truth)")
         return simulation.expert_policy()
+    if spec.startswith(LEROBOT_PREFIX):
+        from robot_agent.lerobot_policy import LeRobotPolicy
+
+        try:
+            return LeRobotPolicy(Path(spec[len(LEROBOT_PREFIX):]), robot, config.lerobot_python)
+        except (FileNotFoundError, ValueError) as error:
+            raise StartupError(f"cannot load policy {spec}: {error}") from None
     try:
         return load_policy(spec, language=config.language, action_dim=robot.action_dim or None)
     except FileNotFoundError:
@@ -71,6 +78,8 @@ def preflight(config: AgentConfig) -> None:
     spec = config.policy
     if spec is not None and is_file_spec(spec) and not Path(spec).exists():
         raise StartupError(f"policy file not found: {spec}")
+    if spec is not None and spec.startswith(LEROBOT_PREFIX) and not (Path(spec[len(LEROBOT_PREFIX):]) / "config.json").is_file():
+        raise StartupError(f"no LeRobot checkpoint at {spec[len(LEROBOT_PREFIX):]} (a pretrained_model directory with config.json)")
 
 
 async def run(config: AgentConfig) -> None:

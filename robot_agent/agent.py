@@ -188,6 +188,9 @@ class Agent:
         await self.hub.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.recorder.close)
         self.inference_pool.shutdown(wait=False, cancel_futures=True)
+        close_policy = getattr(self.policy, "close", None)  # one that holds a process (a LeRobot policy)
+        if close_policy is not None:
+            await asyncio.get_running_loop().run_in_executor(None, close_policy)
         self.robot.close()
 
     def stop(self) -> None:

@@ -122,11 +122,12 @@ SETTINGS: tuple[Setting, ...] = (
             "gym:gym_aloha/AlohaInsertion-v0), lerobot:TYPE (a LeRobot robot, e.g. lerobot:so101_follower); docs/robots.md"),
     Setting("robot_options", _robot_options, "the robot driver's options: --robot.KEY=VALUE on the command line, as LeRobot's own "
             "commands take them (--robot.port=/dev/ttyACM0 --robot.id=my_arm); a [robot_options] table in TOML"),
-    Setting("lerobot_python", Path, "the Python of LeRobot's own environment, for --robot lerobot:TYPE (default: the one "
+    Setting("lerobot_python", Path, "the Python of LeRobot's own environment, for --robot lerobot:TYPE and --policy lerobot:PATH (default: the one "
             "scripts/lerobot_env.sh builds)"),
     Setting("sim", _bool, "drive the simulated nut station (short for --robot sim)", flag_only=True),
     Setting("policy", str, "policy: a checkpoint PATH, 'expert' (the sim's scripted expert), xr0://HOST:PORT (XR0 deploy server) "
-            "or ws(s)://HOST:PORT (openpi server); default with --sim: the shipped trained policy (foreman_learning/weights/bc-sim-v2.pt)"),
+            "ws(s)://HOST:PORT (openpi server) or lerobot:PATH (a LeRobot checkpoint directory, e.g. lerobot-train's "
+            "checkpoints/last/pretrained_model); default with --sim: the shipped trained policy (foreman_learning/weights/bc-sim-v2.pt)"),
     Setting("camera", _cameras, "camera NAME=SOURCE (V4L2 device, video file or rtsp:// URL); repeatable; replaces the sim's rendered camera of that name"),
     Setting("time_scale", float, "sim time runs this many times faster than wall time (default 1.0)"),
     Setting("ice_loopback", _bool, "offer and accept only 127.0.0.1 ICE candidates, no STUN/TURN (tests, benchmarks, demo)", flag_only=True),

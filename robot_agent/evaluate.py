@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {episode.seed}: {'success' if episode.success else 'failure'} in {episode.cycle_s:.2f} s"
                   f"{'' if episode.success else ' (' + episode.detail + ')'}", file=sys.stderr)
     finally:
+        close_policy = getattr(policy, "close", None)  # one that holds a process (a LeRobot policy)
+        if close_policy is not None:
+            close_policy()
         robot.close()
     report = {"robot": args.robot, "policy": policy.version, **summarize(episodes), "seeds": [args.seed, args.seed + args.episodes - 1],
               "wall_s": round(time.perf_counter() - started, 1), "details": [asdict(episode) for episode in episodes]}

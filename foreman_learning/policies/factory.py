@@ -4,6 +4,8 @@
 - `xr0://HOST:PORT[?task_id=…&prefix=1]`: a Xiaomi-Robotics-0 deploy server;
 - `ws://HOST:PORT`, `wss://HOST:PORT`: an openpi policy server;
 - any other `SCHEME://…` added with `register_policy_scheme`;
+- `lerobot:PATH`: a LeRobot checkpoint directory, which the agent runs in LeRobot's own environment
+  (robot_agent/lerobot_policy.py: it needs the robot's cameras, so the agent builds it, not this);
 - anything else is a file: a Foreman visuomotor checkpoint or a TorchScript module.
 
 Implementations are imported when a spec asks for them, so remote policies load without torch.
@@ -18,6 +20,7 @@ from typing import Any
 from foreman_learning.policies.base import Policy
 
 EXPERT = "expert"
+LEROBOT_PREFIX = "lerobot:"
 SchemeFactory = Callable[..., Policy]  # (spec, **remote_options) -> Policy
 
 
@@ -42,8 +45,8 @@ def register_policy_scheme(scheme: str, factory: SchemeFactory) -> None:
 
 
 def is_file_spec(spec: str) -> bool:
-    """The spec names a checkpoint file (not the expert, not a scheme)."""
-    return spec != EXPERT and "://" not in spec
+    """The spec names a checkpoint file (not the expert, not a scheme, not a LeRobot checkpoint)."""
+    return spec != EXPERT and "://" not in spec and not spec.startswith(LEROBOT_PREFIX)
 
 
 def load_policy(spec: str, **remote_options: Any) -> Policy:
@@ -59,6 +62,8 @@ def load_policy(spec: str, **remote_options: Any) -> Policy:
         if scheme not in _SCHEMES:
             raise ValueError(f"unknown policy scheme {scheme}:// (known: {', '.join(sorted(_SCHEMES))})")
         return _SCHEMES[scheme](spec, **remote_options)
+    if spec.startswith(LEROBOT_PREFIX):
+        raise ValueError(f"{spec}: a LeRobot policy runs in the agent (python -m robot_agent --policy {spec})")
     return _load_file(Path(spec))
 
 

@@ -74,10 +74,10 @@ def child_environment() -> dict[str, str]:
 
 
 class Bridge:
-    """The child process that holds the LeRobot robot, and the pipe to it."""
+    """The child process that holds the LeRobot robot (or policy: `script`), and the pipe to it."""
 
-    def __init__(self, python: Path, args: list[str]) -> None:
-        self.process = subprocess.Popen([str(python), str(BRIDGE), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    def __init__(self, python: Path, args: list[str], script: Path = BRIDGE) -> None:
+        self.process = subprocess.Popen([str(python), str(script), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, env=child_environment())
         assert self.process.stdin and self.process.stdout and self.process.stderr
         self.stdin: IO[bytes] = self.process.stdin
@@ -94,12 +94,12 @@ class Bridge:
             self.stderr_tail.append(line)
             log.log(logging.INFO if self.declared else logging.DEBUG, "lerobot: %s", line)
 
-    def _read(self, size: int, deadline: float) -> bytes:
+    def _read(self, size: int, deadline: float, timeout_s: float) -> bytes:
         chunks, remaining = [], size
         while remaining:
             left = deadline - time.monotonic()
             if left <= 0 or not self.selector.select(left):
-                raise BridgeError(f"the LeRobot robot did not answer within {REPLY_TIMEOUT_S:.0f} s")
+                raise BridgeError(f"the LeRobot process did not answer within {timeout_s:.0f} s")
             chunk = os.read(self.stdout_fd, remaining)
             if not chunk:
                 self.process.wait(timeout=5)
@@ -111,14 +111,14 @@ class Bridge:
 
     def receive(self, timeout_s: float) -> tuple[dict[str, Any], bytes]:
         deadline = time.monotonic() + timeout_s
-        body_length, blob_length = HEADER.unpack(self._read(HEADER.size, deadline))
-        message = json.loads(self._read(body_length, deadline))
-        return message, self._read(blob_length, deadline) if blob_length else b""
+        body_length, blob_length = HEADER.unpack(self._read(HEADER.size, deadline, timeout_s))
+        message = json.loads(self._read(body_length, deadline, timeout_s))
+        return message, self._read(blob_length, deadline, timeout_s) if blob_length else b""
 
-    def request(self, message: dict[str, Any], timeout_s: float = REPLY_TIMEOUT_S) -> tuple[dict[str, Any], bytes]:
+    def request(self, message: dict[str, Any], timeout_s: float = REPLY_TIMEOUT_S, blob: bytes = b"") -> tuple[dict[str, Any], bytes]:
         body = json.dumps(message).encode()
         try:
-            self.stdin.write(HEADER.pack(len(body), 0) + body)
+            self.stdin.write(HEADER.pack(len(body), len(blob)) + body + blob)
             self.stdin.flush()
         except (BrokenPipeError, ValueError):
             raise BridgeError("the LeRobot process is gone") from None

@@ -5,13 +5,16 @@ episodes', Foreman's per-row columns, and a DataLoader over action chunks with d
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from django.test import Client
@@ -81,7 +84,7 @@ ACT_STEPS = 60
 LOSS = re.compile(r"\bloss:(\d+(?:\.\d+)?)")
 
 
-@pytest.mark.timeout(600)  # two sim cycles recorded, then about two minutes of training
+@pytest.mark.timeout(600)  # two sim cycles recorded, about two minutes of training, the checkpoint run
 def test_lerobot_train_fits_act_on_an_export_of_simulated_cycles(fleet: Any, users: dict[str, Any], settings: Any, tmp_path: Path,
                                                                 lerobot_python: Path) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
@@ -113,3 +116,41 @@ def test_lerobot_train_fits_act_on_an_export_of_simulated_cycles(fleet: Any, use
     assert sum(losses[-3:]) / 3 < 0.85 * losses[0], losses  # it learns: the loss falls (here 0.89 -> 0.66)
     checkpoint = output / "checkpoints" / "last" / "pretrained_model"
     assert (checkpoint / "model.safetensors").stat().st_size > 0 and json.loads((checkpoint / "config.json").read_text())["type"] == "act"
+
+    # Back to the robot: the agent runs the checkpoint (--policy lerobot:PATH) on the simulated station,
+    # LeRobot's own code loading it in LeRobot's environment.
+    evaluated = subprocess.run([sys.executable, "-m", "robot_agent.evaluate", "--robot", "sim", "--policy", f"lerobot:{checkpoint}",
+                                "--episodes", "1", "--seed", "1000", "--max-seconds", "3"], capture_output=True, text=True, timeout=300,
+                               env={**os.environ, "FOREMAN_LEROBOT_HOME": str(lerobot_python.parents[2])})
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    report = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    assert report["policy"] == "lerobot-act:act@000060" and report["episodes"] == 1
+    # It drove the station, and the station judged it: 60 steps teach little (it closes its gripper at once: a missed pick).
+    assert 0.0 < report["details"][0]["cycle_s"] <= 3.0 and report["details"][0]["detail"]
+
+    # A policy process that dies is started again at the next inference; the robot's state and its
+    # trained camera go in, a whole chunk of the robot's actions comes back.
+    from robot_agent.lerobot_policy import LeRobotPolicy
+    from robot_agent.sim_robot import SimRobot
+
+    robot = SimRobot()
+    robot.reset(1000)
+    policy = LeRobotPolicy(checkpoint, robot, lerobot_python)
+    try:
+        assert policy.images == {"observation.images.head": ("head", 320, 240)} and policy.chunk == 10
+        first = policy.infer(robot.observation())
+        assert first.actions.shape == (10, 10) and np.all(np.isfinite(first.actions)) and first.confidence is None
+        policy.bridge.process.kill()
+        policy.bridge.process.wait(timeout=10)
+        again = policy.infer(robot.observation())
+        assert np.allclose(again.actions, first.actions, atol=1e-5)  # the same observation, the same chunk
+    finally:
+        policy.close()
+    from robot_agent.drivers.aloha import AlohaRobot
+
+    aloha = AlohaRobot()
+    try:
+        with pytest.raises(ValueError, match="acts on 10 numbers, robot .* on 14"):  # a checkpoint for another robot: refused at start
+            LeRobotPolicy(checkpoint, aloha, lerobot_python)
+    finally:
+        aloha.close()
