@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from foreman_learning.policies.base import Policy
@@ -68,6 +68,21 @@ def build_policy(config: AgentConfig, robot: Robot) -> Policy | None:
         raise StartupError(f"cannot load policy {spec}: {type(error).__name__}: {error}") from None
 
 
+def rollout_loader(config: AgentConfig, robot: Robot) -> Callable[[str], Policy]:
+    """How the agent loads a rolled-out checkpoint file: a zipped LeRobot checkpoint runs with LeRobot
+    (unpacked beside the file), anything else goes to the policy factory."""
+
+    def load(spec: str) -> Policy:
+        from robot_agent.lerobot_policy import LeRobotPolicy, is_lerobot_archive, unpack_lerobot_archive
+
+        path = Path(spec)
+        if is_lerobot_archive(path):
+            return LeRobotPolicy(unpack_lerobot_archive(path, path.with_suffix("")), robot, config.lerobot_python)
+        return load_policy(spec, language=config.language, action_dim=robot.action_dim or None)
+
+    return load
+
+
 def preflight(config: AgentConfig) -> None:
     """Cheap checks before anything starts, so a typo is one line and exit 2."""
     for name, source in config.camera.items():
@@ -87,7 +102,7 @@ async def run(config: AgentConfig) -> None:
 
     robot = build_robot(config)
     policy = build_policy(config, robot)
-    agent = Agent(config, robot, policy, load_policy=load_policy)
+    agent = Agent(config, robot, policy, load_policy=rollout_loader(config, robot))
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, agent.stop)

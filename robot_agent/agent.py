@@ -8,6 +8,7 @@ import asyncio
 import concurrent.futures
 import hashlib
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -325,10 +326,13 @@ class Agent:
             version = message.policy_version
 
             def swap() -> None:
-                self.policy = policy
+                previous, self.policy = self.policy, policy
                 give_ground_truth(self.robot, policy)
                 self.version = version
                 log.info("policy %s is live", version)
+                close_previous = getattr(previous, "close", None)  # one that holds a process: not on the control thread
+                if close_previous is not None:
+                    threading.Thread(target=close_previous, name="policy-close", daemon=True).start()
 
             self.loop.pending_swap = swap  # between cycles, never mid-cycle
         except Exception as exc:  # noqa: BLE001 - a failed rollout keeps the current policy

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,30 @@ POLICY_BRIDGE = Path(__file__).with_name("lerobot_policy_bridge.py")
 LOAD_TIMEOUT_S = 120.0  # importing torch and LeRobot, then the checkpoint
 INFER_TIMEOUT_S = 10.0
 IMAGE_PREFIX = "observation.images."
+ARCHIVE_REQUIRED = ("config.json", "model.safetensors")  # a rolled-out LeRobot checkpoint: the server zips its directory
+MAX_ARCHIVE_BYTES = 4 << 30
+
+
+def is_lerobot_archive(path: Path) -> bool:
+    """A rolled-out file that is a zipped LeRobot checkpoint (webapp's policy_register makes them)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return all(name in archive.namelist() for name in ARCHIVE_REQUIRED)
+
+
+def unpack_lerobot_archive(archive_path: Path, into: Path) -> Path:
+    """The archive's files into `into` (flat names only, bounded in size); returns `into`."""
+    with zipfile.ZipFile(archive_path) as archive:
+        members = archive.infolist()
+        if any("/" in m.filename or "\\" in m.filename or m.filename.startswith(".") for m in members):
+            raise ValueError(f"{archive_path}: a LeRobot checkpoint archive holds plain file names only")
+        if sum(m.file_size for m in members) > MAX_ARCHIVE_BYTES:
+            raise ValueError(f"{archive_path}: more than {MAX_ARCHIVE_BYTES >> 30} GiB unpacked")
+        into.mkdir(parents=True, exist_ok=True)
+        for member in members:
+            (into / member.filename).write_bytes(archive.read(member))
+    return into
 
 
 def checkpoint_name(path: Path) -> str:

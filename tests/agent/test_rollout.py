@@ -90,3 +90,23 @@ async def test_bad_rollouts_keep_the_current_policy(policy_server, tmp_path, sha
     assert ack["ok"] is False and error in ack["error"]
     assert agent.loop.pending_swap is None and agent.version == "test-policy-v1"
     agent.recorder.close()
+
+
+def test_a_rolled_out_lerobot_archive_unpacks_plain_names_only(tmp_path):
+    import zipfile
+
+    from robot_agent.lerobot_policy import is_lerobot_archive, unpack_lerobot_archive
+
+    good, evil = tmp_path / "good.ckpt", tmp_path / "evil.ckpt"
+    for path, extra in ((good, "policy_preprocessor.json"), (evil, "../../outside.txt")):
+        with zipfile.ZipFile(path, "w") as archive:
+            for name in ("config.json", "model.safetensors", extra):
+                archive.writestr(name, "{}")
+    plain = tmp_path / "foreman.ckpt"
+    plain.write_bytes(b"not a zip")
+    assert is_lerobot_archive(good) and is_lerobot_archive(evil) and not is_lerobot_archive(plain)
+    into = unpack_lerobot_archive(good, tmp_path / "good")
+    assert sorted(p.name for p in into.iterdir()) == ["config.json", "model.safetensors", "policy_preprocessor.json"]
+    with pytest.raises(ValueError, match="plain file names only"):
+        unpack_lerobot_archive(evil, tmp_path / "evil")
+    assert not (tmp_path / "outside.txt").exists() and not (tmp_path.parent / "outside.txt").exists()

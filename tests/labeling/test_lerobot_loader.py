@@ -4,6 +4,8 @@ episodes', Foreman's per-row columns, and a DataLoader over action chunks with d
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import re
@@ -17,11 +19,16 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import Client
 
+from robot_agent.__main__ import rollout_loader
+from robot_agent.config import AgentConfig
+from robot_agent.lerobot_policy import LeRobotPolicy
 from tests.labeling.recordings import record_episode
 from tests.labeling.test_processing import post
 from tests.sim.recorded import record_sim_cycle
+from webapp.fleet.models import AuditEvent, PolicyVersion
 from webapp.labeling.services.exports import export_create, export_run
 from webapp.labeling.services.labels import label_review, label_submit
 from webapp.labeling.services.processing import upload_process
@@ -130,7 +137,6 @@ def test_lerobot_train_fits_act_on_an_export_of_simulated_cycles(fleet: Any, use
 
     # A policy process that dies is started again at the next inference; the robot's state and its
     # trained camera go in, a whole chunk of the robot's actions comes back.
-    from robot_agent.lerobot_policy import LeRobotPolicy
     from robot_agent.sim_robot import SimRobot
 
     robot = SimRobot()
@@ -146,6 +152,27 @@ def test_lerobot_train_fits_act_on_an_export_of_simulated_cycles(fleet: Any, use
         assert np.allclose(again.actions, first.actions, atol=1e-5)  # the same observation, the same chunk
     finally:
         policy.close()
+    # Registered as a policy version (zipped, hashed, audited), then loaded as a robot loads a rollout.
+    out = io.StringIO()
+    call_command("register_policy", "act-ci", str(checkpoint), "--notes", "lerobot-train ACT, 60 steps", stdout=out)
+    version = PolicyVersion.objects.get(name="act-ci")
+    stored = settings.MEDIA_ROOT / version.checkpoint
+    assert stored.name == "act-ci.lerobot.zip" and hashlib.sha256(stored.read_bytes()).hexdigest() == version.sha256
+    assert AuditEvent.objects.filter(action="policy_registered", detail__policy="act-ci").exists()
+    call_command("register_policy", "act-ci-again", str(checkpoint), stdout=io.StringIO())  # the same bytes for the same checkpoint
+    assert PolicyVersion.objects.get(name="act-ci-again").sha256 == version.sha256
+    with pytest.raises(CommandError, match="not a LeRobot checkpoint"):
+        call_command("register_policy", "not-one", str(tmp_path / "dataset"), stdout=io.StringIO())
+    downloaded = tmp_path / "agent-state" / "policies" / "act-ci.ckpt"
+    downloaded.parent.mkdir(parents=True)
+    downloaded.write_bytes(stored.read_bytes())
+    rolled_out = rollout_loader(AgentConfig(robot="sim", lerobot_python=lerobot_python), robot)(str(downloaded))
+    assert isinstance(rolled_out, LeRobotPolicy)
+    try:
+        assert rolled_out.infer(robot.observation()).actions.shape == (10, 10)
+    finally:
+        rolled_out.close()
+
     from robot_agent.drivers.aloha import AlohaRobot
 
     aloha = AlohaRobot()
