@@ -27,7 +27,8 @@ RobotMode = Literal["autonomous", "paused", "teleop", "shared", "estopped", "hol
 Outcome = Literal["success", "failure", "aborted"]
 # A failure mode is a key: one of the robot's declared `features.failure_modes` (the nut station's
 # misaligned_nut, ALOHA's dropped_part, ...) or one that every robot may report.
-FailureMode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+FAILURE_MODE_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+FailureMode = Annotated[str, Field(pattern=FAILURE_MODE_PATTERN)]
 GENERIC_FAILURE_MODES: tuple[str, ...] = ("takt_overrun", "fault", "other")
 RobotTrigger = Literal["policy_uncertainty", "fault", "takt_overrun"]
 # The server raises these itself: a person taking a robot over unprompted, and an e-stop.

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from foreman_protocol.episodes import ActionMode
 from foreman_protocol.messages import (
+    FAILURE_MODE_PATTERN,
     GENERIC_FAILURE_MODES,
     CycleEnded,
     CycleStarted,
@@ -277,7 +278,8 @@ class ControlLoop:
         if reported is None:
             return "other"
         declared = self.robot.failure_modes
-        if not declared or reported in GENERIC_FAILURE_MODES or any(mode.key == reported for mode in declared):
+        known = reported in GENERIC_FAILURE_MODES or any(mode.key == reported for mode in declared)
+        if known or (not declared and re.match(FAILURE_MODE_PATTERN, reported)):
             return reported
         log.warning("the robot reported the undeclared failure mode %r: sent as other", reported)
         return "other"

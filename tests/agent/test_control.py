@@ -274,12 +274,13 @@ def test_a_failure_mode_the_robot_did_not_declare_goes_to_the_server_as_other(tm
     silent = KinematicStation(cycle_steps=10, succeed=False, failure_mode="stripped_thread")  # declares none: any key goes
     wrong = KinematicStation(cycle_steps=10, succeed=False, failure_mode="stripped_thread")
     wrong.failure_modes = declared.failure_modes
+    unreadable = KinematicStation(cycle_steps=10, succeed=False, failure_mode="Stripped Thread!")  # not a key at all
     sent = {}
-    for name, station in (("declared", declared), ("silent", silent), ("wrong", wrong)):
+    for name, station in (("declared", declared), ("silent", silent), ("wrong", wrong), ("unreadable", unreadable)):
         h = Harness(tmp_path / name, ConfidencePolicy(), station=station)
         h.run(12)
         sent[name] = h.of("cycle_ended")[0]["failure_mode"]
-    assert sent == {"declared": "cross_threaded", "silent": "stripped_thread", "wrong": "other"}
+    assert sent == {"declared": "cross_threaded", "silent": "stripped_thread", "wrong": "other", "unreadable": "other"}
 
 
 def test_a_non_finite_action_faults_and_holds_instead_of_reaching_the_robot(tmp_path):

@@ -20,7 +20,7 @@ GENERIC_LABELS = {"takt_overrun": "Takt overrun", "fault": "Station fault", "oth
 
 def declared_taxonomy(declaration: dict[str, Any] | None) -> list[FailureMode]:
     """The failure modes a robot declares (hello.features.failure_modes) in its order, then the
-    generic ones; unsaved rows, read like the stored ones. None when it declares none."""
+    generic ones; unsaved rows, read like the stored ones. Empty when it declares none."""
     declared = (declaration or {}).get("failure_modes") or []
     if not declared:
         return []
