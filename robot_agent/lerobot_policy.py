@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from foreman_learning.policies.base import PolicyOutput
-from robot_agent.drivers.lerobot_driver import Bridge, BridgeError, default_lerobot_python
+from robot_agent.drivers.lerobot_driver import Bridge, default_lerobot_python, start_bridge
 from robot_agent.robot import Robot
 
 log = logging.getLogger(__name__)
@@ -103,17 +103,7 @@ class LeRobotPolicy:
         self.version = f"lerobot-{declared['type']}:{checkpoint_name(path)}"
 
     def _start(self) -> tuple[Bridge, dict[str, Any]]:
-        bridge = Bridge(self.python, [str(self.path)], script=POLICY_BRIDGE)
-        try:
-            declared, _ = bridge.receive(LOAD_TIMEOUT_S)
-        except BridgeError as error:
-            bridge.kill()
-            raise ValueError(f"LeRobot policy {self.path}: {error}") from None
-        if not declared.get("ok"):
-            bridge.kill()
-            raise ValueError(" ".join(str(declared.get("error")).split()))
-        bridge.declared = True
-        return bridge, declared
+        return start_bridge(self.python, [str(self.path)], f"LeRobot policy {self.path}", LOAD_TIMEOUT_S, POLICY_BRIDGE)
 
     def infer(self, observation: Any, prefix: np.ndarray | None = None) -> PolicyOutput:
         state = observation.get("state") if isinstance(observation, dict) else None

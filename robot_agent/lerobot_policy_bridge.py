@@ -7,8 +7,8 @@ that `lerobot-train` wrote (`.../checkpoints/last/pretrained_model`: config.json
 and the pre/post-processor pipelines with the dataset's normalization). LeRobot's own code loads the
 policy and its processors; each request is one observation and the reply the policy's whole action
 chunk (`predict_action_chunk`), unnormalized, in the robot's action units. It imports nothing of
-Foreman's, only the standard library, numpy, torch and LeRobot, and speaks the robot bridge's wire
-(robot_agent/drivers/lerobot_bridge.py: header, JSON, blob).
+Foreman's package, only the standard library, numpy, torch and LeRobot, and speaks the robot bridge's
+wire (robot_agent/drivers/lerobot_bridge.py: header, JSON, blob), loaded from that file.
 
 The first reply, sent unasked, declares what the policy takes and gives: {"ok": true, "type":
 "act", "state": N, "images": {key: [C, H, W]}, "action": D, "chunk": T} (or why it cannot load).
@@ -18,35 +18,29 @@ uint8 H×W×3 bytes as the blob; {"op": "close"}.
 
 from __future__ import annotations
 
-import json
 import os
-import struct
 import sys
 import traceback
-from typing import Any, BinaryIO
+from typing import Any
 
 # Run by path, this file's directory is sys.path[0]: the agent's modules there must not shadow LeRobot's.
 if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
     sys.path.pop(0)
 
-HEADER = struct.Struct("<II")
-MAX_MESSAGE = 64 * 1024 * 1024
 
 
-def send(out: BinaryIO, message: dict[str, Any]) -> None:
-    body = json.dumps(message).encode()
-    out.write(HEADER.pack(len(body), 0) + body)
-    out.flush()
+def _wire() -> Any:
+    """The robot bridge's wire (send, receive), loaded by path: this file runs outside the agent's packages."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lerobot_bridge", os.path.join(os.path.dirname(os.path.abspath(__file__)), "drivers", "lerobot_bridge.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def receive(inp: BinaryIO) -> tuple[dict[str, Any], bytes] | None:
-    header = inp.read(HEADER.size)
-    if len(header) < HEADER.size:
-        return None  # the agent went away
-    body_length, blob_length = HEADER.unpack(header)
-    if body_length + blob_length > MAX_MESSAGE:
-        raise ValueError(f"message of {body_length + blob_length} bytes")
-    return json.loads(inp.read(body_length)), inp.read(blob_length)
+wire = _wire()
 
 
 class Served:
@@ -100,24 +94,24 @@ def main() -> int:
         served = Served(sys.argv[1])
     except Exception as error:  # noqa: BLE001 - any load failure is the one thing to report
         traceback.print_exc()
-        send(out, {"ok": False, "error": f"cannot load the LeRobot policy {sys.argv[1] if len(sys.argv) > 1 else ''}: "
+        wire.send(out, {"ok": False, "error": f"cannot load the LeRobot policy {sys.argv[1] if len(sys.argv) > 1 else ''}: "
                                          f"{type(error).__name__}: {error}"})
         return 1
-    send(out, served.declared)
+    wire.send(out, served.declared)
     while True:
-        received = receive(inp)
+        received = wire.receive(inp)
         if received is None:
             return 0
         request, blob = received
         if request.get("op") == "close":
-            send(out, {"ok": True})
+            wire.send(out, {"ok": True})
             return 0
         try:
             if request.get("op") != "infer":
                 raise ValueError(f"unknown op {request.get('op')!r}")
-            send(out, served.infer(request, blob))
+            wire.send(out, served.infer(request, blob))
         except Exception as error:  # noqa: BLE001 - a bad request is answered, the bridge goes on
-            send(out, {"ok": False, "error": f"{type(error).__name__}: {error}"})
+            wire.send(out, {"ok": False, "error": f"{type(error).__name__}: {error}"})
 
 
 if __name__ == "__main__":

@@ -44,16 +44,15 @@ def send(out: BinaryIO, message: dict[str, Any], blob: bytes = b"") -> None:
     out.flush()
 
 
-def receive(inp: BinaryIO) -> dict[str, Any] | None:
+def receive(inp: BinaryIO) -> tuple[dict[str, Any], bytes] | None:
+    """The next request and its blob, or None when the agent went away."""
     header = inp.read(HEADER.size)
     if len(header) < HEADER.size:
-        return None  # the agent went away
+        return None
     body_length, blob_length = HEADER.unpack(header)
     if body_length + blob_length > MAX_MESSAGE:
         raise ValueError(f"message of {body_length + blob_length} bytes")
-    message = json.loads(inp.read(body_length))
-    inp.read(blob_length)
-    return message
+    return json.loads(inp.read(body_length)), inp.read(blob_length)
 
 
 def register_robots() -> None:
@@ -164,7 +163,8 @@ def main(argv: list[str]) -> int:
     send(out, declared)
     state_keys, camera_keys, action_keys = declared["state"], list(declared["cameras"]), declared["action"]
     try:
-        while (request := receive(inp)) is not None:
+        while (received := receive(inp)) is not None:
+            request, _ = received
             op = request.get("op")
             try:
                 if op == "observe":

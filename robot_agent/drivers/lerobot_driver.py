@@ -147,6 +147,22 @@ class Bridge:
         self.selector.close()
 
 
+def start_bridge(python: Path, args: list[str], what: str, timeout_s: float, script: Path = BRIDGE) -> tuple[Bridge, dict[str, Any]]:
+    """Start a bridge and read its first reply, which declares what it holds; a bridge that cannot
+    start, or says why not, is a ValueError of one line (`what` names it: "LeRobot robot ...")."""
+    bridge = Bridge(python, args, script)
+    try:
+        hello, _ = bridge.receive(timeout_s)
+    except BridgeError as error:
+        bridge.kill()
+        raise ValueError(f"{what}: {error}") from None
+    if not hello.get("ok"):
+        bridge.kill()
+        raise ValueError(" ".join(str(hello.get("error")).split()))  # one line: draccus's messages span several
+    bridge.declared = True
+    return bridge, hello
+
+
 @dataclass(frozen=True)
 class Declared:
     robot_type: str
@@ -196,17 +212,7 @@ class LeRobotRobot(Robot):
 
     def _start(self) -> Declared:
         self.last_start = time.monotonic()
-        bridge = Bridge(self.python, self.args)
-        try:
-            hello, _ = bridge.receive(START_TIMEOUT_S)
-        except BridgeError as error:
-            bridge.kill()
-            raise ValueError(f"LeRobot robot {' '.join(self.args)}: {error}") from None
-        if not hello.get("ok"):
-            bridge.kill()
-            raise ValueError(" ".join(str(hello.get("error")).split()))  # one line: draccus's messages span several
-        bridge.declared = True
-        self.bridge = bridge
+        self.bridge, hello = start_bridge(self.python, self.args, f"LeRobot robot {' '.join(self.args)}", START_TIMEOUT_S)
         return Declared(hello["robot_type"], hello["state"], hello["action"], hello["features"], hello["cameras"], hello["camera_fps"])
 
     def _restart(self) -> None:

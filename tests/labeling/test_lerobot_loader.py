@@ -38,23 +38,31 @@ LOADER = Path(__file__).with_name("lerobot_load.py")
 CHUNK = 10  # one second of actions at the export's 10 fps
 
 
-def test_lerobots_own_loader_reads_every_frame_of_an_export(fleet: Any, users: dict[str, Any], settings: Any, tmp_path: Path,
-                                                          lerobot_python: Path) -> None:
-    settings.MEDIA_ROOT = tmp_path / "media"
+def exported(fleet: Any, users: dict[str, Any], settings: Any, spools: list[tuple[Path, str]], into: Path) -> Path:
+    """The spooled episodes uploaded, labeled (with their failure modes) and confirmed, exported as a
+    LeRobotDataset and unzipped into `into`."""
     episodes = []
-    for index, (seconds, takeover) in enumerate(((6.0, 4.0), (9.0, 6.0))):
-        spool = record_episode(tmp_path / f"agent{index}", seconds=seconds, takeover_at=takeover, lease_id=str(uuid.uuid4()),
-                               started_unix=1_795_600_000.0 + 100 * index)
+    for spool, failure_mode in spools:
         upload = upload_process(post(Client(), fleet.tokens["r1"], spool)["upload"])
         assert upload.state == "ready", upload.reason
         episodes.append(str(upload.episode_id))
-        label = label_submit(episode_id=episodes[-1], user=users["labeler"], failure_mode="cross_threaded", failure_t=3.0, good_demo=True)
+        label = label_submit(episode_id=episodes[-1], user=users["labeler"], failure_mode=failure_mode,
+                             failure_t=3.0 if failure_mode else None, good_demo=True)
         label_review(label_id=str(label.id), user=users["admin"], verdict="confirm")
     export = export_run(str(export_create(user=users["labeler"], format="lerobot_v3", episode_ids=episodes).id))
     assert export.state == "done", export.message
-    root = tmp_path / "dataset"
     with zipfile.ZipFile(settings.MEDIA_ROOT / export.file) as archive:
-        archive.extractall(root)
+        archive.extractall(into)
+    return into
+
+
+def test_lerobots_own_loader_reads_every_frame_of_an_export(fleet: Any, users: dict[str, Any], settings: Any, tmp_path: Path,
+                                                          lerobot_python: Path) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    spools = [(record_episode(tmp_path / f"agent{index}", seconds=seconds, takeover_at=takeover, lease_id=str(uuid.uuid4()),
+                              started_unix=1_795_600_000.0 + 100 * index), "cross_threaded")
+              for index, (seconds, takeover) in enumerate(((6.0, 4.0), (9.0, 6.0)))]
+    root = exported(fleet, users, settings, spools, tmp_path / "dataset")
 
     result = subprocess.run([str(lerobot_python), str(LOADER), str(root), str(CHUNK)], capture_output=True, text=True, timeout=600,
                             env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"})
@@ -95,20 +103,9 @@ LOSS = re.compile(r"\bloss:(\d+(?:\.\d+)?)")
 def test_lerobot_train_fits_act_on_an_export_of_simulated_cycles(fleet: Any, users: dict[str, Any], settings: Any, tmp_path: Path,
                                                                 lerobot_python: Path) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
-    episodes = []
-    for i in range(2):  # the shipped policy, a protective hold, a person (the sim's expert) finishing each cycle
-        cycle = record_sim_cycle(tmp_path / f"agent{i}", seed=1003 + i, hold_at=200 + 150 * i, cameras=("head",), record_fps=10.0)
-        upload = upload_process(post(Client(), fleet.tokens["r1"], cycle.spool)["upload"])
-        assert upload.state == "ready", upload.reason
-        episodes.append(str(upload.episode_id))
-        label = label_submit(episode_id=episodes[-1], user=users["labeler"], failure_mode=cycle.station.outcome.failure_mode or "",
-                             failure_t=None, good_demo=True)
-        label_review(label_id=str(label.id), user=users["admin"], verdict="confirm")
-    export = export_run(str(export_create(user=users["labeler"], format="lerobot_v3", episode_ids=episodes).id))
-    assert export.state == "done", export.message
-    root = tmp_path / "dataset"
-    with zipfile.ZipFile(settings.MEDIA_ROOT / export.file) as archive:
-        archive.extractall(root)
+    # Each cycle: the shipped policy, a protective hold, a person (the sim's expert) finishing it.
+    cycles = [record_sim_cycle(tmp_path / f"agent{i}", seed=1003 + i, hold_at=200 + 150 * i, cameras=("head",), record_fps=10.0) for i in range(2)]
+    root = exported(fleet, users, settings, [(cycle.spool, cycle.station.outcome.failure_mode or "") for cycle in cycles], tmp_path / "dataset")
 
     output = tmp_path / "act"
     result = subprocess.run(
