@@ -31,16 +31,18 @@ def sim_declaration() -> RobotFeatures:
 
 def record_episode(state_dir: Path, seconds: float = 6.0, takeover_at: float | None = 4.0, outcome: Outcome = "failure",
                    started_unix: float = 1_795_600_000.0, robot_type: str = SimRobot.robot_type,
-                   features: RobotFeatures | None = None, declared: bool = True, lease_id: str | None = None) -> Path:
+                   features: RobotFeatures | None = None, declared: bool = True, lease_id: str | None = None,
+                   seed: int | None = 7) -> Path:
     """A real spool entry: steps at 30 Hz, frames at 10 fps, a person taking over at `takeover_at`
     (under `lease_id`, when given), recorded with the nut station's declaration (`features` another
-    one; `declared=False` none, as agents before the declaration recorded)."""
+    one; `declared=False` none, as agents before the declaration recorded); `seed` None as a real
+    robot records (no simulation to replay)."""
     features = (features or sim_declaration()) if declared else None
     recorder = EpisodeRecorder(state_dir, CAMERAS, record_fps=FPS, control_hz=HZ, robot_type=robot_type if declared else "",
                                features=features)
     episode = str(uuid.uuid4())
     t0 = 1000.0
-    recorder.begin(EpisodeInfo(episode, 3, "bc-sim-v1", 7, utc_iso(started_unix), t0))
+    recorder.begin(EpisodeInfo(episode, 3, "bc-sim-v1", seed, utc_iso(started_unix), t0))
     steps = int(seconds * HZ)
     for i in range(steps):
         t = t0 + i / HZ

@@ -59,9 +59,10 @@ def exported(fleet: Any, users: dict[str, Any], settings: Any, spools: list[tupl
 def test_lerobots_own_loader_reads_every_frame_of_an_export(fleet: Any, users: dict[str, Any], settings: Any, tmp_path: Path,
                                                           lerobot_python: Path) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
+    # The second as a real robot records it: no sim seed (nothing to replay); it exports like any other.
     spools = [(record_episode(tmp_path / f"agent{index}", seconds=seconds, takeover_at=takeover, lease_id=str(uuid.uuid4()),
-                              started_unix=1_795_600_000.0 + 100 * index), "cross_threaded")
-              for index, (seconds, takeover) in enumerate(((6.0, 4.0), (9.0, 6.0)))]
+                              started_unix=1_795_600_000.0 + 100 * index, seed=seed), "cross_threaded")
+              for index, (seconds, takeover, seed) in enumerate(((6.0, 4.0, 7), (9.0, 6.0, None)))]
     root = exported(fleet, users, settings, spools, tmp_path / "dataset")
 
     result = subprocess.run([str(lerobot_python), str(LOADER), str(root), str(CHUNK)], capture_output=True, text=True, timeout=600,
