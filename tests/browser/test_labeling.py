@@ -74,7 +74,8 @@ def test_a_labeler_labels_an_uploaded_failure_and_a_second_reviewer_confirms(bro
     reviewer.goto(f"{demo.url}/labeling/?state=confirmed&robot=r8")
     reviewer.locator(f"#queue li[data-episode='{episode}'] .state", has_text="confirmed").wait_for(timeout=10_000)
 
-    # Export the confirmed episode as a LeRobot v3 dataset and download it.
+    # Export the confirmed episode as a LeRobot v3 dataset at half its recorded rate, and download it.
+    reviewer.select_option("#export-form select[name=fps]", "5")
     reviewer.click("#export-form button[type=submit]")
     link = reviewer.locator("#exports li.done a", has_text="Download").first
     link.wait_for(timeout=60_000)
@@ -83,5 +84,7 @@ def test_a_labeler_labels_an_uploaded_failure_and_a_second_reviewer_confirms(bro
         link.click()
     archive = zipfile.ZipFile(download_info.value.path())
     info = json.loads(archive.read("meta/info.json"))
-    assert info["codebase_version"] == "v3.0" and info["total_episodes"] == 1 and info["total_frames"] == 80
+    assert info["codebase_version"] == "v3.0" and info["total_episodes"] == 1
+    assert info["fps"] == 5.0 and info["total_frames"] == 40  # 8 s recorded at 10 fps, every 2nd frame
+    assert "at 5 fps" in reviewer.locator("#exports li.done").first.inner_text()
     reviewer.close()

@@ -190,6 +190,34 @@ def test_exports_are_deterministic(labeled: list[str], users: dict[str, Any], se
     assert first.sha256 == second.sha256 and first.file != second.file
 
 
+def test_an_export_at_a_lower_rate_keeps_every_kth_recorded_frame_with_its_own_step(labeled: list[str], users: dict[str, Any],
+                                                                                   settings: Any, tmp_path: Path) -> None:
+    full = unzip(export_run(str(export_create(user=users["labeler"], format="lerobot_v3").id)), settings.MEDIA_ROOT, tmp_path / "full")
+    export = export_run(str(export_create(user=users["labeler"], format="lerobot_v3", fps=5).id))
+    assert export.state == "done", export.message
+    assert export.filters["fps"] == 5
+    root = unzip(export, settings.MEDIA_ROOT, tmp_path / "five")
+    info = json.loads((root / "meta" / "info.json").read_text())
+    assert info["fps"] == 5.0 and info["total_frames"] == 30 + 45  # 6 s and 9 s at 5 fps
+    assert info["features"]["observation.images.head"]["info"]["video.fps"] == 5.0
+    every_second = pq.read_table(full / "data" / "chunk-000" / "file-000.parquet").to_pydict()
+    rows = pq.read_table(root / "data" / "chunk-000" / "file-000.parquet").to_pydict()
+    kept = [i for i, frame in enumerate(every_second["frame_index"]) if frame % 2 == 0]  # recorded frames 0, 2, 4, ... of each episode
+    for name in ("observation.state", "action", "action_mode", "control_source", "lease_index"):
+        assert rows[name] == [every_second[name][i] for i in kept], name
+    assert rows["timestamp"] == pytest.approx([np.float32(k / 5) for k in rows["frame_index"]])
+    episodes = pq.read_table(root / "meta" / "episodes" / "chunk-000" / "file-000.parquet").to_pylist()
+    for episode in episodes:
+        path = root / "videos" / "observation.images.head" / "chunk-000" / f"file-{episode['episode_index']:03d}.mp4"
+        times = video_frames(path)
+        assert len(times) == episode["length"] and max(abs(t - k / 5) for k, t in enumerate(times)) < 1e-4
+    # A rate that does not divide the recording's is refused with the ones that do; XR0 keeps its own.
+    with pytest.raises(Invalid, match=r"recorded at 10 fps: an export's rate must divide it \(10, 5, 2, 1 fps\)"):
+        export_create(user=users["labeler"], format="lerobot_v3", fps=3)
+    with pytest.raises(Invalid, match="option of LeRobot exports"):
+        export_create(user=users["labeler"], format="xr0", fps=5)
+
+
 def test_xr0_export(labeled: list[str], users: dict[str, Any], settings: Any, tmp_path: Path) -> None:
     export = export_run(str(export_create(user=users["labeler"], format="xr0", episode_ids=labeled[:1]).id))
     assert export.state == "done", export.message

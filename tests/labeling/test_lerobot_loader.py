@@ -86,6 +86,18 @@ def test_lerobots_own_loader_reads_every_frame_of_an_export(fleet: Any, users: d
     assert read["batch_action"] == [8, CHUNK, 10] and read["batch_pad"] == [8, CHUNK]
     assert read["task"] == "install self-tapping nuts, both sides"
 
+    # The same episodes at a rate the labeler picked (every 2nd recorded frame): LeRobot reads it as well.
+    slower = export_run(str(export_create(user=users["labeler"], format="lerobot_v3", fps=5).id))
+    assert slower.state == "done", slower.message
+    with zipfile.ZipFile(settings.MEDIA_ROOT / slower.file) as archive:
+        archive.extractall(tmp_path / "five")
+    result = subprocess.run([str(lerobot_python), str(LOADER), str(tmp_path / "five"), "5"], capture_output=True, text=True, timeout=600,
+                            env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-4000:]
+    read = json.loads(result.stdout.strip().splitlines()[-1])
+    assert read["len"] == 30 + 45 and read["frames_per_episode"] == read["lengths"] == {"0": 30, "1": 45}
+    assert read["video_frames"] == {episode: {camera: length for camera in read["cameras"]} for episode, length in read["lengths"].items()}
+
 
 # ACT shrunk for CI (its defaults, 52 M parameters on three cameras, take ~3 s a step on 2 cores;
 # ../shared/lerobot-v3-format.md): a small transformer, no VAE, one-second chunks, a learning rate

@@ -8,13 +8,14 @@ from __future__ import annotations
 import re
 import uuid
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from django.conf import settings
 from django.db.models import Q
 from django.http import FileResponse, HttpRequest, HttpResponse
 from ninja import Router, Schema
 from ninja.errors import HttpError
+from pydantic import Field
 
 from webapp.fleet.api_auth import require
 from webapp.fleet.models import Episode, Intervention
@@ -230,6 +231,7 @@ class ExportIn(Schema):
     station: str | None = None
     robot: str | None = None
     policy: str | None = None
+    fps: Annotated[float, Field(gt=0, le=120)] | None = None  # LeRobot: rows at this rate (it must divide the recording's)
 
 
 @router.post("/exports")
@@ -242,7 +244,8 @@ def post_export(request: HttpRequest, body: ExportIn) -> dict[str, Any]:
 
     user = require(request, "label")
     export = export_create(user=user, format=body.format, episode_ids=[str(e) for e in body.episodes] if body.episodes else None,
-                           review=body.review, station=body.station, robot=body.robot, policy=body.policy, source=_source(request))
+                           review=body.review, station=body.station, robot=body.robot, policy=body.policy, fps=body.fps,
+                           source=_source(request))
     transaction.on_commit(lambda: run_export.delay(str(export.id)))
     return export_dict(export)
 

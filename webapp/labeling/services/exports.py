@@ -48,7 +48,10 @@ def exportable_episodes(*, review: str = "confirmed", station: str | None = None
 
 
 def export_create(*, user: Any, format: str, episode_ids: list[str] | None = None, review: str = "confirmed",
-                  station: str | None = None, robot: str | None = None, policy: str | None = None, source: str = "") -> Export:
+                  station: str | None = None, robot: str | None = None, policy: str | None = None, fps: float | None = None,
+                  source: str = "") -> Export:
+    """An export of the chosen labeled episodes, queued. `fps`: a LeRobot dataset's rate when lower
+    than the recording's (it must divide it); None: rows at the rate the episodes were recorded."""
     if not user_can(user, "label"):
         raise Forbidden("your role may not export datasets (label)")
     if format not in Export.Format.values:
@@ -64,8 +67,16 @@ def export_create(*, user: Any, format: str, episode_ids: list[str] | None = Non
     if episode_ids and len(ids) != len(set(episode_ids)):
         missing = sorted(set(episode_ids) - set(ids))
         raise Invalid(f"{len(missing)} of the chosen episodes cannot be exported (no clip or no usable label), e.g. {missing[0]}")
+    if fps is not None:
+        if format != Export.Format.LEROBOT_V3:
+            raise Invalid("a frame rate is an option of LeRobot exports (XR0 keeps the recording's)")
+        for recorded in sorted(set(Clip.objects.filter(episode_id__in=ids).values_list("fps", flat=True))):
+            try:
+                lerobot.rate_step(recorded, fps)
+            except ValueError as error:
+                raise Invalid(str(error)) from None
     export = Export.objects.create(created_by=user, format=format, episodes=ids,
-                                   filters={"review": review, "station": station, "robot": robot, "policy": policy})
+                                   filters={"review": review, "station": station, "robot": robot, "policy": policy, "fps": fps})
     audit_record(actor=user.username, action="export_created", robot=None, source=source, export=str(export.id),
                  format=format, episodes=len(ids))
     return export
@@ -140,7 +151,7 @@ def export_run(export_id: str) -> Export:
         sources, started = _sources(export)
         root = work / f"foreman-{export.format}"
         if export.format == Export.Format.LEROBOT_V3:
-            lerobot.write_dataset(sources, root, leases=_leases(sources), progress=progress)
+            lerobot.write_dataset(sources, root, leases=_leases(sources), fps=export.filters.get("fps"), progress=progress)
         else:
             xr0.write_episodes(sources, root, started=started, progress=progress)
         target = Path(settings.MEDIA_ROOT) / "exports" / f"{export.id}.zip"

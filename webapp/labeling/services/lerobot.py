@@ -68,13 +68,13 @@ def frame_count(path: Path) -> int:
         return sum(1 for _ in container.decode(stream))
 
 
-def copy_video(source: Path, target: Path, fps: Fraction, frames: int, samples: list[np.ndarray]) -> tuple[int, int]:
-    """The first `frames` frames into `target`: copied packet for packet when the source already is
-    what LeRobot needs (H.264, yuv420p, frame k at k/fps in decode order — what the agent records),
-    else re-encoded. Returns (width, height)."""
-    if _copy_packets(source, target, fps, frames, samples):
+def copy_video(source: Path, target: Path, fps: Fraction, frames: int, samples: list[np.ndarray], every: int = 1) -> tuple[int, int]:
+    """The first `frames` frames (of every `every`-th source frame) into `target`: copied packet for
+    packet when the source already is what LeRobot needs (H.264, yuv420p, frame k at k/fps in decode
+    order — what the agent records) and nothing is left out, else re-encoded. Returns (width, height)."""
+    if every == 1 and _copy_packets(source, target, fps, frames, samples):
         return _size(target)
-    return reencode(source, target, fps, frames, samples)
+    return reencode(source, target, fps, frames, samples, every)
 
 
 def _size(path: Path) -> tuple[int, int]:
@@ -111,16 +111,19 @@ def _copy_packets(source: Path, target: Path, fps: Fraction, frames: int, sample
     return True
 
 
-def reencode(source: Path, target: Path, fps: Fraction, frames: int, samples: list[np.ndarray]) -> tuple[int, int]:
-    """Copy the first `frames` frames into a LeRobot-friendly H.264 file with pts k/fps; returns (w, h)."""
+def reencode(source: Path, target: Path, fps: Fraction, frames: int, samples: list[np.ndarray], every: int = 1) -> tuple[int, int]:
+    """Copy the first `frames` frames (of every `every`-th) into a LeRobot-friendly H.264 file with
+    pts k/fps; returns (w, h)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     width = height = 0
     with av.open(str(source)) as src, av.open(str(target), mode="w", format="mp4") as out:
         stream = None
         written = 0
-        for frame in src.decode(src.streams.video[0]):
+        for index, frame in enumerate(src.decode(src.streams.video[0])):
             if written >= frames:
                 break
+            if index % every:
+                continue
             if stream is None:
                 width, height = frame.width, frame.height
                 stream = out.add_stream("libx264", rate=fps)
@@ -148,12 +151,13 @@ def lease_ids(steps: pa.Table) -> list[str]:
     return list(dict.fromkeys(lease for lease in steps.column("lease_id").to_pylist() if lease))
 
 
-def rows_for(source: EpisodeSource, frames: int, lease_index: dict[str, int]) -> dict[str, np.ndarray]:
-    """For each video frame, the step recorded at (or just before) its moment. `sample_weight` is the
-    step's own weight, before the person's share of the whole dataset is applied."""
+def rows_for(source: EpisodeSource, frames: int, lease_index: dict[str, int], fps: float | None = None) -> dict[str, np.ndarray]:
+    """For each of `frames` video frames at `fps` (the clip's own rate by default), the step recorded
+    at (or just before) its moment. `sample_weight` is the step's own weight, before the person's
+    share of the whole dataset is applied."""
     t = source.steps.column("t").to_numpy(zero_copy_only=False).astype(np.float64)
     t = t - t[0]
-    moments = np.arange(frames) / source.fps
+    moments = np.arange(frames) / (fps or source.fps)
     index = np.clip(np.searchsorted(t, moments + 1e-9, side="right") - 1, 0, len(t) - 1)
     state = np.asarray(source.steps.column("state").to_pylist(), dtype=np.float32)[index]
     action = np.asarray(source.steps.column("action").to_pylist(), dtype=np.float32)[index]
@@ -218,11 +222,24 @@ def _one(sources: list[EpisodeSource], what: str, value: Callable[[EpisodeSource
     return next(iter(declared.values()), None)
 
 
+def rate_step(recorded: float, wanted: float | None) -> int:
+    """Every how many recorded frames a row is taken for a dataset at `wanted` fps (None: every one);
+    the rate must divide the recording's, so that every row has its own recorded frame."""
+    if wanted is None or abs(wanted - recorded) < 1e-9:
+        return 1
+    step = round(recorded / wanted)
+    if wanted > recorded or step < 1 or abs(recorded / step - wanted) > 1e-6:
+        divisors = [f"{recorded / k:g}" for k in range(1, int(recorded) + 1) if abs(recorded / k - round(recorded / k)) < 1e-9][:6]
+        raise ValueError(f"the episodes are recorded at {recorded:g} fps: an export's rate must divide it ({', '.join(divisors)} fps)")
+    return step
+
+
 def write_dataset(sources: list[EpisodeSource], root: Path, *, robot_type: str = "", leases: dict[str, dict[str, Any]] | None = None,
-                  progress: Callable[[float, str], None] = lambda fraction, message: None) -> dict[str, Any]:
+                  fps: float | None = None, progress: Callable[[float, str], None] = lambda fraction, message: None) -> dict[str, Any]:
     """Write the dataset under `root`; returns info.json's content. Its robot type and the names of
     its state and action columns are what the robots declared (`robot_type` when they did not).
-    `leases`: what the server knows of each lease the steps name (operator, mode, start, end)."""
+    `leases`: what the server knows of each lease the steps name (operator, mode, start, end).
+    `fps`: the dataset's rate, one that divides the recording's (None: the recording's own)."""
     if not sources:
         raise ValueError("nothing to export: no episodes selected")
     robot_type = _one(sources, "robot type", lambda s: s.robot_type) or robot_type or "unknown"
@@ -231,7 +248,9 @@ def write_dataset(sources: list[EpisodeSource], root: Path, *, robot_type: str =
     fps_values = {s.fps for s in sources}
     if len(fps_values) != 1:
         raise ValueError(f"episodes have different frame rates ({sorted(fps_values)}): export them separately")
-    fps = Fraction(fps_values.pop()).limit_denominator(1000)
+    recorded = fps_values.pop()
+    every = rate_step(recorded, fps)
+    rate = Fraction(recorded / every).limit_denominator(1000)
     cameras = sorted(set.intersection(*(set(s.videos) for s in sources)))
     if not cameras:
         raise ValueError("the selected episodes share no camera")
@@ -243,10 +262,11 @@ def write_dataset(sources: list[EpisodeSource], root: Path, *, robot_type: str =
     shapes: dict[str, tuple[int, int]] = {}
     total = 0
     for episode_index, source in enumerate(sources):
-        frames = min([frame_count(source.videos[c]) for c in cameras])
-        if frames == 0:
+        recorded_frames = min([frame_count(source.videos[c]) for c in cameras])
+        if recorded_frames == 0:
             raise ValueError(f"episode {source.key} has an empty video")
-        rows = rows_for(source, frames, lease_index)
+        frames = -(-recorded_frames // every)  # frames 0, every, 2 * every, ...
+        rows = rows_for(source, frames, lease_index, float(rate))
         chunk, file_index = episode_index // CHUNK_SIZE, episode_index % CHUNK_SIZE
         episode_row: dict[str, Any] = {
             "episode_index": episode_index, "tasks": [source.task], "length": frames,
@@ -260,12 +280,12 @@ def write_dataset(sources: list[EpisodeSource], root: Path, *, robot_type: str =
         for camera in cameras:
             key = f"observation.images.{camera}"
             target = root / "videos" / key / f"chunk-{chunk:03d}" / f"file-{file_index:03d}.mp4"
-            shapes[camera] = copy_video(source.videos[camera], target, fps, frames, written.image_samples[camera])
+            shapes[camera] = copy_video(source.videos[camera], target, rate, frames, written.image_samples[camera], every)
             episode_row.update({f"videos/{key}/chunk_index": chunk, f"videos/{key}/file_index": file_index,
-                                f"videos/{key}/from_timestamp": 0.0, f"videos/{key}/to_timestamp": frames / float(fps)})
+                                f"videos/{key}/from_timestamp": 0.0, f"videos/{key}/to_timestamp": frames / float(rate)})
         for name, values in rows.items():
             written.rows[name].extend(values.tolist())
-        written.rows["timestamp"].extend((np.arange(frames, dtype=np.float64) / float(fps)).astype(np.float32).tolist())
+        written.rows["timestamp"].extend((np.arange(frames, dtype=np.float64) / float(rate)).astype(np.float32).tolist())
         written.rows["frame_index"].extend(range(frames))
         written.rows["episode_index"].extend([episode_index] * frames)
         written.rows["index"].extend(range(total, total + frames))
@@ -318,7 +338,7 @@ def write_dataset(sources: list[EpisodeSource], root: Path, *, robot_type: str =
         features[f"observation.images.{camera}"] = {
             "dtype": "video", "shape": [height, width, 3], "names": ["height", "width", "channels"],
             "info": {"video.height": height, "video.width": width, "video.codec": "h264", "video.pix_fmt": "yuv420p",
-                     "video.is_depth_map": False, "video.fps": float(fps), "video.channels": 3, "has_audio": False},
+                     "video.is_depth_map": False, "video.fps": float(rate), "video.channels": 3, "has_audio": False},
         }
 
     stats: dict[str, Any] = {}
@@ -339,7 +359,7 @@ def write_dataset(sources: list[EpisodeSource], root: Path, *, robot_type: str =
     pq.write_table(pa.Table.from_pylist(episodes), root / "meta" / "episodes" / "chunk-000" / "file-000.parquet")
     pq.write_table(tasks_table(tasks), root / "meta" / "tasks.parquet")
     info = {
-        "codebase_version": "v3.0", "robot_type": robot_type, "fps": float(fps),
+        "codebase_version": "v3.0", "robot_type": robot_type, "fps": float(rate),
         "total_episodes": len(episodes), "total_frames": total, "total_tasks": len(tasks),
         "chunks_size": CHUNK_SIZE, "data_files_size_in_mb": 100, "video_files_size_in_mb": 200,
         "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",

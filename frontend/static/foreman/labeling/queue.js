@@ -110,7 +110,8 @@ function exportRow(item) {
   const percent = Math.round(item.progress * 100);
   const bar = el("progress", { max: "100", value: String(percent), "aria-label": `export ${percent}%` });
   const parts = [
-    el("strong", {}, [item.format === "xr0" ? "XR0" : "LeRobot v3"]), ` · ${item.episodes} episode${item.episodes === 1 ? "" : "s"} · ${item.state}`,
+    el("strong", {}, [item.format === "xr0" ? "XR0" : "LeRobot v3"]),
+    ` · ${item.episodes} episode${item.episodes === 1 ? "" : "s"}${item.filters?.fps ? ` at ${item.filters.fps} fps` : ""} · ${item.state}`,
     item.state === "running" || item.state === "queued" ? bar : "",
     item.message && item.state !== "done" ? el("span", { class: "muted" }, [` ${item.message}`]) : "",
   ];
@@ -130,6 +131,7 @@ exportForm?.addEventListener("submit", async (event) => {
   event.preventDefault();
   const data = new FormData(exportForm);
   const body = { format: data.get("format"), review: data.get("review") };
+  if (data.get("fps")) Object.assign(body, { fps: Number(data.get("fps")) });
   for (const key of ["station", "robot", "policy"]) {
     const value = /** @type {HTMLSelectElement} */ (form.elements.namedItem(key)).value;
     if (value) Object.assign(body, { [key]: value });
