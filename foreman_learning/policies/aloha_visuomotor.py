@@ -14,10 +14,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import torch
 
 from foreman_learning.policies.base import PolicyOutput
-from foreman_learning.policies.visuomotor import PolicyConfig, VisuomotorNet
+from foreman_learning.policies.visuomotor import PolicyConfig, VisuomotorPolicy
 
 SIDES = ("left", "right")
 ARM_DOF = 7  # six joints and the gripper, per arm (gym-aloha's action layout)
@@ -80,22 +79,11 @@ def arm_targets_to_action(arm_targets: np.ndarray, state: np.ndarray) -> np.ndar
     return np.concatenate(arms, axis=1)
 
 
-class AlohaVisuomotorPolicy:
-    """The trained network driving ALOHA: `infer(observation) -> PolicyOutput` (14 joint targets a step)."""
-
-    supports_prefix = False
-    needs_ground_truth = False
-
-    def __init__(self, net: VisuomotorNet) -> None:
-        self.net = net.eval()
-        self.config = net.config
-        self.version = net.config.version
+class AlohaVisuomotorPolicy(VisuomotorPolicy):
+    """The trained network driving ALOHA: `infer(observation) -> PolicyOutput` (14 joint targets a
+    step); the ensemble and its confidence are the nut station policy's (`infer_batch`)."""
 
     def infer(self, observation: dict[str, Any], prefix: np.ndarray | None = None) -> PolicyOutput:
         images, states = arm_inputs(observation["state"], observation["images"], self.config.image_pixels)
-        with torch.inference_mode():
-            out = self.net(torch.from_numpy(images), torch.from_numpy(states)).numpy()  # (2, heads, H, 7)
-        # The first three joints, as foreman_learning.train.calibrate_confidence measures the scale.
-        spread = out[:, :, : self.config.confidence_steps, :3].std(axis=1).mean(axis=(1, 2))
-        confidence = float(np.exp(-(spread / self.config.confidence_scale) ** 2).min())
-        return PolicyOutput(arm_targets_to_action(out.mean(axis=1), observation["state"]), confidence)
+        chunks, confidence = self.infer_batch(states, images)
+        return PolicyOutput(arm_targets_to_action(chunks[0], observation["state"]), float(confidence[0]))

@@ -124,11 +124,11 @@ class VisuomotorPolicy:
         self.version = net.config.version
 
     def infer_batch(self, states: np.ndarray, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-arm inputs for many observations at once → (N, 2, T, 5) chunks (ensemble mean) and
-        (N,) confidences (the least confident arm)."""
+        """Per-arm inputs for many observations at once → (N, 2, T, D) chunks (ensemble mean) and
+        (N,) confidences (the least confident arm, from the heads' spread on the first three numbers)."""
         with torch.inference_mode():
             out = self.net(torch.from_numpy(images), torch.from_numpy(states)).numpy()
-        mean = out.mean(axis=1)  # (2N, T, 5)
+        mean = out.mean(axis=1)  # (2N, T, D)
         steps = self.config.confidence_steps
         spread = out[:, :, :steps, :3].std(axis=1).mean(axis=(1, 2))  # motion disagreement per arm
         confidence = np.exp(-(spread / self.config.confidence_scale) ** 2)
