@@ -53,6 +53,8 @@ from robot_agent.webrtc import WebRtcGateway
 
 log = logging.getLogger(__name__)
 
+SPED_UP_SIM_RECORD_FPS = 10.0  # frames per wall second a sped-up sim records by default (its renders cost wall time)
+
 
 def policy_output(result: Any) -> PolicyOutput:
     """Accept what policies return: PolicyOutput-like objects, (actions, confidence) or bare actions."""
@@ -95,10 +97,11 @@ class Agent:
         self.inference_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self.executor = self._make_executor(policy) if policy is not None else None
         camera_list = list(cameras) if cameras is not None else default_cameras(robot, config)
-        self.hub = CameraHub(camera_list, video_fps=config.video_fps, idle_fps=config.record_fps)
+        record_fps = self.record_fps()
+        self.hub = CameraHub(camera_list, video_fps=config.video_fps, idle_fps=record_fps)
         # Frames are sampled at record_fps of wall time (a constant cost whatever the time scale), so
         # in robot time, which the video's clock and the step table share, the rate is record_fps / time_scale.
-        self.recorder = EpisodeRecorder(self.state_dir, self.hub.names, record_fps=config.record_fps / config.time_scale,
+        self.recorder = EpisodeRecorder(self.state_dir, self.hub.names, record_fps=record_fps / config.time_scale,
                                         control_hz=self.control_hz, robot_type=robot.robot_type,
                                         features=declared_features(robot, self.control_hz))
         self.outgoing: asyncio.Queue[tuple[RobotToServerMessage, bool]] = asyncio.Queue()
@@ -373,6 +376,14 @@ class Agent:
                 frame = self.hub.latest.get(name)
                 if frame is not None:
                     self.recorder.add_frame(name, frame.image)
+
+    def record_fps(self) -> float:
+        """Recorded frames per wall second: --record-fps, else the control rate (a row of the dataset
+        for every step, as LeRobot records), except on a sped-up sim, where the control rate in wall
+        time would be time_scale × as many renders: there SPED_UP_SIM_RECORD_FPS."""
+        if self.config.record_fps is not None:
+            return self.config.record_fps
+        return SPED_UP_SIM_RECORD_FPS if self.sped_up_sim else self.control_hz
 
     def clock_scale(self) -> float:
         return float(getattr(self.clock, "time_scale", self.config.time_scale))

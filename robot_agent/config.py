@@ -139,7 +139,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("prefix_length", int, "unexecuted actions passed to the policy as a prefix (default 5)"),
     Setting("stamp_frames", _bool, "stamp each frame's capture time as a bar code in its top rows (benchmarks)", flag_only=True),
     Setting("video_fps", float, "target frame rate of live video (default 30)"),
-    Setting("record_fps", float, "frame rate of recorded episode video (default 10)"),
+    Setting("record_fps", float, "recorded video frames per camera per wall second (default: the control rate, so every "
+            "step has its frames, as LeRobot records; a sped-up sim: 10)"),
     Setting("video_codecs", _codecs, "live-video codecs offered, most preferred first (default vp8,h264: VP8 costs the robot "
             "a fraction of H.264's encode here, bench video)"),
     Setting("video_bits_per_pixel", float, "live-video bitrate budget per stream, in bits per pixel of each frame (default 0.06: "
@@ -183,7 +184,7 @@ class AgentConfig:
     prefix_length: int = 5
     stamp_frames: bool = False
     video_fps: float = 30.0
-    record_fps: float = 10.0
+    record_fps: float | None = None  # None: the control rate (a sped-up sim: SPED_UP_SIM_RECORD_FPS)
     video_codecs: tuple[str, ...] = ("vp8", "h264")
     video_bits_per_pixel: float = 0.06
     max_viewers: int = 8
@@ -228,7 +229,8 @@ class AgentConfig:
             raise ConfigError(f"--offline-policy must be finish or hold, not {self.offline_policy!r}")
         if self.sim and self.robot not in (None, "sim"):
             raise ConfigError(f"--sim drives the nut station, --robot {self.robot} another robot: pass one of them")
-        if self.time_scale <= 0 or (self.control_hz is not None and self.control_hz <= 0) or self.video_fps <= 0 or self.record_fps <= 0:
+        positive = (self.time_scale, 1.0 if self.control_hz is None else self.control_hz, self.video_fps, 1.0 if self.record_fps is None else self.record_fps)
+        if min(positive) <= 0:
             raise ConfigError("--time-scale, --control-hz, --video-fps and --record-fps must be > 0")
         if not 0 <= self.intervention_confidence <= self.warning_confidence <= 1:
             raise ConfigError("need 0 ≤ intervention_confidence ≤ warning_confidence ≤ 1")

@@ -64,3 +64,17 @@ def test_the_recorder_writes_the_protocol_s_episode_format(tmp_path: Path) -> No
     assert pq.read_schema(spool / "steps.parquet").equals(STEP_SCHEMA)  # a null-only column keeps its type
     metadata = EpisodeMetadata.model_validate_json((spool / "metadata.json").read_text())
     assert metadata.seed is None and metadata.steps == 1 and metadata.cameras == []
+
+
+def test_the_agent_records_a_frame_per_control_step_unless_told_otherwise(tmp_path: Path) -> None:
+    from robot_agent.sim_robot import SimRobot
+    from tests.agent.station import make_agent
+
+    def rates(**settings: object) -> tuple[float, float]:
+        agent = make_agent("http://127.0.0.1:9", "frt_test", tmp_path / str(len(settings)), SimRobot(), None, **settings)
+        agent.recorder.close()
+        return agent.recorder.record_fps, agent.hub.idle_fps  # robot time, wall time
+
+    assert rates(record_fps=None) == (30.0, 30.0)  # a real-time robot: the control rate, every step with its frames
+    assert rates(record_fps=None, time_scale=4.0) == (2.5, 10.0)  # a sped-up sim renders 10 a wall second
+    assert rates(record_fps=6.0, time_scale=2.0, control_hz=15.0) == (3.0, 6.0)  # what --record-fps says

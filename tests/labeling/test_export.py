@@ -304,3 +304,15 @@ def test_a_step_table_wider_than_the_declaration_is_rejected(fleet: Any, setting
     narrow = RobotFeatures(control_hz=narrow.control_hz, state=narrow.state, action=narrow.action[:6], teleop=None)
     upload = upload_process(post(Client(), fleet.tokens["r1"], record_episode(tmp_path / "bad", features=narrow))["upload"])
     assert upload.state == "rejected" and "action has 10 numbers per step, the robot declares 6 action features" in upload.reason
+
+
+def test_at_the_control_rate_every_frame_is_paired_with_its_own_step() -> None:
+    from webapp.labeling.services.lerobot import nearest_steps
+
+    # The control loop runs each step a little after its tick; the recorder's frame k is at k/30 exactly.
+    jitter = np.random.default_rng(3).uniform(0.0, 0.012, 900)
+    steps = np.arange(900) / 30 + jitter
+    steps -= steps[0]
+    assert (nearest_steps(steps, np.arange(900) / 30) == np.arange(900)).all()
+    # A lower rate takes the step nearest each frame; past the last step, the last.
+    assert nearest_steps(steps, np.array([0.0, 0.1, 1.0, 40.0])).tolist() == [0, 3, 30, 899]

@@ -2,7 +2,7 @@
 lists what LeRobot's loader requires and the mistakes that load silently wrong.
 
 One row per video frame. A clip's video frame k shows robot time k/fps into the episode; its row
-takes the step recorded at (or just before) that time: state, action, action mode (the Sirius
+takes the step recorded nearest that time: state, action, action mode (the Sirius
 segment: robot / pre_intervention / human / shared), who held control (control_source) and under
 which lease (lease_index into info.json's foreman.leases: the lease id, its operator and mode), and
 its training weight (sample_weight, foreman_learning/weights.py). Videos go one
@@ -77,6 +77,13 @@ def copy_video(source: Path, target: Path, fps: Fraction, frames: int, samples: 
     return reencode(source, target, fps, frames, samples, every)
 
 
+def stats_sample(frame: av.VideoFrame) -> np.ndarray:
+    """A frame's pixels for the image statistics: a quarter of each side, (N, 3) uint8 (scaled by
+    the decoder's own converter, cheaper than a full-size RGB copy)."""
+    small = frame.reformat(width=max(1, frame.width // 4), height=max(1, frame.height // 4), format="rgb24")
+    return small.to_ndarray().reshape(-1, 3)
+
+
 def _size(path: Path) -> tuple[int, int]:
     with av.open(str(path)) as container:
         context = container.streams.video[0].codec_context
@@ -100,7 +107,7 @@ def _copy_packets(source: Path, target: Path, fps: Fraction, frames: int, sample
                     break  # reordered or irregular timing: re-encode instead
                 for frame in packet.decode():
                     if index % 10 == 0:  # a sample of frames for the image statistics
-                        taken.append(frame.to_ndarray(format="rgb24")[::4, ::4].reshape(-1, 3).astype(np.float32) / 255.0)
+                        taken.append(stats_sample(frame))
                 packet.stream = copy
                 out.mux(packet)
                 index += 1
@@ -131,7 +138,7 @@ def reencode(source: Path, target: Path, fps: Fraction, frames: int, samples: li
                 stream.options = {"g": "2", "crf": "23", "preset": "veryfast", "threads": "1"}
             image = frame.to_ndarray(format="rgb24")
             if written % 10 == 0:  # a sample of frames for the image statistics
-                samples.append(image[::4, ::4].reshape(-1, 3).astype(np.float32) / 255.0)
+                samples.append(stats_sample(frame))
             fresh = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
             fresh.pts = written  # in 1/fps units: frame k at k/fps
             for packet in stream.encode(fresh):
@@ -151,14 +158,23 @@ def lease_ids(steps: pa.Table) -> list[str]:
     return list(dict.fromkeys(lease for lease in steps.column("lease_id").to_pylist() if lease))
 
 
+def nearest_steps(t: np.ndarray, moments: np.ndarray) -> np.ndarray:
+    """The index of the step time in `t` (ascending) nearest each moment. Steps run a little after
+    their tick (jitter), so at a recording rate equal to the control rate frame k pairs with step
+    k, where "the last step at or before" would pair it with step k - 1."""
+    after = np.clip(np.searchsorted(t, moments, side="left"), 0, len(t) - 1)
+    before = np.clip(after - 1, 0, len(t) - 1)
+    return np.where(np.abs(t[before] - moments) <= np.abs(t[after] - moments), before, after)
+
+
 def rows_for(source: EpisodeSource, frames: int, lease_index: dict[str, int], fps: float | None = None) -> dict[str, np.ndarray]:
     """For each of `frames` video frames at `fps` (the clip's own rate by default), the step recorded
-    at (or just before) its moment. `sample_weight` is the step's own weight, before the person's
+    nearest its moment. `sample_weight` is the step's own weight, before the person's
     share of the whole dataset is applied."""
     t = source.steps.column("t").to_numpy(zero_copy_only=False).astype(np.float64)
     t = t - t[0]
     moments = np.arange(frames) / (fps or source.fps)
-    index = np.clip(np.searchsorted(t, moments + 1e-9, side="right") - 1, 0, len(t) - 1)
+    index = nearest_steps(t, moments)
     state = np.asarray(source.steps.column("state").to_pylist(), dtype=np.float32)[index]
     action = np.asarray(source.steps.column("action").to_pylist(), dtype=np.float32)[index]
     action_modes = np.asarray(source.steps.column("action_mode").to_pylist())
@@ -186,10 +202,18 @@ def feature_stats(values: np.ndarray) -> dict[str, Any]:
     return stats
 
 
+QUANTILE_PIXELS = 250_000
+
+
 def image_stats(samples: list[np.ndarray]) -> dict[str, Any]:
-    pixels = np.concatenate(samples) if samples else np.zeros((1, 3), dtype=np.float32)
-    per_channel = {"min": pixels.min(axis=0), "max": pixels.max(axis=0), "mean": pixels.mean(axis=0), "std": pixels.std(axis=0)}
-    per_channel.update({name: np.quantile(pixels, q, axis=0) for name, q in QUANTILES.items()})
+    pixels = np.concatenate(samples) if samples else np.zeros((1, 3), dtype=np.uint8)  # uint8 RGB; LeRobot's stats are in [0, 1]
+    per_channel = {"min": pixels.min(axis=0) / 255.0, "max": pixels.max(axis=0) / 255.0, "mean": pixels.mean(axis=0) / 255.0,
+                   "std": pixels.std(axis=0) / 255.0}
+    # Quantiles from an even stride of at most QUANTILE_PIXELS pixels: a partition of every sampled
+    # pixel cost more than the rest of a 30 fps export's statistics (bench export), for a figure
+    # that moves by less than 1/255.
+    spread = pixels[:: max(1, len(pixels) // QUANTILE_PIXELS)]
+    per_channel.update({name: np.quantile(spread, q, axis=0) / 255.0 for name, q in QUANTILES.items()})
     stats: dict[str, Any] = {k: [[[float(c)]] for c in v] for k, v in per_channel.items()}
     stats["count"] = [int(pixels.shape[0])]
     return stats
