@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -70,7 +71,7 @@ def test_the_agent_records_a_frame_per_control_step_unless_told_otherwise(tmp_pa
     from robot_agent.sim_robot import SimRobot
     from tests.agent.station import make_agent
 
-    def rates(**settings: object) -> tuple[float, float]:
+    def rates(**settings: Any) -> tuple[float, float]:
         agent = make_agent("http://127.0.0.1:9", "frt_test", tmp_path / str(len(settings)), SimRobot(), None, **settings)
         agent.recorder.close()
         return agent.recorder.record_fps, agent.hub.idle_fps  # robot time, wall time
